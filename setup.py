@@ -1,0 +1,35 @@
+"""mobilenet-skip: MobileNet v1 with residual skip connections, in MXNet/Gluon.
+
+MXNet is not in install_requires because it comes in two flavours that must not
+be installed together; pick one with an extra (`pip install .[cpu]` or `.[gpu]`)
+or, for the exact pinned set, `make FLAVOUR=cpu|gpu` (see README).
+"""
+import os
+import re
+
+from setuptools import find_packages, setup
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+with open(os.path.join(HERE, "mobilenet_skip", "__init__.py")) as f:
+    VERSION = re.search(r'__version__ = "([^"]+)"', f.read()).group(1)
+
+setup(
+    name="mobilenet-skip",
+    version=VERSION,
+    description="MobileNet v1 with residual skip connections (Huang, Dong, Bai) in MXNet Gluon",
+    long_description=open(os.path.join(HERE, "README.md")).read(),
+    long_description_content_type="text/markdown",
+    packages=find_packages(include=["mobilenet_skip", "mobilenet_skip.*"]),
+    python_requires=">=3.8",
+    install_requires=["numpy==1.23.5", "pyyaml", "opencv-python-headless==4.8.1.78",
+                      "matplotlib<3.9"],
+    extras_require={
+        "cpu": ["mxnet==1.9.1"],
+        "gpu": ["mxnet-cu112==1.9.1"],
+        "gluoncv": ["gluoncv==0.10.5.post0"],
+        "onnx": ["onnx<1.19", "onnxruntime"],
+        "demo": ["scikit-learn"],
+    },
+    classifiers=["Programming Language :: Python :: 3",
+                 "Topic :: Scientific/Engineering :: Artificial Intelligence"],
+)
