@@ -6,7 +6,8 @@ PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-$(FLAVOUR)
-REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt
+REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt \
+        requirements/tracker.txt
 PYTEST_ARGS ?=
 
 .PHONY: venv test demo clean-venv help
@@ -27,6 +28,8 @@ $(STAMP): $(REQS) setup.py
 		$(PY) -m pip uninstall -y -q mxnet mxnet-cu112 || true; fi
 	$(PY) -m pip install -q --no-deps -r requirements/$(FLAVOUR).txt -r requirements/test.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
+	@# dmlc_tracker: what MXNet's launcher imports but the wheel lacks (tools/launch.py)
+	$(PY) tools/launch.py --install-tracker
 	@rm -f $(VENV)/.installed-*
 	@touch $@
 

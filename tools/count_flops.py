@@ -23,7 +23,8 @@ PAPER = {("mobilenet", 1.0): ("569M", "4.2M"), ("simple-connect", 1.0): ("569M",
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+                                formatter_class=argparse.RawDescriptionHelpFormatter,
+                                allow_abbrev=False)
     p.add_argument("--model", action="append", choices=list_models(), metavar="NAME",
                    help="model to count (repeatable; default: all five). One of: %s"
                    % ", ".join(list_models()))

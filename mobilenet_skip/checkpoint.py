@@ -1,0 +1,111 @@
+"""Epoch checkpoints written atomically, so a crash never corrupts the last good one.
+
+An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
+``<model>-NNNN.states`` (``Trainer.save_states``) and ``<model>-NNNN.json``, the
+marker written last: a checkpoint counts only once its marker exists. Ctrl-C writes
+the same trio as ``<model>-interrupted.*``, recording how far into the next epoch
+training had gone.
+"""
+import glob
+import json
+import os
+import re
+
+__all__ = ["atomic_write", "atomic_save", "CheckpointDir"]
+
+
+def atomic_write(path, write):
+    """Call ``write(tmp_path)``, then rename the temporary file over ``path``."""
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
+def atomic_save(path, text):
+    """Write a text file atomically."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+class CheckpointDir(object):
+    """The checkpoints of one model in one directory.
+
+    Parameters
+    ----------
+    save_dir : str
+        Directory (created if needed).
+    model : str
+        Model name, the file prefix.
+    """
+
+    def __init__(self, save_dir, model):
+        self.save_dir, self.model = save_dir, model
+        os.makedirs(save_dir, exist_ok=True)
+
+    def path(self, tag, ext):
+        tag = "%04d" % tag if isinstance(tag, int) else tag
+        return os.path.join(self.save_dir, "%s-%s.%s" % (self.model, tag, ext))
+
+    def save(self, tag, net, trainer, meta):
+        """Write params, trainer states and (last) the JSON marker for ``tag``."""
+        atomic_write(self.path(tag, "params"), net.save_parameters)
+        atomic_write(self.path(tag, "states"), trainer.save_states)
+        atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
+
+    def remove(self, tag):
+        for ext in ("json", "params", "states"):  # marker first: never a marker without data
+            if os.path.exists(self.path(tag, ext)):
+                os.remove(self.path(tag, ext))
+
+    def _read(self, tag):
+        marker = self.path(tag, "json")
+        if not all(os.path.isfile(self.path(tag, ext)) for ext in ("json", "params", "states")):
+            return None
+        try:
+            with open(marker) as f:
+                meta = json.load(f)
+        except (OSError, ValueError):
+            return None
+        meta["tag"] = tag
+        return meta
+
+    def epochs(self):
+        """Metadata of every complete epoch checkpoint, oldest first."""
+        pattern = re.compile(re.escape(self.model) + r"-(\d{4,})\.json$")
+        found = []
+        for marker in glob.glob(os.path.join(glob.escape(self.save_dir), "*.json")):
+            match = pattern.match(os.path.basename(marker))
+            meta = self._read(int(match.group(1))) if match else None
+            if meta is not None:
+                found.append(meta)
+        return sorted(found, key=lambda m: m["epoch"])
+
+    def interrupted(self):
+        """Metadata of the Ctrl-C checkpoint, or None."""
+        return self._read("interrupted")
+
+    def newest(self):
+        """The checkpoint to resume from: the furthest-along complete one, or None."""
+        candidates = self.epochs()[-1:]
+        stopped = self.interrupted()
+        if stopped is not None:
+            candidates.append(stopped)
+        if not candidates:
+            return None
+        return max(candidates, key=lambda m: (m["epoch"], m.get("batches_done", 0)))
+
+    def prune(self, keep, best_epoch=None):
+        """Keep the ``keep`` newest epoch checkpoints plus ``best_epoch``."""
+        metas = self.epochs()
+        recent = {m["epoch"] for m in metas[-keep:]} if keep > 0 else set()
+        for meta in metas:
+            if meta["epoch"] not in recent and meta["epoch"] != best_epoch:
+                self.remove(meta["tag"])

@@ -1,0 +1,262 @@
+"""Training recipes: YAML files of flat keys, composed by ``base:`` plus overrides.
+
+Every key is declared once in :data:`SCHEMA` (default, help); the recipe files set
+values and say where each comes from, and :func:`add_flags` turns every key into a
+command-line flag of the same name (``lr_mode`` -> ``--lr-mode``).
+"""
+import argparse
+import os
+
+import yaml
+
+from .errors import UserError
+from .models import list_models
+
+__all__ = ["SCHEMA", "RECIPE_DIR", "ARCH_KEYS", "load_recipe", "default_recipe_path",
+           "add_flags", "flag_overrides", "resolve", "dump", "validate"]
+
+RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+
+# Keys that fix the network's parameter shapes: a resume must not change them.
+ARCH_KEYS = ("model", "multiplier", "classes")
+
+# key: (default, help). The type of a flag is the type of its default.
+SCHEMA = {
+    # model
+    "model": ("full-connect-pre-act", "network: one of %s" % ", ".join(list_models())),
+    "multiplier": (1.0, "width multiplier"),
+    "classes": (1000, "number of classes"),
+    "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
+    # data (see mobilenet_skip.data)
+    "rec_train": ("", "training .rec (its .idx beside it)"),
+    "rec_val": ("", "validation .rec (its .idx beside it)"),
+    "input_size": (224, "training and validation crop side"),
+    "crop_ratio": (0.875, "validation centre crop / resized short side (224/256)"),
+    "batch_size": (32, "images per device per step"),
+    "min_random_area": (0.25, "smallest random-resized-crop area fraction"),
+    "max_random_area": (1.0, "largest random-resized-crop area fraction"),
+    "min_aspect_ratio": (0.75, "smallest random crop aspect ratio"),
+    "max_aspect_ratio": (4.0 / 3.0, "largest random crop aspect ratio"),
+    "rand_mirror": (True, "random horizontal flips"),
+    "color_jitter": (0.0, "brightness/contrast/saturation jitter strength (0 = off)"),
+    "mean_rgb": ([123.68, 116.779, 103.939], "per-channel mean subtracted from pixels"),
+    "std_rgb": ([58.393, 57.12, 57.375], "per-channel std dividing pixels"),
+    "preprocess_threads": (4, "decode threads of ImageRecordIter"),
+    "shuffle": (True, "shuffle training records every epoch"),
+    # optimisation
+    "num_epochs": (100, "epochs to train"),
+    "optimizer": ("sgd", "sgd | nag | rmsprop"),
+    "lr": (0.045, "base learning rate (for the recipe's global batch)"),
+    "momentum": (0.9, "momentum of sgd/nag (and of rmsprop when centred)"),
+    "wd": (4e-5, "weight decay"),
+    "no_wd_dw_bn": (True, "no weight decay on depthwise filters and BatchNorm"),
+    "rmsprop_decay": (0.9, "RMSProp gamma1 (decay of the squared-gradient average)"),
+    "rmsprop_eps": (1.0, "RMSProp epsilon"),
+    "lr_mode": ("exponential", "exponential | step | cosine"),
+    "lr_decay": (0.94, "lr factor per decay (exponential and step modes)"),
+    "lr_decay_period": (2, "epochs between exponential decays"),
+    "lr_decay_epochs": ([30, 60, 90], "epochs at which step mode decays"),
+    "warmup_epochs": (0, "linear warm-up epochs from warmup_lr to lr"),
+    "warmup_lr": (0.0, "learning rate at the start of warm-up"),
+    "label_smoothing": (0.1, "label smoothing epsilon"),
+    "clip_gradient": (2.0, "clip the global gradient norm to this (0 = off)"),
+    "dtype": ("float32", "float32 | float16 (float16 keeps float32 master weights)"),
+    "init": ("msra", "weight init: msra | xavier"),
+    # devices and distribution
+    "gpus": ("", "comma-separated GPU ids, e.g. 0,1 ('' = CPU)"),
+    "cpu_contexts": (1, "number of CPU contexts when no GPU is used"),
+    "kv_store": ("device", "device | local | nccl | dist_sync | dist_device_sync"),
+    "seed": (0, "random seed"),
+    # bookkeeping
+    "save_dir": ("runs/{model}", "checkpoints, logs and exports go here ({model} is expanded)"),
+    "keep_checkpoints": (3, "keep this many recent epoch checkpoints (plus the best)"),
+    "log_interval": (50, "batches between log lines"),
+    "batches_per_epoch": (0, "cap on batches per epoch (0 = the whole .rec; for smoke runs)"),
+    "hybridize": (True, "hybridize with static_alloc/static_shape"),
+}
+
+CHOICES = {
+    "optimizer": ("sgd", "nag", "rmsprop"),
+    "lr_mode": ("exponential", "step", "cosine"),
+    "dtype": ("float32", "float16"),
+    "init": ("msra", "xavier"),
+    "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),
+}
+POSITIVE = ("multiplier", "classes", "input_size", "batch_size", "num_epochs", "lr",
+            "preprocess_threads", "cpu_contexts", "log_interval", "lr_decay_period")
+
+
+def default_recipe_path(model):
+    """``recipes/<model>.yaml`` of the checkout."""
+    return os.path.join(RECIPE_DIR, "%s.yaml" % model)
+
+
+def _find_recipe(path, relative_to=None):
+    candidates = [path]
+    if relative_to and not os.path.isabs(path):
+        candidates.insert(0, os.path.join(relative_to, path))
+    if not os.path.isabs(path):
+        candidates.append(os.path.join(RECIPE_DIR, path))
+    for candidate in candidates:
+        if os.path.isfile(candidate):
+            return os.path.abspath(candidate)
+    raise UserError("recipe %s not found (looked in %s); pass an existing YAML file to "
+                    "--recipe" % (path, ", ".join(sorted(set(os.path.dirname(os.path.abspath(c))
+                                                              for c in candidates)))))
+
+
+def load_recipe(path, _seen=None, _relative_to=None):
+    """Read a recipe file and its ``base:`` chain into one flat dict (no defaults filled).
+
+    Raises
+    ------
+    UserError
+        For a missing file, bad YAML, a base cycle, or a key not in :data:`SCHEMA`
+        (naming the key and the file).
+    """
+    path = _find_recipe(path, _relative_to)
+    seen = list(_seen or [])
+    if path in seen:
+        raise UserError("recipe base cycle: %s" % " -> ".join(seen + [path]))
+    try:
+        with open(path) as f:
+            values = yaml.safe_load(f) or {}
+    except yaml.YAMLError as err:
+        raise UserError("recipe %s is not valid YAML: %s" % (path, str(err).splitlines()[0]))
+    if not isinstance(values, dict):
+        raise UserError("recipe %s must be a mapping of key: value lines" % path)
+    base = values.pop("base", None)
+    for key in values:
+        if key not in SCHEMA:
+            raise UserError("unknown key %r in recipe %s; valid keys: %s"
+                            % (key, path, ", ".join(SCHEMA)))
+    merged = load_recipe(base, seen + [path], os.path.dirname(path)) if base else {}
+    merged.update(values)
+    return merged
+
+
+def _flag(key):
+    return "--" + key.replace("_", "-")
+
+
+def _parse_bool(text):
+    value = str(text).strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
+
+
+def _list_parser(example):
+    item = type(example[0]) if example else str
+
+    def parse(text):
+        try:
+            return [item(v) for v in str(text).replace(" ", "").split(",") if v != ""]
+        except ValueError:
+            raise argparse.ArgumentTypeError("expected a comma-separated list of %s, got %r"
+                                             % (item.__name__, text))
+    return parse
+
+
+def _parser_for(default):
+    if isinstance(default, bool):
+        return _parse_bool
+    if isinstance(default, list):
+        return _list_parser(default)
+    return type(default)
+
+
+def add_flags(parser):
+    """Add one ``--flag`` per recipe key to an argparse parser (default: not given)."""
+    group = parser.add_argument_group("recipe keys (each overrides the recipe's value)")
+    for key, (default, help_text) in SCHEMA.items():
+        shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
+        group.add_argument(_flag(key), dest=key, type=_parser_for(default), default=None,
+                           metavar=type(default).__name__.upper() if not isinstance(
+                               default, bool) else "BOOL",
+                           help="%s (schema default: %s)" % (help_text, shown))
+    return parser
+
+
+def flag_overrides(args):
+    """The recipe keys set explicitly on the command line."""
+    return {key: getattr(args, key) for key in SCHEMA if getattr(args, key, None) is not None}
+
+
+def _coerce(key, value, source):
+    default = SCHEMA[key][0]
+    try:
+        if isinstance(default, bool):
+            return value if isinstance(value, bool) else _parse_bool(value)
+        if isinstance(default, list):
+            return list(value) if isinstance(value, (list, tuple)) else _list_parser(default)(value)
+        if isinstance(default, float):
+            return float(value)
+        if isinstance(default, int):
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        return "" if value is None else str(value)
+    except (TypeError, ValueError, argparse.ArgumentTypeError):
+        raise UserError("%s: %s must be a %s, got %r" % (source, key, type(default).__name__,
+                                                          value))
+
+
+def validate(cfg, source="config"):
+    """Check value types and ranges; returns the coerced config."""
+    out = {}
+    for key, value in cfg.items():
+        if key not in SCHEMA:
+            raise UserError("unknown key %r in %s; valid keys: %s" % (key, source,
+                                                                      ", ".join(SCHEMA)))
+        out[key] = _coerce(key, value, source)
+    for key, choices in CHOICES.items():
+        if key in out and out[key] not in choices:
+            raise UserError("%s: %s must be one of %s, got %r" % (source, key,
+                                                                  " | ".join(choices), out[key]))
+    for key in POSITIVE:
+        if key in out and not out[key] > 0:
+            raise UserError("%s: %s must be positive, got %r" % (source, key, out[key]))
+    if "model" in out and out["model"] not in list_models():
+        raise UserError("%s: unknown model %r; valid names: %s"
+                        % (source, out["model"], ", ".join(list_models())))
+    return out
+
+
+def resolve(recipe_path=None, overrides=None):
+    """Defaults < recipe chain < overrides, validated, with ``{model}`` expanded.
+
+    With no ``recipe_path`` the model's own recipe (``recipes/<model>.yaml``) is
+    used, the model coming from the overrides or the schema default.
+    """
+    overrides = dict(overrides or {})
+    if recipe_path is None:
+        model = overrides.get("model", SCHEMA["model"][0])
+        recipe_path = default_recipe_path(str(model).lower().replace("_", "-"))
+        if not os.path.isfile(recipe_path):
+            validate({"model": model}, "--model")
+    cfg = {key: value for key, (value, _) in SCHEMA.items()}
+    cfg.update(validate(load_recipe(recipe_path), recipe_path))
+    cfg.update(validate(overrides, "command line"))
+    cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
+    cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
+    return cfg
+
+
+def dump(cfg, path):
+    """Write a resolved config as YAML (atomically), keys in schema order."""
+    ordered = {key: cfg[key] for key in SCHEMA if key in cfg}
+    text = "# resolved from %s\n" % cfg.get("recipe", "?") + yaml.safe_dump(
+        ordered, sort_keys=False, default_flow_style=None)
+    tmp = path + ".tmp"
+    with open(tmp, "w") as f:
+        f.write(text)
+    os.replace(tmp, path)
+
+
+def load_dumped(path):
+    """Read back a config written by :func:`dump` (validated)."""
+    with open(path) as f:
+        return validate(yaml.safe_load(f) or {}, path)

@@ -1,0 +1,42 @@
+"""Training curves from ``metrics.csv`` (loss, accuracy and lr by epoch)."""
+import csv
+
+__all__ = ["read_metrics", "plot_curves"]
+
+
+def read_metrics(path):
+    """Rows of a metrics.csv as dicts of floats (``epoch`` as int)."""
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    return [{k: (int(v) if k == "epoch" else float(v)) for k, v in row.items()} for row in rows]
+
+
+def plot_curves(csv_path, png_path, title=None):
+    """Draw train loss, train/val top-1 and lr against epoch into ``png_path``."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from .checkpoint import atomic_write
+
+    rows = read_metrics(csv_path)
+    epochs = [r["epoch"] for r in rows]
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
+    axes[0].plot(epochs, [r["train_loss"] for r in rows], "o-")
+    axes[0].set_title("train loss")
+    axes[1].plot(epochs, [r["train_top1"] for r in rows], "o-", label="train top-1")
+    axes[1].plot(epochs, [r["val_top1"] for r in rows], "s-", label="val top-1")
+    axes[1].plot(epochs, [r["val_top5"] for r in rows], "^--", label="val top-5")
+    axes[1].set_ylim(0, 1)
+    axes[1].legend(loc="lower right")
+    axes[1].set_title("accuracy")
+    axes[2].plot(epochs, [r["lr"] for r in rows], "o-")
+    axes[2].set_title("learning rate (end of epoch)")
+    for ax in axes:
+        ax.set_xlabel("epoch")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)

@@ -1,0 +1,651 @@
+"""The training job behind ``tools/train_imagenet.py``.
+
+Gluon ``Trainer`` over one context per device, MXNet's kvstore for reduction
+(``device``/``nccl`` on one machine, ``dist_sync`` across machines), the paper's
+recipe (label smoothing, global-norm clipping, exponential lr), atomic epoch
+checkpoints with exact resume, and an export of the best epoch at the end.
+
+Nothing here syncs with the device inside the step: losses and accuracy are
+accumulated as NDArrays and read every ``log_interval`` batches.
+"""
+import csv
+import json
+import logging
+import math
+import os
+import signal
+import sys
+import time
+
+import mxnet as mx
+import numpy as np
+from mxnet import autograd, gluon
+from mxnet.gluon import nn
+
+from . import config as config_mod
+from .checkpoint import CheckpointDir, atomic_write
+from .compat import load_gluoncv_params
+from .errors import UserError
+from .export import export_network, network_from_checkpoint
+from .models import DWUnit, get_model
+
+__all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "make_lr_scheduler",
+           "make_trainer", "TrainStep", "evaluate", "fit", "NonFiniteLoss", "METRIC_COLUMNS"]
+
+METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
+                  "epoch_time_s", "samples_per_s")
+
+log = logging.getLogger("mobilenet_skip")
+
+
+class NonFiniteLoss(RuntimeError):
+    """The loss became NaN or infinite; the message names the epoch and batch."""
+
+
+def parse_contexts(gpus="", cpu_contexts=1):
+    """Devices from ``--gpus`` (``"0,1"``) or, when empty, ``cpu_contexts`` CPU contexts.
+
+    Raises
+    ------
+    UserError
+        For malformed ids, a GPU on an MXNet without CUDA, or ids past the GPU count.
+    """
+    text = str(gpus).strip()
+    try:
+        ids = [int(g) for g in text.split(",") if g.strip() != ""]
+    except ValueError:
+        raise UserError("--gpus takes comma-separated GPU ids such as 0,1 (or '' for CPU), "
+                        "got %r" % text)
+    if not ids:
+        if int(cpu_contexts) < 1:
+            raise UserError("--cpu-contexts must be at least 1")
+        return [mx.cpu(i) for i in range(int(cpu_contexts))]
+    if len(set(ids)) != len(ids) or min(ids) < 0:
+        raise UserError("--gpus %s repeats an id or has a negative one" % text)
+    if not mx.runtime.Features().is_enabled("CUDA"):
+        raise UserError("--gpus %s asks for a GPU, but this MXNet is a CPU build; install "
+                        "mxnet-cu112==1.9.1 (make FLAVOUR=gpu) or pass --gpus '' to train on "
+                        "the CPU" % text)
+    count = mx.context.num_gpus()
+    if max(ids) >= count:
+        raise UserError("--gpus %s asks for GPU %d, but only %d GPU(s) are visible (ids 0-%d)"
+                        % (text, max(ids), count, count - 1))
+    return [mx.gpu(i) for i in ids]
+
+
+class LabelSmoothingLoss(gluon.HybridBlock):
+    """Softmax cross-entropy against ``(1 - eps) * onehot + eps / K`` (Inception-v3).
+
+    Takes sparse labels, so no one-hot tensor is built; computed in float32 even for
+    float16 logits.
+    """
+
+    def __init__(self, epsilon=0.1, **kwargs):
+        super(LabelSmoothingLoss, self).__init__(**kwargs)
+        self.epsilon = float(epsilon)
+
+    def hybrid_forward(self, F, pred, label):
+        logp = F.log_softmax(F.cast(pred, "float32"), axis=-1)
+        nll = -F.pick(logp, label, axis=-1)
+        if self.epsilon == 0:
+            return nll
+        return (1 - self.epsilon) * nll - self.epsilon * F.mean(logp, axis=-1)
+
+
+def _init(cfg):
+    if cfg["init"] == "msra":  # He et al.: N(0, 2/fan_in), right for ReLU nets
+        return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+    return mx.init.Xavier()
+
+
+def build_net(cfg, ctxs):
+    """The recipe's network, initialised (or warm-started) on ``ctxs``, cast, wd-masked."""
+    net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"])
+    if cfg["warm_start"]:
+        left = load_gluoncv_params(net, cfg["warm_start"], ctx=ctxs,
+                                   load_output=cfg["classes"] == 1000)
+        log.info("warm start from %s; %d parameters freshly initialised", cfg["warm_start"],
+                 len(left))
+    net.initialize(_init(cfg), ctx=ctxs)
+    if cfg["no_wd_dw_bn"]:
+        def no_decay(block):
+            if isinstance(block, nn.BatchNorm):
+                for p in block.params.values():
+                    p.wd_mult = 0.0
+            elif isinstance(block, DWUnit):
+                block.dw.weight.wd_mult = 0.0  # MobileNet v1: none on depthwise filters
+        net.apply(no_decay)
+    if cfg["dtype"] == "float16":
+        net.cast("float16")
+    return net
+
+
+class _PerUpdate(mx.lr_scheduler.LRScheduler):
+    """Feeds a schedule the number of updates done *before* the current one.
+
+    MXNet's optimizer counts the update in progress (1 for the first), so without
+    this shift an epoch's last update would already use the next epoch's rate.
+    """
+
+    def __init__(self, schedule):
+        super(_PerUpdate, self).__init__(base_lr=schedule(0))
+        self.schedule = schedule
+
+    def __call__(self, num_update):
+        return self.schedule(max(num_update - 1, 0))
+
+
+def make_lr_scheduler(cfg, iters_per_epoch):
+    """The recipe's schedule as gluoncv ``LRScheduler`` s (stateless in the update count,
+    which is what makes resume exact), with optional linear warm-up in front."""
+    from gluoncv.utils import LRScheduler, LRSequential
+
+    warmup, epochs = int(cfg["warmup_epochs"]), int(cfg["num_epochs"])
+    main_epochs = max(epochs - warmup, 1)
+    if cfg["lr_mode"] == "cosine":
+        main = LRScheduler("cosine", base_lr=cfg["lr"], target_lr=0, nepochs=main_epochs,
+                           iters_per_epoch=iters_per_epoch)
+    else:
+        if cfg["lr_mode"] == "exponential":
+            period = int(cfg["lr_decay_period"])
+            steps = list(range(period, main_epochs + 1, period))
+        else:
+            steps = [e - warmup for e in cfg["lr_decay_epochs"] if e > warmup]
+        main = LRScheduler("step", base_lr=cfg["lr"], nepochs=main_epochs,
+                           iters_per_epoch=iters_per_epoch, step_epoch=steps,
+                           step_factor=cfg["lr_decay"])
+    parts = [main]
+    if warmup > 0:
+        parts.insert(0, LRScheduler("linear", base_lr=cfg["warmup_lr"], target_lr=cfg["lr"],
+                                    nepochs=warmup, iters_per_epoch=iters_per_epoch))
+    return _PerUpdate(LRSequential(parts))
+
+
+def make_trainer(net, cfg, kvstore, iters_per_epoch):
+    """A Gluon Trainer with the recipe's optimizer; updates happen on the workers so
+    that gradients can be clipped after the all-reduce."""
+    common = dict(wd=cfg["wd"],
+                  lr_scheduler=make_lr_scheduler(cfg, iters_per_epoch),
+                  multi_precision=cfg["dtype"] == "float16")
+    if cfg["optimizer"] == "rmsprop":
+        opt = mx.optimizer.RMSProp(gamma1=cfg["rmsprop_decay"], epsilon=cfg["rmsprop_eps"],
+                                   **common)
+    else:
+        opt = mx.optimizer.create(cfg["optimizer"], momentum=cfg["momentum"], **common)
+    return gluon.Trainer(net.collect_params(), opt, kvstore=kvstore, update_on_kvstore=False)
+
+
+class TrainStep(object):
+    """One optimisation step: forward, label-smoothed loss, backward, all-reduce,
+    global-norm clipping, update. The benchmark times exactly this object.
+
+    Parameters
+    ----------
+    net, trainer
+        The hybridized network and its Trainer.
+    ctxs : list of Context
+        One per device; a batch is split across them.
+    label_smoothing, clip_gradient : float
+        Recipe values (0 turns either off).
+    global_batch : int
+        Images per step over all devices and workers (gradients are averaged over it).
+    dtype : str
+        Input dtype.
+    """
+
+    def __init__(self, net, trainer, ctxs, label_smoothing, clip_gradient, global_batch,
+                 dtype="float32"):
+        self.net, self.trainer, self.ctxs = net, trainer, ctxs
+        self.loss = LabelSmoothingLoss(label_smoothing)
+        self.loss.hybridize(static_alloc=True, static_shape=True)
+        self.clip, self.global_batch, self.dtype = float(clip_gradient), int(global_batch), dtype
+        self._grads = None
+
+    def split(self, data, label):
+        """Split a host batch across the devices (no copy for a single CPU context)."""
+        data = gluon.utils.split_and_load(data, self.ctxs, even_split=False)
+        label = gluon.utils.split_and_load(label, self.ctxs, even_split=False)
+        if self.dtype != "float32":
+            data = [d.astype(self.dtype, copy=False) for d in data]
+        return data, label
+
+    def _clip(self):
+        if self._grads is None:
+            params = [p for p in self.net.collect_params().values() if p.grad_req != "null"]
+            self._grads = [[p.grad(ctx) for p in params] for ctx in self.ctxs]
+        # The gradients hold sums over the global batch, so the mean gradient's norm
+        # bound becomes clip * batch here. Every device has the same reduced gradients.
+        bound = self.clip * self.global_batch
+        for grads in self._grads:
+            sq = mx.nd.multi_sum_sq(*grads, num_arrays=len(grads))
+            norm = mx.nd.sqrt(mx.nd.sum(sq.astype("float32")))
+            scale = mx.nd.minimum(bound / (norm + 1e-6), mx.nd.ones_like(norm))
+            for g in grads:
+                g *= scale.astype(g.dtype, copy=False)
+
+    def __call__(self, data, label):
+        """Run the step on device-split lists; returns (losses, outputs) per device."""
+        with autograd.record():
+            outputs = [self.net(x) for x in data]
+            losses = [self.loss(out, y) for out, y in zip(outputs, label)]
+        autograd.backward(losses)
+        self.trainer.allreduce_grads()
+        if self.clip > 0:
+            self._clip()
+        self.trainer.update(self.global_batch)
+        return losses, outputs
+
+
+class _Accumulator(object):
+    """Per-device sums of loss and correct top-1, for the log window and the epoch.
+
+    Nothing is read from the device until :meth:`read_window`/:meth:`read_epoch`,
+    which sync once and report the first batch whose loss was not finite.
+    """
+
+    def __init__(self, ctxs):
+        self.ctxs = ctxs
+        self.reset_epoch()
+
+    def _zeros(self):
+        return [mx.nd.zeros((1,), ctx=c) for c in self.ctxs]
+
+    def reset_epoch(self):
+        self.epoch_loss, self.epoch_correct, self.epoch_count = self._zeros(), self._zeros(), 0
+        self.reset_window()
+
+    def reset_window(self):
+        self.loss, self.correct, self.count = self._zeros(), self._zeros(), 0
+        self.pending = []  # (batch index, per-device loss sums) since the last read
+
+    def add(self, batch_index, losses, outputs, labels):
+        sums = []
+        for i, (loss, out, y) in enumerate(zip(losses, outputs, labels)):
+            s = loss.sum()
+            c = (out.argmax(axis=1) == y.astype(out.dtype)).sum().astype("float32")
+            self.loss[i] += s
+            self.correct[i] += c
+            self.epoch_loss[i] += s
+            self.epoch_correct[i] += c
+            sums.append(s)
+        self.pending.append((batch_index, sums))
+        n = sum(y.shape[0] for y in labels)
+        self.count += n
+        self.epoch_count += n
+
+    def _first_bad(self):
+        for index, sums in self.pending:
+            if not all(np.isfinite(s.asscalar()) for s in sums):
+                return index
+        return None
+
+    @staticmethod
+    def _mean(values, count):
+        return sum(v.asscalar() for v in values) / max(count, 1)
+
+    def read_window(self):
+        """(mean loss, top-1, first non-finite batch or None) since the last window read."""
+        out = (self._mean(self.loss, self.count), self._mean(self.correct, self.count),
+               self._first_bad())
+        self.reset_window()
+        return out
+
+    def read_epoch(self):
+        """(mean loss, top-1, first non-finite batch or None) over the epoch so far."""
+        bad = self._first_bad()
+        self.pending = []
+        return (self._mean(self.epoch_loss, self.epoch_count),
+                self._mean(self.epoch_correct, self.epoch_count), bad)
+
+
+def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
+    """Single-crop top-1/top-5 over a validation iterator, dropping padded samples.
+
+    Returns
+    -------
+    dict
+        ``top1``, ``top5`` (fractions), ``images``, ``seconds``.
+    """
+    val_data.reset()
+    correct1 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
+    correct5 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
+    images, start = 0, time.time()
+    for i, batch in enumerate(val_data):
+        if max_batches and i >= max_batches:
+            break
+        n = batch.data[0].shape[0] - (batch.pad or 0)
+        data = gluon.utils.split_and_load(batch.data[0][:n], ctxs, even_split=False)
+        label = gluon.utils.split_and_load(batch.label[0][:n], ctxs, even_split=False)
+        for k, (x, y) in enumerate(zip(data, label)):
+            out = net(x.astype(dtype, copy=False)).astype("float32")
+            top = mx.nd.topk(out, axis=1, k=min(5, out.shape[1]), ret_typ="indices")
+            hit = top == y.reshape((-1, 1))
+            correct1[k] += hit[:, 0].sum()
+            correct5[k] += hit.sum()
+        images += n
+    mx.nd.waitall()
+    seconds = time.time() - start
+    n = max(images, 1)
+    return {"top1": sum(c.asscalar() for c in correct1) / n,
+            "top5": sum(c.asscalar() for c in correct5) / n,
+            "images": images, "seconds": seconds}
+
+
+class _StopRequest(object):
+    """SIGINT sets a flag the loop checks between batches; a second Ctrl-C aborts."""
+
+    def __init__(self):
+        self.requested = False
+        self._previous = None
+
+    def __enter__(self):
+        def handler(signum, frame):
+            if self.requested:
+                raise KeyboardInterrupt
+            self.requested = True
+            log.warning("Ctrl-C: finishing this batch, then saving a checkpoint "
+                        "(press again to abort without saving)")
+        try:
+            self._previous = signal.signal(signal.SIGINT, handler)
+        except ValueError:  # not the main thread: leave signals alone
+            self._previous = None
+        return self
+
+    def __exit__(self, *exc):
+        if self._previous is not None:
+            signal.signal(signal.SIGINT, self._previous)
+        return False
+
+
+def _kvstore(cfg, num_devices):
+    """(kvstore for the Trainer, rank, number of workers)."""
+    kind = cfg["kv_store"]
+    if kind.startswith("dist"):
+        if "DMLC_ROLE" not in os.environ:
+            raise UserError("--kv-store %s needs MXNet's launcher: run through tools/launch.py "
+                            "(see README, Distributed training)" % kind)
+        kv = mx.kv.create(kind)
+        return kv, kv.rank, kv.num_workers
+    if kind == "nccl" and not mx.runtime.Features().is_enabled("NCCL"):
+        raise UserError("--kv-store nccl needs an MXNet built with NCCL (mxnet-cu112 has it); "
+                        "use --kv-store device")
+    return (kind if num_devices > 1 else None), 0, 1
+
+
+def _records(path):
+    from . import data
+    return data.check_record(path)
+
+
+def _write_metrics(path, rows):
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row[k] for k in METRIC_COLUMNS})
+    atomic_write(path, write)
+
+
+def _read_metrics(path):
+    from .plots import read_metrics
+    return read_metrics(path) if os.path.isfile(path) else []
+
+
+def _progress(total, desc):
+    """A tqdm bar when stderr is a terminal, else None."""
+    if not sys.stderr.isatty():
+        return None
+    from tqdm import tqdm
+    return tqdm(total=total, desc=desc, unit="batch", leave=False, dynamic_ncols=True)
+
+
+def params_checksum(net):
+    """Sum of |w| over all parameters, in float64: equal across in-sync workers."""
+    return float(sum(np.abs(p.data().asnumpy().astype(np.float64)).sum()
+                     for p in net.collect_params().values()))
+
+
+def _check_resume_config(saved, cfg, save_dir):
+    clashes = [k for k in config_mod.ARCH_KEYS if saved.get(k) != cfg[k]]
+    if clashes:
+        raise UserError("--resume: %s in %s was trained with %s, not %s; pass the same "
+                        "--model/--multiplier/--classes or another --save-dir"
+                        % (", ".join(clashes), save_dir,
+                           ", ".join("%s=%s" % (k, saved.get(k)) for k in clashes),
+                           ", ".join("%s=%s" % (k, cfg[k]) for k in clashes)))
+    changed = [k for k in config_mod.SCHEMA if k not in config_mod.ARCH_KEYS
+               and k in saved and saved[k] != cfg[k]]
+    if changed:
+        log.warning("--resume: using the new values of %s", ", ".join(changed))
+
+
+def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None):
+    """Train, validate, checkpoint and export as the resolved recipe ``cfg`` says.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved recipe (:func:`mobilenet_skip.config.resolve`).
+    resume : bool
+        Continue from the newest complete checkpoint in ``save_dir``.
+    train_data, val_data : mx.io.DataIter, optional
+        Iterators to use instead of ImageRecordIters over ``rec_train``/``rec_val``.
+    iters_per_epoch : int, optional
+        Batches per epoch of ``train_data`` (counted when not given).
+
+    Returns
+    -------
+    dict
+        ``best_epoch``, ``best_val_top1``, ``last`` (the final metrics row), ``export``
+        (the exported prefix, or None on non-zero ranks) and ``interrupted``.
+    """
+    ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
+    kvstore, rank, num_workers = _kvstore(cfg, len(ctxs))
+    global_batch = cfg["batch_size"] * len(ctxs) * num_workers
+    mx.random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+
+    synsets = None
+    if train_data is None:
+        from . import data
+        if not cfg["rec_train"] or not cfg["rec_val"]:
+            raise UserError("no data: pass --rec-train and --rec-val (pack images with "
+                            "tools/im2rec.py)")
+        n_train = _records(cfg["rec_train"])
+        _records(cfg["rec_val"])
+        train_data = data.train_iter(cfg, len(ctxs), num_parts=num_workers, part_index=rank,
+                                     seed=cfg["seed"] + rank)
+        val_data = data.val_iter(cfg, len(ctxs)) if rank == 0 else None
+        iters_per_epoch = int(math.ceil(math.ceil(n_train / float(num_workers))
+                                        / (cfg["batch_size"] * len(ctxs))))
+        synsets_file = data.synsets_path(cfg["rec_train"])
+        synsets = synsets_file if os.path.isfile(synsets_file) else None
+    elif iters_per_epoch is None:
+        train_data.reset()
+        iters_per_epoch = sum(1 for _ in train_data)
+    if cfg["batches_per_epoch"]:
+        iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
+
+    save_dir = cfg["save_dir"]
+    ckpt = CheckpointDir(save_dir, cfg["model"])
+    metrics_path = os.path.join(save_dir, "metrics.csv")
+    config_path = os.path.join(save_dir, "config.yaml")
+    if rank == 0:
+        _attach_file_log(os.path.join(save_dir, "train.log"))
+
+    net = build_net(cfg, ctxs)
+    trainer = make_trainer(net, cfg, kvstore, iters_per_epoch)
+    step = TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
+                     global_batch, cfg["dtype"])
+
+    begin_epoch, skip_batches, rows = 0, 0, []
+    if resume:
+        start = ckpt.newest()
+        if os.path.isfile(config_path):
+            _check_resume_config(config_mod.load_dumped(config_path), cfg, save_dir)
+        if start is None:
+            log.warning("--resume: no complete checkpoint in %s; starting from scratch",
+                        save_dir)
+        else:
+            net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs, cast_dtype=True)
+            trainer.load_states(ckpt.path(start["tag"], "states"))
+            begin_epoch, skip_batches = start["epoch"], start.get("batches_done", 0)
+            rows = [r for r in _read_metrics(metrics_path) if r["epoch"] <= begin_epoch]
+            log.info("resumed from %s: epoch %d done%s, lr %.6g", ckpt.path(start["tag"],
+                                                                         "params"),
+                     begin_epoch, (", %d batches into epoch %d" % (skip_batches,
+                                                                  begin_epoch + 1))
+                     if skip_batches else "", trainer.learning_rate)
+    if rank == 0:
+        config_mod.dump(cfg, config_path)
+        if rows or not resume:
+            _write_metrics(metrics_path, rows)
+
+    if cfg["hybridize"]:
+        net.hybridize(static_alloc=True, static_shape=True)
+    log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
+             "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
+             len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,
+             iters_per_epoch, cfg["num_epochs"])
+
+    best = max(rows, key=lambda r: r["val_top1"]) if rows else None
+    acc = _Accumulator(ctxs)
+    interrupted = False
+    with _StopRequest() as stop:
+        for epoch in range(begin_epoch, cfg["num_epochs"]):
+            epoch_no = epoch + 1
+            train_data.reset()
+            acc.reset_epoch()
+            tic = last_log = time.time()
+            done = skip_batches
+            todo = iters_per_epoch - skip_batches
+            bar = _progress(iters_per_epoch, "epoch %d" % epoch_no)
+            for i, batch in enumerate(train_data):
+                if i >= todo:
+                    break
+                data, label = step.split(batch.data[0], batch.label[0])
+                losses, outputs = step(data, label)
+                acc.add(done, losses, outputs, label)
+                done += 1
+                if bar is not None:
+                    bar.update(1)
+                if done % cfg["log_interval"] == 0 or stop.requested:
+                    count = acc.count
+                    loss, top1, bad = acc.read_window()
+                    if bad is not None:
+                        raise NonFiniteLoss(_nan_message(epoch_no, bad, ckpt))
+                    now = time.time()
+                    speed = count / max(now - last_log, 1e-9) * num_workers
+                    log.info("Epoch[%d] Batch [%d/%d]\tSpeed: %.2f samples/sec\tloss=%.4f\t"
+                             "top1=%.4f\tlr=%.6g", epoch_no, done, iters_per_epoch, speed, loss,
+                             top1, trainer.learning_rate)
+                    last_log = now
+                if stop.requested:
+                    break
+            if bar is not None:
+                bar.close()
+            train_loss, train_top1, bad = acc.read_epoch()
+            if bad is not None or not np.isfinite(train_loss):
+                raise NonFiniteLoss(_nan_message(epoch_no, bad if bad is not None else done - 1,
+                                                 ckpt))
+            mx.nd.waitall()
+            if stop.requested:
+                interrupted = True
+                if rank == 0:
+                    ckpt.save("interrupted", net, trainer, {
+                        "epoch": epoch, "batches_done": done, "model": cfg["model"],
+                        "num_update": trainer.optimizer.num_update})
+                    log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
+                             ckpt.path("interrupted", "params"), epoch_no, done, iters_per_epoch)
+                break
+            train_time = time.time() - tic
+            skip_batches = 0
+            if rank != 0:
+                continue
+            val = evaluate(net, val_data, ctxs, cfg["dtype"])
+            epoch_time = time.time() - tic
+            row = {"epoch": epoch_no, "train_loss": train_loss, "train_top1": train_top1,
+                   "val_top1": val["top1"], "val_top5": val["top5"],
+                   "lr": trainer.learning_rate, "epoch_time_s": epoch_time,
+                   "samples_per_s": acc.epoch_count * num_workers / max(train_time, 1e-9)}
+            rows.append(row)
+            if best is None or row["val_top1"] > best["val_top1"]:
+                best = row
+            ckpt.save(epoch_no, net, trainer, {
+                "epoch": epoch_no, "model": cfg["model"], "val_top1": val["top1"],
+                "val_top5": val["top5"], "num_update": trainer.optimizer.num_update})
+            ckpt.remove("interrupted")
+            ckpt.prune(cfg["keep_checkpoints"], best["epoch"])
+            _write_metrics(metrics_path, rows)
+            _plot(metrics_path, save_dir, cfg)
+            log.info("Epoch[%d] val top1=%.4f top5=%.4f | train loss=%.4f top1=%.4f | "
+                     "%.1fs, %.1f samples/sec, lr=%.6g", epoch_no, val["top1"], val["top5"],
+                     train_loss, train_top1, epoch_time, row["samples_per_s"], row["lr"])
+
+    log.info("final parameter checksum (rank %d): %.10e", rank, params_checksum(net))
+    result = {"best_epoch": best["epoch"] if best else None,
+              "best_val_top1": best["val_top1"] if best else None,
+              "last": rows[-1] if rows else None, "export": None, "interrupted": interrupted,
+              "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
+    if rank == 0 and not interrupted and best is not None:
+        prefix = os.path.join(save_dir, cfg["model"])
+        best_net = network_from_checkpoint(ckpt.path(best["epoch"], "params"), cfg["model"],
+                                           cfg["multiplier"], cfg["classes"])
+        export_network(best_net, prefix, cfg["input_size"], synsets)
+        result["export"] = prefix
+        log.info("exported epoch %d (val top1 %.4f) to %s-symbol.json and %s-0000.params",
+                 best["epoch"], best["val_top1"], prefix, prefix)
+    return result
+
+
+def _nan_message(epoch, batch, ckpt):
+    last = ckpt.epochs()
+    kept = ("the last good checkpoint, %s, is intact" % ckpt.path(last[-1]["tag"], "params")
+            if last else "no checkpoint had been written yet")
+    return ("loss became NaN/inf at epoch %d, batch %d; stopped without saving (%s). Lower "
+            "--lr, keep --clip-gradient on, or check the data" % (epoch, batch + 1, kept))
+
+
+def _plot(metrics_path, save_dir, cfg):
+    from .plots import plot_curves
+    try:
+        plot_curves(metrics_path, os.path.join(save_dir, "curves.png"),
+                    title="%s x%g" % (cfg["model"], cfg["multiplier"]))
+    except Exception as err:  # a plot must never stop a training run
+        log.warning("could not draw curves.png: %s", err)
+
+
+def _attach_file_log(path):
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == os.path.abspath(
+                path):
+            return
+    handler = logging.FileHandler(path)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
+
+
+def worker_rank():
+    """This process's worker rank under MXNet's launcher, or None outside it."""
+    if os.environ.get("DMLC_ROLE") == "worker":
+        return int(os.environ.get("DMLC_WORKER_ID", os.environ.get("DMLC_TASK_ID", 0)))
+    return None
+
+
+def setup_logging(rank_prefix=""):
+    """Log lines to stdout in MXNet's plain style."""
+    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler)
+               for h in log.handlers):
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter(rank_prefix + "%(asctime)s %(message)s",
+                                               "%H:%M:%S"))
+        log.addHandler(handler)
+    log.setLevel(logging.INFO)
+    log.propagate = False
+
+
+def describe(cfg):
+    """The resolved configuration as printable YAML-ish lines."""
+    return "\n".join("  %-20s %s" % (k, json.dumps(cfg[k])) for k in config_mod.SCHEMA)

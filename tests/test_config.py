@@ -1,0 +1,98 @@
+"""Recipes: composition, provenance comments, validation and flag overrides."""
+import argparse
+import os
+import re
+
+import pytest
+
+from mobilenet_skip import config
+from mobilenet_skip.errors import UserError
+
+from conftest import ROOT
+
+RECIPES = os.path.join(ROOT, "recipes")
+
+
+def test_paper_settings_resolve():
+    cfg = config.resolve(None, {"model": "full-connect-pre-act"})
+    assert cfg["recipe"] == os.path.join(RECIPES, "full-connect-pre-act.yaml")
+    expected = {"batch_size": 32, "num_epochs": 100, "optimizer": "sgd", "momentum": 0.9,
+                "lr": 0.045, "lr_mode": "exponential", "lr_decay": 0.94, "lr_decay_period": 2,
+                "label_smoothing": 0.1, "clip_gradient": 2.0, "wd": 4e-5, "no_wd_dw_bn": True,
+                "rmsprop_decay": 0.9, "rmsprop_eps": 1.0, "input_size": 224,
+                "crop_ratio": 0.875, "model": "full-connect-pre-act", "multiplier": 1.0}
+    assert {k: cfg[k] for k in expected} == expected
+    assert cfg["save_dir"] == "runs/full-connect-pre-act"
+
+
+@pytest.mark.parametrize("name", sorted(os.listdir(os.path.join(ROOT, "recipes"))))
+def test_every_recipe_resolves_and_names_its_model(name):
+    cfg = config.resolve(os.path.join(RECIPES, name))
+    stem = name[:-len(".yaml")]
+    if stem in config.list_models():
+        assert cfg["model"] == stem
+
+
+def test_every_imagenet_key_names_its_source():
+    with open(os.path.join(RECIPES, "imagenet.yaml")) as f:
+        lines = [l for l in f if re.match(r"^[a-z_]+:", l)]
+    assert len(lines) > 20
+    for line in lines:
+        comment = line.partition("#")[2]
+        assert re.search(r"paper|Inception-v3|MobileNet v1|our choice", comment), line
+
+
+def test_base_plus_overrides(tmp_path):
+    child = tmp_path / "child.yaml"
+    child.write_text("base: %s\nlr: 0.1\nmodel: mobilenet\n" % os.path.join(RECIPES, "imagenet.yaml"))
+    cfg = config.resolve(str(child), {"lr_mode": "cosine"})
+    assert cfg["lr"] == 0.1 and cfg["model"] == "mobilenet" and cfg["lr_mode"] == "cosine"
+    assert cfg["lr_decay"] == 0.94  # from the base
+
+
+def test_unknown_key_in_file_is_named(tmp_path):
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("base: imagenet.yaml\nlearning_rate: 0.1\n")
+    with pytest.raises(UserError, match="unknown key 'learning_rate' in recipe .*bad.yaml"):
+        config.resolve(str(bad))
+
+
+def test_base_cycle_and_missing_file(tmp_path):
+    a, b = tmp_path / "a.yaml", tmp_path / "b.yaml"
+    a.write_text("base: b.yaml\n")
+    b.write_text("base: a.yaml\n")
+    with pytest.raises(UserError, match="cycle"):
+        config.resolve(str(a))
+    with pytest.raises(UserError, match="not found"):
+        config.resolve(str(tmp_path / "nope.yaml"))
+
+
+@pytest.mark.parametrize("overrides,pattern", [
+    ({"optimizer": "adam"}, "optimizer must be one of"),
+    ({"lr": -1}, "lr must be positive"),
+    ({"model": "resnet"}, "unknown model 'resnet'"),
+    ({"batch_size": "many"}, "batch_size must be a int"),
+])
+def test_bad_values_are_clear(overrides, pattern):
+    with pytest.raises(UserError, match=pattern):
+        config.resolve(os.path.join(RECIPES, "imagenet.yaml"), overrides)
+
+
+def test_flags_cover_every_key_and_override():
+    parser = config.add_flags(argparse.ArgumentParser(allow_abbrev=False))
+    args = parser.parse_args(["--lr-mode", "step", "--lr-decay-epochs", "30,60",
+                              "--rand-mirror", "false", "--multiplier", "0.5"])
+    assert config.flag_overrides(args) == {"lr_mode": "step", "lr_decay_epochs": [30, 60],
+                                           "rand_mirror": False, "multiplier": 0.5}
+    for key in config.SCHEMA:
+        assert "--" + key.replace("_", "-") in parser.format_help()
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--learning-rate", "0.1"])
+
+
+def test_dump_round_trips(tmp_path):
+    cfg = config.resolve(None, {"model": "mobilenet", "lr": 0.2})
+    path = str(tmp_path / "config.yaml")
+    config.dump(cfg, path)
+    back = config.load_dumped(path)
+    assert all(back[k] == cfg[k] for k in config.SCHEMA)

@@ -1,0 +1,39 @@
+#!/usr/bin/env python
+"""Run MXNet's own distributed launcher (mxnet/tools/launch.py) on Python 3.11.
+
+Takes exactly MXNet's arguments, e.g. 2 workers and 1 server on this machine:
+
+  python tools/launch.py -n 2 -s 1 --launcher local \\
+      python tools/train_imagenet.py --kv-store dist_sync --recipe recipes/demo.yaml ...
+
+or across machines (one line per host in `hosts`, passwordless ssh, same paths):
+
+  python tools/launch.py -n 4 -s 4 --launcher ssh -H hosts \\
+      python tools/train_imagenet.py --kv-store dist_sync --gpus 0,1 ...
+
+The only differences from MXNet's launcher: Thread.isAlive (gone since Python 3.9) is
+restored for dmlc_tracker, and dmlc_tracker itself, which the mxnet wheel lacks, is
+installed by `make venv` or `python tools/launch.py --install-tracker`.
+"""
+import sys
+
+import _bootstrap  # noqa: F401
+from mobilenet_skip import launcher
+from mobilenet_skip.cli import run_main
+
+
+def main(argv=None):
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--install-tracker"]:
+        print("installed %s" % launcher.install_tracker())
+        return 0
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        print("\nMXNet's launcher options follow.\n", flush=True)
+        argv = ["--help"]
+    launcher.run(argv)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
