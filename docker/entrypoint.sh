@@ -63,7 +63,7 @@ check_gpu_driver() {
 }
 
 cmd="${1:-help}"
-[[ $# -gt 0 ]] && shift
+if (($#)); then shift; fi
 
 case "$cmd" in
     help | -h | --help)
