@@ -5,7 +5,9 @@ FLAVOUR ?= cpu
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-STAMP := $(VENV)/.installed-$(FLAVOUR)
+# An interpreter given on the command line (`make demo PY=python3`, as the Docker images
+# do) already holds the pinned set: use it as it is and build no .venv.
+STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed-$(FLAVOUR))
 REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt \
         requirements/tracker.txt
 PYTEST_ARGS ?=
