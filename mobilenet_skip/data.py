@@ -1,0 +1,200 @@
+"""Train and val iterators over packed ImageNet-style RecordIO, driven by recipe values.
+
+Both are MXNet's C++ ``ImageRecordIter`` (decode and augmentation off the Python
+thread) wrapped so that the last partial batch says how much of it is padding.
+
+Train augmentation is the paper's light one, MobileNet-style: a random resized crop
+keeping 25% to 100% of the image area (``min_random_area`` 0.25, where Inception
+uses 0.08: the MobileNet paper notes small models overfit less and need less
+augmentation), aspect 3/4 to 4/3, random mirror, colour jitter off by default.
+Val is the paper's single centre crop: shorter side to ``input_size / crop_ratio``
+(256 for 224), then the central ``input_size`` square.
+
+Batches hold ``batch_size * num_devices`` samples as ``(data, label)``: data float32
+NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The last
+batch of an epoch is usually partial: its ``batch.pad`` trailing samples are filler
+and the consumer must drop them (``batch.data[0][:batch_size - batch.pad]``).
+"""
+import os
+
+import mxnet as mx
+
+from .errors import UserError
+from .recordio import check_record, read_synsets, synsets_path
+
+__all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
+           "synsets_path", "shard_size", "RecordIter"]
+
+DEFAULTS = {
+    "rec_train": None,            # path to train .rec (its .idx beside it)
+    "rec_val": None,              # path to val .rec
+    "input_size": 224,            # side of the square network input
+    "crop_ratio": 0.875,          # val: centre crop / resized shorter side (224 / 256)
+    "batch_size": 32,             # per device; a batch holds batch_size * num_devices
+    "min_random_area": 0.25,      # light, MobileNet-style (Inception: 0.08)
+    "max_random_area": 1.0,
+    "min_aspect_ratio": 0.75,
+    "max_aspect_ratio": 4.0 / 3.0,
+    "rand_mirror": True,
+    "color_jitter": 0.0,          # brightness/contrast/saturation strength; 0 = off
+    "mean_rgb": [123.68, 116.779, 103.939],
+    "std_rgb": [58.393, 57.12, 57.375],
+    "preprocess_threads": 4,      # decode threads (MXNet uses fewer on small machines)
+    "shuffle": True,
+}
+
+
+def _resolve(cfg):
+    """DEFAULTS overlaid with cfg's data keys, checked; other keys are the recipe's business."""
+    c = dict(DEFAULTS)
+    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+
+    positive_int = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                    "a positive integer")
+    rules = [
+        ("input_size",) + positive_int, ("batch_size",) + positive_int,
+        ("preprocess_threads",) + positive_int,
+        ("crop_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("min_random_area", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("max_random_area", lambda v: c["min_random_area"] <= v <= 1, "in [min_random_area, 1]"),
+        ("min_aspect_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
+        ("max_aspect_ratio", lambda v: v >= 1, "at least 1"),
+        ("color_jitter", lambda v: v >= 0, "0 (off) or a positive strength"),
+        ("mean_rgb", lambda v: len(v) == 3 and all(float(x) == x for x in v),
+         "three numbers, R G B"),
+        ("std_rgb", lambda v: len(v) == 3 and min(v) > 0, "three positive numbers, R G B"),
+    ]
+    for key, ok, what in rules:
+        try:
+            good = ok(c[key])
+        except (TypeError, ValueError):
+            good = False
+        if not good:
+            raise UserError("data setting %s=%r is invalid: it must be %s" % (key, c[key], what))
+    return c
+
+
+def shard_size(num_records, num_parts=1, part_index=0):
+    """Records that part ``part_index`` of ``num_parts`` reads.
+
+    ImageRecordIter splits the index into ``ceil(n / num_parts)``-record runs, the
+    last one shorter (dmlc-core's indexed RecordIO split).
+    """
+    if not (isinstance(num_parts, int) and num_parts >= 1 and 0 <= part_index < num_parts):
+        raise UserError("part_index must be in [0, num_parts) and num_parts at least 1; got "
+                        "part_index=%r, num_parts=%r" % (part_index, num_parts))
+    step = -(-num_records // num_parts)
+    if (num_parts - 1) * step >= num_records:
+        most = max(p for p in range(1, min(num_parts, num_records) + 1)
+                   if (p - 1) * -(-num_records // p) < num_records)
+        raise UserError("num_parts=%d leaves some parts of these %d records empty; "
+                        "use num_parts=%d" % (num_parts, num_records, most))
+    return min(step, num_records - part_index * step)
+
+
+class RecordIter(mx.io.DataIter):
+    """One shard of an ``ImageRecordIter``, with ``batch.pad`` set on the last partial batch.
+
+    MXNet 1.9.1's ImageRecordIter reports pad 0 on a partial batch when
+    ``round_batch`` is off, and with it on it wraps into the next epoch (and
+    miscounts shards), so the count is kept here from the index.
+
+    Parameters
+    ----------
+    rec_iter : mx.io.DataIter
+        An ``ImageRecordIter`` created with ``round_batch=False``.
+    num_records : int
+        Records in its shard.
+    batch_size : int
+        Its batch size.
+    """
+
+    def __init__(self, rec_iter, num_records, batch_size):
+        super().__init__(batch_size)
+        self.rec_iter = rec_iter
+        self.num_records = num_records
+        self._seen = 0
+
+    @property
+    def provide_data(self):
+        return self.rec_iter.provide_data
+
+    @property
+    def provide_label(self):
+        return self.rec_iter.provide_label
+
+    def reset(self):
+        self.rec_iter.reset()
+        self._seen = 0
+
+    def next(self):
+        if self._seen >= self.num_records:
+            raise StopIteration
+        batch = self.rec_iter.next()
+        real = min(self.batch_size, self.num_records - self._seen)
+        self._seen += real
+        batch.pad = self.batch_size - real
+        return batch
+
+
+def _record_iter(c, rec_key, num_devices, num_parts, part_index, **augment):
+    rec = c[rec_key]
+    if not rec:
+        raise UserError("data setting %s is not set; point it at a .rec packed with "
+                        "tools/im2rec.py" % rec_key)
+    if not (isinstance(num_devices, int) and num_devices >= 1):
+        raise UserError("num_devices must be a positive integer, got %r" % (num_devices,))
+    idx = os.path.splitext(rec)[0] + ".idx"
+    part = shard_size(check_record(rec, idx), num_parts, part_index)
+    batch = c["batch_size"] * num_devices
+    side = c["input_size"]
+    it = mx.io.ImageRecordIter(
+        path_imgrec=rec, path_imgidx=idx, data_shape=(3, side, side), batch_size=batch,
+        label_width=1, preprocess_threads=c["preprocess_threads"],
+        num_parts=num_parts, part_index=part_index, round_batch=False, verbose=False,
+        mean_r=c["mean_rgb"][0], mean_g=c["mean_rgb"][1], mean_b=c["mean_rgb"][2],
+        std_r=c["std_rgb"][0], std_g=c["std_rgb"][1], std_b=c["std_rgb"][2], **augment)
+    return RecordIter(it, part, batch)
+
+
+def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
+    """Training batches from ``cfg["rec_train"]`` with the recipe's augmentation.
+
+    Parameters
+    ----------
+    cfg : dict
+        Recipe values; the keys of :data:`DEFAULTS` are used, others ignored.
+    num_devices : int
+        Devices the batch is split over; the batch is ``batch_size * num_devices``.
+    num_parts, part_index : int
+        Distributed training: this worker reads only shard ``part_index``.
+    seed : int
+        Seeds shuffling and augmentation.
+
+    Returns
+    -------
+    RecordIter
+        Yields ``DataBatch`` es; drop the ``pad`` trailing samples of the last one.
+    """
+    c = _resolve(cfg)
+    jitter = c["color_jitter"]
+    return _record_iter(
+        c, "rec_train", num_devices, num_parts, part_index,
+        random_resized_crop=True, min_random_area=c["min_random_area"],
+        max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
+        max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
+        brightness=jitter, contrast=jitter, saturation=jitter,
+        shuffle=bool(c["shuffle"]), seed=seed, seed_aug=seed)
+
+
+def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
+    """Validation batches from ``cfg["rec_val"]``: resize, then the single centre crop.
+
+    The shorter side goes to ``round(input_size / crop_ratio)`` and the central
+    ``input_size`` square is kept; order is the file's, with no randomness.
+    Parameters and return as :func:`train_iter`.
+    """
+    c = _resolve(cfg)
+    return _record_iter(c, "rec_val", num_devices, num_parts, part_index,
+                        resize=int(round(c["input_size"] / c["crop_ratio"])),
+                        rand_crop=False, rand_mirror=False, shuffle=False)

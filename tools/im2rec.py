@@ -1,0 +1,81 @@
+#!/usr/bin/env python
+"""Pack an image folder into MXNet RecordIO; the command line of MXNet's tools/im2rec.py.
+
+Two steps, as with MXNet's tool:
+
+  im2rec.py PREFIX ROOT --list --recursive    # PREFIX.lst (+ PREFIX.synsets.txt)
+  im2rec.py PREFIX ROOT [--resize 256 ...]    # every PREFIX*.lst -> .rec + .idx
+
+Beyond MXNet's version: --list --recursive writes PREFIX.synsets.txt (line i names
+class i, the folder's name); progress with rate and ETA goes to stderr; images that
+cannot be read or decoded are skipped and listed in PREFIX.skipped.txt instead of
+aborting the job; .rec and .idx appear together, only once complete.
+"""
+import argparse
+
+import _bootstrap  # noqa: F401
+from mobilenet_skip.cli import run_main
+from mobilenet_skip.recordio import IMAGE_EXTS, PackOptions, make_list, pack
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("prefix", help="prefix of the .lst/.rec/.idx files (a path, not a folder)")
+    p.add_argument("root", help="folder holding the images (one subfolder per class with "
+                   "--recursive)")
+    g = p.add_argument_group("creating image lists (--list)")
+    g.add_argument("--list", action="store_true",
+                   help="write PREFIX.lst by walking ROOT, instead of packing PREFIX*.lst")
+    g.add_argument("--exts", nargs="+", default=list(IMAGE_EXTS),
+                   help="image extensions to list (default: %(default)s)")
+    g.add_argument("--chunks", type=int, default=1, help="split the list into this many chunks")
+    g.add_argument("--train-ratio", type=float, default=1.0,
+                   help="share of images in PREFIX_train.lst; below 1 the rest go to "
+                   "PREFIX_val.lst (default 1: one PREFIX.lst)")
+    g.add_argument("--test-ratio", type=float, default=0.0,
+                   help="share of images in PREFIX_test.lst (default 0)")
+    g.add_argument("--recursive", action="store_true",
+                   help="one class per subfolder, in sorted order, and write PREFIX.synsets.txt; "
+                   "without it only ROOT's own files are listed, with label 0")
+    g.add_argument("--no-shuffle", dest="shuffle", action="store_false",
+                   help="keep the list in folder order instead of im2rec's fixed shuffle")
+    g = p.add_argument_group("creating the database (without --list)")
+    g.add_argument("--pass-through", action="store_true",
+                   help="store the original file bytes (still checked to decode)")
+    g.add_argument("--resize", type=int, default=0,
+                   help="resize the shorter side to this (default 0: keep the size)")
+    g.add_argument("--center-crop", action="store_true",
+                   help="crop the central square before resizing")
+    g.add_argument("--quality", type=int, default=None,
+                   help="JPEG quality 1-100 (default 95), or PNG compression 0-9 (default 9: "
+                   "OpenCV clamps MXNet's default of 95 to that)")
+    g.add_argument("--num-thread", type=int, default=1,
+                   help="images encoded in parallel; record order follows the list regardless")
+    g.add_argument("--color", type=int, default=1, choices=[-1, 0, 1],
+                   help="1: colour (default), 0: greyscale, -1: unchanged, alpha included")
+    g.add_argument("--encoding", default=".jpg", choices=[".jpg", ".png"],
+                   help="format of the stored images (default .jpg)")
+    g.add_argument("--pack-label", action="store_true",
+                   help="store every label column of the .lst, not only the first")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.list:
+        for path in make_list(args.prefix, args.root, args.recursive, args.exts,
+                              args.train_ratio, args.test_ratio, args.shuffle, args.chunks):
+            print("wrote %s" % path)
+        return 0
+    if args.quality is None:
+        args.quality = 95 if args.encoding == ".jpg" else 9
+    opts = PackOptions(resize=args.resize, center_crop=args.center_crop, quality=args.quality,
+                       encoding=args.encoding, color=args.color,
+                       pass_through=args.pass_through, pack_label=args.pack_label)
+    pack(args.prefix, args.root, opts, num_thread=args.num_thread)
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)
