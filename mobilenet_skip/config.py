@@ -9,6 +9,7 @@ import os
 
 import yaml
 
+from .data import DEFAULTS as DATA_DEFAULTS
 from .errors import UserError
 from .models import list_models
 
@@ -27,22 +28,22 @@ SCHEMA = {
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
-    # data (see mobilenet_skip.data)
+    # data: defaults live in mobilenet_skip.data.DEFAULTS
     "rec_train": ("", "training .rec (its .idx beside it)"),
     "rec_val": ("", "validation .rec (its .idx beside it)"),
-    "input_size": (224, "training and validation crop side"),
-    "crop_ratio": (0.875, "validation centre crop / resized short side (224/256)"),
-    "batch_size": (32, "images per device per step"),
-    "min_random_area": (0.25, "smallest random-resized-crop area fraction"),
-    "max_random_area": (1.0, "largest random-resized-crop area fraction"),
-    "min_aspect_ratio": (0.75, "smallest random crop aspect ratio"),
-    "max_aspect_ratio": (4.0 / 3.0, "largest random crop aspect ratio"),
-    "rand_mirror": (True, "random horizontal flips"),
-    "color_jitter": (0.0, "brightness/contrast/saturation jitter strength (0 = off)"),
-    "mean_rgb": ([123.68, 116.779, 103.939], "per-channel mean subtracted from pixels"),
-    "std_rgb": ([58.393, 57.12, 57.375], "per-channel std dividing pixels"),
-    "preprocess_threads": (4, "decode threads of ImageRecordIter"),
-    "shuffle": (True, "shuffle training records every epoch"),
+    "input_size": (DATA_DEFAULTS["input_size"], "training and validation crop side"),
+    "crop_ratio": (DATA_DEFAULTS["crop_ratio"], "validation centre crop / resized short side (224/256)"),
+    "batch_size": (DATA_DEFAULTS["batch_size"], "images per device per step"),
+    "min_random_area": (DATA_DEFAULTS["min_random_area"], "smallest random-resized-crop area fraction"),
+    "max_random_area": (DATA_DEFAULTS["max_random_area"], "largest random-resized-crop area fraction"),
+    "min_aspect_ratio": (DATA_DEFAULTS["min_aspect_ratio"], "smallest random crop aspect ratio"),
+    "max_aspect_ratio": (DATA_DEFAULTS["max_aspect_ratio"], "largest random crop aspect ratio"),
+    "rand_mirror": (DATA_DEFAULTS["rand_mirror"], "random horizontal flips"),
+    "color_jitter": (DATA_DEFAULTS["color_jitter"], "brightness/contrast/saturation jitter strength (0 = off)"),
+    "mean_rgb": (DATA_DEFAULTS["mean_rgb"], "per-channel mean subtracted from pixels"),
+    "std_rgb": (DATA_DEFAULTS["std_rgb"], "per-channel std dividing pixels"),
+    "preprocess_threads": (DATA_DEFAULTS["preprocess_threads"], "decode threads of ImageRecordIter"),
+    "shuffle": (DATA_DEFAULTS["shuffle"], "shuffle training records every epoch"),
     # optimisation
     "num_epochs": (100, "epochs to train"),
     "optimizer": ("sgd", "sgd | nag | rmsprop"),

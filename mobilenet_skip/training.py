@@ -11,7 +11,6 @@ accumulated as NDArrays and read every ``log_interval`` batches.
 import csv
 import json
 import logging
-import math
 import os
 import signal
 import sys
@@ -372,11 +371,6 @@ def _kvstore(cfg, num_devices):
     return (kind if num_devices > 1 else None), 0, 1
 
 
-def _records(path):
-    from . import data
-    return data.check_record(path)
-
-
 def _write_metrics(path, rows):
     def write(tmp):
         with open(tmp, "w", newline="") as f:
@@ -452,18 +446,23 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None)
         if not cfg["rec_train"] or not cfg["rec_val"]:
             raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                             "tools/im2rec.py)")
-        n_train = _records(cfg["rec_train"])
-        _records(cfg["rec_val"])
+        shard = data.shard_size(data.check_record(cfg["rec_train"]), num_workers, rank)
+        data.check_record(cfg["rec_val"])
         train_data = data.train_iter(cfg, len(ctxs), num_parts=num_workers, part_index=rank,
                                      seed=cfg["seed"] + rank)
         val_data = data.val_iter(cfg, len(ctxs)) if rank == 0 else None
-        iters_per_epoch = int(math.ceil(math.ceil(n_train / float(num_workers))
-                                        / (cfg["batch_size"] * len(ctxs))))
+        # Partial last batches are dropped (they would change the static input shape);
+        # the shuffle puts different images there every epoch.
+        iters_per_epoch = shard // (cfg["batch_size"] * len(ctxs))
+        if iters_per_epoch < 1:
+            raise UserError("%s has %d images for this worker, fewer than one batch of %d; "
+                            "lower --batch-size" % (cfg["rec_train"], shard,
+                                                    cfg["batch_size"] * len(ctxs)))
         synsets_file = data.synsets_path(cfg["rec_train"])
         synsets = synsets_file if os.path.isfile(synsets_file) else None
     elif iters_per_epoch is None:
         train_data.reset()
-        iters_per_epoch = sum(1 for _ in train_data)
+        iters_per_epoch = sum(1 for b in train_data if not b.pad)
     if cfg["batches_per_epoch"]:
         iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
 
@@ -522,7 +521,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None)
             todo = iters_per_epoch - skip_batches
             bar = _progress(iters_per_epoch, "epoch %d" % epoch_no)
             for i, batch in enumerate(train_data):
-                if i >= todo:
+                if i >= todo or batch.pad:
                     break
                 data, label = step.split(batch.data[0], batch.label[0])
                 losses, outputs = step(data, label)
