@@ -9,6 +9,7 @@ Nothing here syncs with the device inside the step: losses and accuracy are
 accumulated as NDArrays and read every ``log_interval`` batches.
 """
 import csv
+import hashlib
 import json
 import logging
 import os
@@ -395,9 +396,17 @@ def _progress(total, desc):
 
 
 def params_checksum(net):
-    """Sum of |w| over all parameters, in float64: equal across in-sync workers."""
-    return float(sum(np.abs(p.data().asnumpy().astype(np.float64)).sum()
-                     for p in net.collect_params().values()))
+    """MD5 of the trained parameters' bytes: equal across in-sync workers.
+
+    BN running statistics are left out: each worker averages them over its own shard,
+    as in any MXNet data-parallel run, and rank 0's are the ones saved.
+    """
+    digest = hashlib.md5()
+    for name, p in sorted(net._collect_params_with_prefix().items()):
+        if p.grad_req != "null":
+            digest.update(name.encode())
+            digest.update(p.data().asnumpy().tobytes())
+    return digest.hexdigest()
 
 
 def _check_resume_config(saved, cfg, save_dir):
@@ -414,7 +423,8 @@ def _check_resume_config(saved, cfg, save_dir):
         log.warning("--resume: using the new values of %s", ", ".join(changed))
 
 
-def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None):
+def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
+        overwrite=False):
     """Train, validate, checkpoint and export as the resolved recipe ``cfg`` says.
 
     Parameters
@@ -423,6 +433,9 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None)
         A resolved recipe (:func:`mobilenet_skip.config.resolve`).
     resume : bool
         Continue from the newest complete checkpoint in ``save_dir``.
+    overwrite : bool
+        Start afresh even if ``save_dir`` holds checkpoints (they are deleted);
+        otherwise such a directory is refused, so no run is clobbered by accident.
     train_data, val_data : mx.io.DataIter, optional
         Iterators to use instead of ImageRecordIters over ``rec_train``/``rec_val``.
     iters_per_epoch : int, optional
@@ -479,6 +492,14 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None)
                      global_batch, cfg["dtype"])
 
     begin_epoch, skip_batches, rows = 0, 0, []
+    earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
+    if earlier and not resume and rank == 0:
+        if not overwrite:
+            raise UserError("%s already holds checkpoints (up to epoch %d); pass --resume to "
+                            "continue them, --overwrite to start again, or another --save-dir"
+                            % (save_dir, max(m["epoch"] for m in earlier)))
+        for meta in earlier:
+            ckpt.remove(meta["tag"])
     if resume:
         start = ckpt.newest()
         if os.path.isfile(config_path):
@@ -582,7 +603,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None)
                      "%.1fs, %.1f samples/sec, lr=%.6g", epoch_no, val["top1"], val["top5"],
                      train_loss, train_top1, epoch_time, row["samples_per_s"], row["lr"])
 
-    log.info("final parameter checksum (rank %d): %.10e", rank, params_checksum(net))
+    log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
     result = {"best_epoch": best["epoch"] if best else None,
               "best_val_top1": best["val_top1"] if best else None,
               "last": rows[-1] if rows else None, "export": None, "interrupted": interrupted,

@@ -26,6 +26,8 @@ def parse_args(argv):
                    help="recipe YAML (default: recipes/<model>.yaml)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint in --save-dir")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in a --save-dir that holds checkpoints (deletes them)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     config.add_flags(p)
@@ -42,7 +44,7 @@ def main(argv=None):
     if args.print_config:
         return 0
     try:
-        result = training.fit(cfg, resume=args.resume)
+        result = training.fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except training.NonFiniteLoss as err:
         print("error: %s" % err, file=sys.stderr)
         return 3
