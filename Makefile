@@ -12,11 +12,12 @@ REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt 
         requirements/tracker.txt
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo clean-venv help
+.PHONY: venv test demo compare clean-venv help
 
 help:
 	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~5 min)"
 	@echo "make test    run the test suite"
+	@echo "make compare the five variants x 3 seeds x 2 lrs on the digits (CPU, ~20 min)"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu)"
 
 venv: $(STAMP)
@@ -40,6 +41,9 @@ test: $(STAMP)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py --dir demo
+
+compare: $(STAMP)
+	$(PY) tools/compare_variants.py --out runs/compare
 
 clean-venv:
 	rm -rf $(VENV)

@@ -1,0 +1,194 @@
+"""The paper's variant comparison in miniature: every variant x several seeds, one recipe.
+
+Each run is ``tools/train_imagenet.py`` itself (RecordIO, Trainer, the recipe), in its
+own process and save directory; the study reads each run's ``metrics.csv``. The
+summary gives mean and sample standard deviation over seeds of the final val top-1,
+and the first epoch at which the train loss falls below a fixed level (the
+convergence speed the paper talks about).
+"""
+import csv
+import os
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+from .checkpoint import atomic_save, atomic_write
+from .errors import UserError
+from .models import list_models
+from .plots import read_metrics
+
+__all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
+
+COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
+           "val_top5")
+TRAIN_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
+                          "tools", "train_imagenet.py")
+
+
+def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0, 1, 2),
+              epochs=None, extra_args=(), log=print):
+    """Train every (base lr, variant, seed) and gather their per-epoch metrics.
+
+    Returns
+    -------
+    list of dict
+        One row per (variant, base lr, seed, epoch) with :data:`COLUMNS`.
+    """
+    variants = list(variants or list_models())
+    rows, runs = [], [(lr, v, s) for lr in lrs for v in variants for s in seeds]
+    start = time.time()
+    for i, (lr, variant, seed) in enumerate(runs):
+        save_dir = os.path.join(out_dir, "runs", "%s-lr%g-seed%d" % (variant, lr, seed))
+        cmd = [sys.executable, TRAIN_TOOL, "--recipe", recipe, "--model", variant,
+               "--lr", repr(float(lr)), "--seed", str(seed), "--rec-train", rec_train,
+               "--rec-val", rec_val, "--save-dir", save_dir, "--overwrite"] + list(extra_args)
+        if epochs:
+            cmd += ["--num-epochs", str(epochs)]
+        tic = time.time()
+        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        if res.returncode != 0:
+            tail = "\n".join(res.stdout.strip().splitlines()[-5:])
+            raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
+                            % (variant, lr, seed, res.returncode, tail))
+        metrics = read_metrics(os.path.join(save_dir, "metrics.csv"))
+        for m in metrics:
+            rows.append(dict({k: m[k] for k in COLUMNS[3:]}, variant=variant,
+                             base_lr=float(lr), seed=seed))
+        done = time.time() - start
+        log("[%2d/%d] lr %-6g %-24s seed %d: val top-1 %.4f after %d epochs (%.0fs; ETA %.0fs)"
+            % (i + 1, len(runs), lr, variant, seed, metrics[-1]["val_top1"], len(metrics),
+               time.time() - tic, done / (i + 1) * (len(runs) - i - 1)), flush=True)
+    return rows
+
+
+def write_csv(rows, path):
+    """``compare.csv``: one line per variant, seed and epoch."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=COLUMNS)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row[k] for k in COLUMNS})
+    atomic_write(path, write)
+
+
+def read_csv(path):
+    with open(path) as f:
+        return [{k: (v if k == "variant" else int(v) if k in ("seed", "epoch") else float(v))
+                 for k, v in row.items()} for row in csv.DictReader(f)]
+
+
+def _by_run(rows):
+    """{(base lr, variant): [per-seed lists of rows by epoch]}, in lr then Table-3 order."""
+    runs = {}
+    for row in rows:
+        runs.setdefault((row["base_lr"], row["variant"], row["seed"]), []).append(row)
+    groups = {}
+    order = {name: i for i, name in enumerate(list_models())}
+    for key in sorted(runs, key=lambda k: (k[0], order.get(k[1], 99), k[2])):
+        groups.setdefault(key[:2], []).append(sorted(runs[key], key=lambda r: r["epoch"]))
+    return groups
+
+
+def _mean_std(values):
+    values = np.asarray(values, dtype=float)
+    std = values.std(ddof=1) if len(values) > 1 else float("nan")
+    return float(values.mean()), float(std)
+
+
+def summarise(rows, loss_level):
+    """Per (base lr, variant): seeds, final val top-1 mean/std, epochs to ``loss_level``.
+
+    A run whose train loss never gets to ``loss_level`` counts as not reaching it
+    (reported as such, not averaged in).
+    """
+    summary = []
+    for (lr, variant), mine in _by_run(rows).items():
+        finals = [run[-1]["val_top1"] for run in mine]
+        reach = [next((r["epoch"] for r in run if r["train_loss"] <= loss_level), None)
+                 for run in mine]
+        reached = [e for e in reach if e is not None]
+        top1, top1_std = _mean_std(finals)
+        summary.append({
+            "variant": variant, "base_lr": lr, "seeds": len(mine),
+            "epochs": mine[0][-1]["epoch"], "val_top1_mean": top1, "val_top1_std": top1_std,
+            "best_val_top1_mean": _mean_std([max(r["val_top1"] for r in run)
+                                             for run in mine])[0],
+            "final_train_loss_mean": _mean_std([run[-1]["train_loss"] for run in mine])[0],
+            "epochs_to_loss_mean": _mean_std(reached)[0] if reached else None,
+            "epochs_to_loss_std": _mean_std(reached)[1] if reached else None,
+            "reached_loss": len(reached)})
+    return summary
+
+
+def _pm(mean, std, scale=1.0, digits=2):
+    if mean is None:
+        return "never"
+    if std != std:  # NaN: a single seed has no spread
+        return "%.*f" % (digits, mean * scale)
+    return "%.*f ± %.*f" % (digits, mean * scale, digits, std * scale)
+
+
+def markdown_table(summary, loss_level):
+    """The study's result as a markdown table (val top-1 in percent)."""
+    lines = ["| base lr | variant | seeds | final val top-1 (%%) | best val top-1 (%%) | final "
+             "train loss | epochs to train loss ≤ %g |" % loss_level,
+             "|---|---|---|---|---|---|---|"]
+    for s in summary:
+        reach = _pm(s["epochs_to_loss_mean"], s["epochs_to_loss_std"], digits=1)
+        if s["reached_loss"] < s["seeds"]:
+            reach += " (%d of %d seeds)" % (s["reached_loss"], s["seeds"])
+        lines.append("| %g | %s | %d | %s | %.2f | %.3f | %s |" % (
+            s["base_lr"], s["variant"], s["seeds"], _pm(s["val_top1_mean"], s["val_top1_std"], 100),
+            s["best_val_top1_mean"] * 100, s["final_train_loss_mean"], reach))
+    return "\n".join(lines) + "\n"
+
+
+def plot_study(rows, path, loss_level, title=None):
+    """Mean curves with +-1 std bands over seeds: train loss and val top-1 by epoch."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    groups = _by_run(rows)
+    lrs = sorted({lr for lr, _ in groups})
+    fig, grid = plt.subplots(len(lrs), 2, figsize=(13, 4.2 * len(lrs)), squeeze=False)
+    for (lr, variant), mine in groups.items():
+        axes = grid[lrs.index(lr)]
+        n = min(len(run) for run in mine)
+        epochs = [r["epoch"] for r in mine[0][:n]]
+        for ax, key in zip(axes, ("train_loss", "val_top1")):
+            values = np.array([[r[key] for r in run[:n]] for run in mine])
+            mean = values.mean(axis=0)
+            line, = ax.plot(epochs, mean, "o-", ms=3, label="%s (%d seeds)" % (variant,
+                                                                             len(mine)))
+            if len(mine) > 1:
+                std = values.std(axis=0, ddof=1)
+                ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(),
+                                alpha=0.15)
+    for lr, axes in zip(lrs, grid):
+        axes[0].axhline(loss_level, color="grey", ls=":", lw=1)
+        axes[0].set_title("base lr %g: train loss (mean, band ±1 std over seeds)" % lr)
+        axes[1].set_title("base lr %g: val top-1 (mean, band ±1 std over seeds)" % lr)
+        axes[1].set_ylim(0, 1)
+        axes[1].legend(loc="lower right", fontsize=8)
+        for ax in axes:
+            ax.set_xlabel("epoch")
+            ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
+    plt.close(fig)
+
+
+def write_outputs(rows, out_dir, loss_level, title=None):
+    """compare.csv, compare.md and compare.png in ``out_dir``; returns their paths."""
+    paths = [os.path.join(out_dir, "compare." + ext) for ext in ("csv", "md", "png")]
+    write_csv(rows, paths[0])
+    summary = summarise(rows, loss_level)
+    atomic_save(paths[1], markdown_table(summary, loss_level))
+    plot_study(rows, paths[2], loss_level, title)
+    return paths, summary
