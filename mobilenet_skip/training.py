@@ -448,6 +448,12 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         (the exported prefix, or None on non-zero ranks) and ``interrupted``.
     """
     ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
+    if cfg["dtype"] == "float16" and ctxs[0].device_type == "cpu":
+        raise UserError("--dtype float16 needs GPUs: MXNet's CPU operators have no float16 "
+                        "GEMM; pass --gpus, or --dtype float32 on the CPU")
+    if ctxs[0].device_type == "cpu" and mx.context.num_gpus() > 0:
+        log.warning("training on the CPU although %d GPU(s) are visible; pass --gpus 0,1,...",
+                    mx.context.num_gpus())
     kvstore, rank, num_workers = _kvstore(cfg, len(ctxs))
     global_batch = cfg["batch_size"] * len(ctxs) * num_workers
     mx.random.seed(cfg["seed"])

@@ -261,6 +261,7 @@ def test_resume_with_another_model_is_refused(digits, reference_run, tmp_path):
     (["--model", "mobilenet-v2"], "unknown model"),
     (["--rec-train", "/nonexistent/train.rec"], "/nonexistent/train.rec"),
     (["--kv-store", "dist_sync"], "tools/launch.py"),
+    (["--dtype", "float16"], "float16 needs GPUs"),
 ])
 def test_flag_errors_are_one_clear_line(digits, tmp_path, args, message):
     res = _train(digits, tmp_path, "--num-epochs", "1", *args, check=False)

@@ -1,0 +1,43 @@
+"""The project's own plumbing: the two make commands and CI's entry point."""
+import os
+import subprocess
+
+import pytest
+
+from conftest import ROOT
+
+
+def test_ci_runs_make_test():
+    with open(os.path.join(ROOT, ".ci", "run")) as f:
+        lines = [l.strip() for l in f if l.strip() and not l.startswith("#")]
+    assert "make test" in lines
+    assert os.access(os.path.join(ROOT, ".ci", "run"), os.X_OK)
+
+
+def test_second_make_does_not_reinstall():
+    stamp = os.path.join(ROOT, ".venv", ".installed-cpu")
+    if not os.path.exists(stamp):
+        pytest.skip("not running from make's .venv")
+    dry = subprocess.run(["make", "-n", "test"], cwd=ROOT, capture_output=True, text=True)
+    assert dry.returncode == 0
+    assert "pip install" not in dry.stdout and "venv" not in dry.stdout.split("pytest")[0]
+    assert "pytest" in dry.stdout
+
+
+def test_fresh_make_would_install_the_pinned_lock(tmp_path):
+    dry = subprocess.run(["make", "-n", "venv", "VENV=%s" % (tmp_path / "v")], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert "-r requirements/cpu.txt -r requirements/test.txt" in dry.stdout
+    assert "--no-deps" in dry.stdout and "--install-tracker" in dry.stdout
+    gpu = subprocess.run(["make", "-n", "venv", "FLAVOUR=gpu", "VENV=%s" % (tmp_path / "v")],
+                         cwd=ROOT, capture_output=True, text=True)
+    assert "-r requirements/gpu.txt" in gpu.stdout
+
+
+def test_every_requirement_is_pinned():
+    for name in ("base.txt", "cpu.txt", "gpu.txt", "test.txt", "tracker.txt"):
+        with open(os.path.join(ROOT, "requirements", name)) as f:
+            for line in f:
+                line = line.split("#")[0].strip()
+                if line and not line.startswith("-r"):
+                    assert "==" in line, (name, line)
