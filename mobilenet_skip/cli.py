@@ -2,7 +2,7 @@
 import os
 import sys
 
-__all__ = ["run_main", "DEBUG_ENV"]
+__all__ = ["run_main", "DEBUG_ENV", "add_source_arguments", "source_from_args"]
 
 DEBUG_ENV = "MOBILENET_SKIP_DEBUG"  # set to 1 for full tracebacks on user errors
 
@@ -23,3 +23,32 @@ def run_main(main, argv=None):
         print("error: %s" % msg, file=sys.stderr)
         sys.exit(2)
     sys.exit(status or 0)
+
+
+def add_source_arguments(parser):
+    """The flags naming the weights a deployment tool reads (see ``export.load_source``)."""
+    from .models import list_models
+    g = parser.add_argument_group(
+        "weights (one of: --prefix, --save-dir with --epoch, --params)")
+    g.add_argument("--prefix", help="an export: PREFIX-symbol.json and PREFIX-0000.params")
+    g.add_argument("--save-dir", help="a training run's folder (its config.yaml says the model)")
+    g.add_argument("--epoch", type=int, help="which epoch's checkpoint of --save-dir")
+    g.add_argument("--params", help="a training checkpoint file (<model>-NNNN.params)")
+    g.add_argument("--model", choices=list_models(),
+                   help="network of the checkpoint (default: from the run's config.yaml)")
+    g.add_argument("--multiplier", type=float,
+                   help="its width multiplier (default: config.yaml's, else 1.0)")
+    g.add_argument("--classes", type=int,
+                   help="its number of classes (default: config.yaml's, else read from it)")
+    g.add_argument("--input-size", type=int,
+                   help="network input side (default: the export's or run's own, else 224)")
+    return g
+
+
+def source_from_args(args):
+    """``export.load_source`` for the flags of :func:`add_source_arguments`."""
+    from .export import load_source
+    return load_source(prefix=args.prefix, save_dir=args.save_dir, epoch=args.epoch,
+                       params=args.params, model=args.model, multiplier=args.multiplier,
+                       classes=args.classes, input_size=args.input_size,
+                       synsets=getattr(args, "synsets", None))

@@ -1,24 +1,53 @@
 """Deployment files: a hybridized network as ``<prefix>-symbol.json`` + ``<prefix>-0000.params``.
 
 The exported graph takes one input named ``data`` (NCHW float32, normalised as in
-validation) and returns logits; ``<prefix>.synsets.txt`` beside it names the classes.
+validation) and returns logits; ``<prefix>.synsets.txt`` beside it names the classes
+and ``<prefix>.json`` (the sidecar, written last) records the model and the
+preprocessing it expects, so that nothing else is needed to use it.
+
+From a plain FP32 export this module derives the CPU deployment forms:
+
+- fused FP32 (:func:`export_fused`): MXNet's MKLDNN (oneDNN) subgraph backend folds
+  each BN into its conv and fuses the following ReLU and residual sum;
+- INT8 (:func:`export_int8`): post-training quantization with
+  ``mxnet.contrib.quantization``, calibrated on real images;
+- ONNX (:func:`export_onnx`), with the weights as initializers only, so that ONNX
+  Runtime can fold them.
 """
+import json
 import os
 import shutil
+import tempfile
+import warnings
+from collections import namedtuple
 
 import mxnet as mx
+import numpy as np
 
-from .checkpoint import atomic_save, atomic_write
+from . import data
+from .checkpoint import CheckpointDir, atomic_save, atomic_write
 from .errors import UserError
-from .models import get_model
+from .models import MIN_INPUT_SIZE, get_model
 
 __all__ = ["load_checkpoint_params", "network_from_checkpoint", "export_network",
-           "export_paths"]
+           "export_paths", "sidecar_path", "describe", "read_info", "load_symbolic",
+           "open_export", "Export", "summary", "export_fused", "export_int8", "export_onnx",
+           "calibration_images", "load_source", "Source", "require_mkldnn", "deploy", "KINDS"]
+
+FORMAT = "mobilenet-skip-export"
+KINDS = ("fp32", "fused", "int8")
+PREPROCESSING_KEYS = ("crop_ratio", "mean_rgb", "std_rgb")
+DEFAULT_INPUT_SIZE = 224
 
 
 def export_paths(prefix):
     """The files an export writes: symbol, params, synsets."""
     return prefix + "-symbol.json", prefix + "-0000.params", prefix + ".synsets.txt"
+
+
+def sidecar_path(prefix):
+    """``<prefix>.json``: what the export is and how to preprocess its input."""
+    return prefix + ".json"
 
 
 def load_checkpoint_params(net, path, ctx=None):
@@ -61,22 +90,96 @@ def network_from_checkpoint(path, model, multiplier=1.0, classes=1000, ctx=None)
     return load_checkpoint_params(get_model(model, multiplier, classes), path, ctx)
 
 
-def export_network(net, prefix, input_size=224, synsets=None):
-    """Hybridize ``net`` for a 1 x 3 x S x S input and export it under ``prefix``.
+# --- the sidecar ---------------------------------------------------------------------
 
-    Writes ``<prefix>-symbol.json`` and ``<prefix>-0000.params`` (each atomically)
-    and, given ``synsets`` (a list of names or a path), ``<prefix>.synsets.txt``.
+def describe(model, input_size, preprocessing=None, kind="fp32", **extra):
+    """The sidecar of an export: model, input and preprocessing.
 
-    Returns
-    -------
-    tuple of str
-        The symbol, params and synsets paths.
+    Parameters
+    ----------
+    model : MobileNetSkip or dict
+        Where ``variant``, ``multiplier`` and ``classes`` are read from.
+    input_size : int
+        Side of the square input the network was trained for.
+    preprocessing : dict, optional
+        ``crop_ratio``, ``mean_rgb``, ``std_rgb`` (a recipe will do); missing keys
+        take the validation defaults of :data:`mobilenet_skip.data.DEFAULTS`.
+    kind : {"fp32", "fused", "int8"}
+    **extra
+        More JSON-serialisable entries (where the weights came from, calibration).
     """
-    sym_path, params_path, synsets_path = export_paths(prefix)
-    out_dir = os.path.dirname(os.path.abspath(prefix))
-    os.makedirs(out_dir, exist_ok=True)
-    net.hybridize(static_alloc=True, static_shape=True)
-    net(mx.nd.zeros((1, 3, input_size, input_size), ctx=mx.cpu()))
+    def get(key):
+        return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
+    pre = dict(data.DEFAULTS)
+    pre.update({k: v for k, v in (preprocessing or {}).items() if k in PREPROCESSING_KEYS})
+    info = {"format": FORMAT, "kind": kind, "variant": get("variant"),
+            "multiplier": get("multiplier"), "classes": get("classes"),
+            "input_name": "data", "input_size": int(input_size),
+            "crop_ratio": float(pre["crop_ratio"]),
+            "mean_rgb": [float(v) for v in pre["mean_rgb"]],
+            "std_rgb": [float(v) for v in pre["std_rgb"]]}
+    info.update(extra)
+    return info
+
+
+def summary(info):
+    """One line on an export: model, width, classes, input and preprocessing, kind."""
+    model = ("%s x%g" % (info["variant"], info["multiplier"]) if info.get("variant")
+             else "network")
+    return "%s, %s classes, input %d (shorter side to %d, centre crop), %s" % (
+        model, info.get("classes") or "?", info["input_size"],
+        int(round(info["input_size"] / info["crop_ratio"])),
+        info.get("kind") or "no sidecar: ImageNet defaults")
+
+
+def _check_info(info, path):
+    try:
+        ok = (info.get("format") == FORMAT and info.get("kind") in KINDS
+              and int(info["input_size"]) >= MIN_INPUT_SIZE
+              and 0 < float(info["crop_ratio"]) <= 1
+              and len(info["mean_rgb"]) == 3 and len(info["std_rgb"]) == 3
+              and min(float(v) for v in info["std_rgb"]) > 0)
+    except (KeyError, TypeError, ValueError):
+        ok = False
+    if not ok:
+        raise UserError("%s is not a valid export description (format %s: kind, input_size, "
+                        "crop_ratio, mean_rgb, std_rgb); re-export with tools/export_model.py "
+                        "or delete it to use the defaults" % (path, FORMAT))
+    return info
+
+
+def read_info(prefix, input_size=None):
+    """The sidecar of ``prefix``, or the ImageNet defaults when there is none.
+
+    Without a sidecar the input is 224 (crop ratio 0.875, ImageNet mean/std) and
+    ``kind``, ``variant``, ``multiplier`` and ``classes`` are None. ``input_size``,
+    when given, overrides either.
+    """
+    path = sidecar_path(prefix)
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except ValueError:
+            info = None
+        info = _check_info(info if isinstance(info, dict) else {}, path)
+        info["sidecar"] = True
+    else:
+        info = describe({}, DEFAULT_INPUT_SIZE, kind=None, sidecar=False)
+    if input_size:
+        if int(input_size) < MIN_INPUT_SIZE:
+            raise UserError("--input-size %d is too small: the network has stride 32, so use "
+                            "at least %d" % (input_size, MIN_INPUT_SIZE))
+        info["input_size"] = int(input_size)
+    return info
+
+
+# --- writing -------------------------------------------------------------------------
+
+def _write_export(net, prefix, synsets, info):
+    """Write an already built (hybridized and run) ``net`` under ``prefix``, sidecar last."""
+    sym_path, params_path, synsets_file = export_paths(prefix)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
     staging = "%s.export-tmp-%d" % (prefix, os.getpid())
     try:
         net.export(staging, epoch=0)
@@ -86,10 +189,481 @@ def export_network(net, prefix, input_size=224, synsets=None):
         for leftover in export_paths(staging)[:2]:
             if os.path.exists(leftover):
                 os.remove(leftover)
-    if synsets is not None:
-        if isinstance(synsets, str):
-            if os.path.abspath(synsets) != os.path.abspath(synsets_path):
-                atomic_write(synsets_path, lambda tmp: shutil.copyfile(synsets, tmp))
-        else:
-            atomic_save(synsets_path, "".join("%s\n" % name for name in synsets))
-    return sym_path, params_path, synsets_path
+    _write_synsets(synsets, synsets_file)
+    _write_sidecar(prefix, info)
+    return sym_path, params_path, synsets_file
+
+
+def _write_synsets(synsets, path):
+    if synsets is None:
+        return
+    if isinstance(synsets, str):
+        if os.path.abspath(synsets) != os.path.abspath(path):
+            atomic_write(path, lambda tmp: shutil.copyfile(synsets, tmp))
+    else:
+        atomic_save(path, "".join("%s\n" % name for name in synsets))
+
+
+def _write_sidecar(prefix, info):
+    info = {k: v for k, v in info.items() if k != "sidecar"}
+    atomic_save(sidecar_path(prefix), json.dumps(info, indent=1, sort_keys=True) + "\n")
+
+
+def export_network(net, prefix, input_size=224, synsets=None, preprocessing=None, info=None):
+    """Hybridize ``net`` for a 1 x 3 x S x S input and export it under ``prefix``.
+
+    Writes ``<prefix>-symbol.json`` and ``<prefix>-0000.params``, given ``synsets``
+    (a list of names or a path) ``<prefix>.synsets.txt``, and the sidecar
+    ``<prefix>.json``, each atomically.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        A :class:`~mobilenet_skip.models.MobileNetSkip` or a loaded ``SymbolBlock``.
+    preprocessing : dict, optional
+        Recipe values for the sidecar (``crop_ratio``, ``mean_rgb``, ``std_rgb``).
+    info : dict, optional
+        The whole sidecar (default: :func:`describe` of ``net``).
+
+    Returns
+    -------
+    tuple of str
+        The symbol, params and synsets paths.
+    """
+    if info is None:
+        info = describe(net, input_size, preprocessing)
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(mx.nd.zeros((1, 3, input_size, input_size), ctx=mx.cpu()))
+    return _write_export(net, prefix, synsets, info)
+
+
+def _save_symbolic(prefix, sym, arg_params, aux_params):
+    """``mx.model.save_checkpoint``, atomically: symbol, then params."""
+    sym_path, params_path, _ = export_paths(prefix)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    atomic_write(sym_path, sym.save)
+    saved = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in arg_params.items()}
+    saved.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in aux_params.items()})
+    atomic_write(params_path, lambda tmp: mx.nd.save(tmp, saved))
+
+
+# --- reading back --------------------------------------------------------------------
+
+def _check_files(prefix):
+    sym_path, params_path, _ = export_paths(prefix)
+    for path in (sym_path, params_path):
+        if not os.path.isfile(path):
+            hint = ""
+            for ending in ("-symbol.json", "-0000.params", ".params", ".json"):
+                if prefix.endswith(ending):
+                    hint = "; give the prefix without the %s ending" % ending
+                    break
+            raise UserError("%s not found: an export PREFIX is the path before -symbol.json and "
+                            "-0000.params (tools/export_model.py --output PREFIX)%s"
+                            % (path, hint))
+    return sym_path, params_path
+
+
+def load_symbolic(prefix):
+    """``(symbol, arg_params, aux_params)`` of an export, checked to belong together.
+
+    Raises
+    ------
+    UserError
+        A missing or unreadable file, a graph without a ``data`` input, or params
+        that lack some of the graph's weights.
+    """
+    sym_path, params_path = _check_files(prefix)
+    try:
+        sym, arg_params, aux_params = mx.model.load_checkpoint(prefix, 0)
+    except (mx.base.MXNetError, ValueError, KeyError) as err:
+        raise UserError("cannot read the export %s (%s); re-export it"
+                        % (prefix, str(err).strip().splitlines()[0][:160]))
+    if "data" not in sym.list_arguments():
+        raise UserError("%s has no input named data; is it an exported classifier?" % sym_path)
+    missing = ([n for n in sym.list_arguments() if n != "data" and n not in arg_params]
+               + [n for n in sym.list_auxiliary_states() if n not in aux_params])
+    if missing:
+        raise UserError("%s does not fit %s: it lacks %s (%d weights missing); the two files "
+                        "come from different exports, re-export them together"
+                        % (params_path, sym_path, missing[0], len(missing)))
+    return sym, arg_params, aux_params
+
+
+Export = namedtuple("Export", ["prefix", "block", "info", "synsets", "classes"])
+Export.__doc__ = ("An export read back: its prefix, a SymbolBlock, the sidecar (or defaults), "
+                  "the class names (or None) and the number of outputs.")
+
+
+def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
+    """Load an export as a ``SymbolBlock`` and check that its files match.
+
+    One forward of zeros at the export's input size catches weights of another
+    shape; the synsets file must name as many classes as the network outputs.
+
+    Parameters
+    ----------
+    prefix : str
+    input_size : int, optional
+        Overrides the sidecar's (default 224 without a sidecar).
+    ctx : Context or list of Context, optional
+        Where the weights go (default CPU).
+    need_synsets : bool
+        Raise if ``<prefix>.synsets.txt`` is missing (otherwise ``synsets`` is None).
+
+    Returns
+    -------
+    Export
+    """
+    info = read_info(prefix, input_size)
+    sym, _, _ = load_symbolic(prefix)
+    sym_path, params_path, synsets_file = export_paths(prefix)
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    with warnings.catch_warnings():
+        # SymbolBlock warns that it cannot infer the type of `data`: it is the input.
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(sym, mx.sym.var("data"))
+        try:
+            # as SymbolBlock.imports does: INT8 weights keep their saved dtype
+            block.collect_params().load(params_path, ctx=ctxs, ignore_extra=True,
+                                        cast_dtype=True, dtype_source="saved")
+        except (AssertionError, mx.base.MXNetError) as err:
+            raise UserError("cannot load %s into %s (%s); re-export both together"
+                            % (params_path, sym_path, _mxnet_message(err)))
+    side = info["input_size"]
+    try:
+        out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
+        out.wait_to_read()
+    except mx.base.MXNetError as err:
+        raise UserError("%s does not fit %s at input %dx%d (%s); the two files come from "
+                        "different exports, or pass the right --input-size"
+                        % (params_path, sym_path, side, side,
+                           _mxnet_message(err)))
+    classes = out.shape[1]
+    synsets = None
+    if os.path.isfile(synsets_file) or need_synsets:
+        if not os.path.isfile(synsets_file):
+            raise UserError("%s not found: the class names of the export; copy the "
+                            "train .synsets.txt there (or re-export with --synsets)"
+                            % synsets_file)
+        synsets = data.read_synsets(synsets_file)
+        if len(synsets) != classes:
+            raise UserError("%s names %d classes but %s outputs %d; they belong to different "
+                            "models" % (synsets_file, len(synsets), sym_path, classes))
+    if info.get("classes") not in (None, classes):
+        raise UserError("%s says %d classes but %s outputs %d; re-export"
+                        % (sidecar_path(prefix), info["classes"], sym_path, classes))
+    info.setdefault("classes", None)
+    info["classes"] = info["classes"] or classes
+    return Export(prefix, block, info, synsets, classes)
+
+
+def _mxnet_message(err):
+    """The informative line of an MXNetError (the C++ check), shortened."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    checks = [line for line in lines if "Check failed" in line or "Error" in line]
+    return (checks[-1] if checks else lines[0] if lines else type(err).__name__)[:200]
+
+
+# --- derived forms -------------------------------------------------------------------
+
+def require_mkldnn(what):
+    """Raise unless this MXNet has the MKLDNN (oneDNN) backend that ``what`` needs."""
+    if not mx.runtime.Features().is_enabled("MKLDNN"):
+        raise UserError("%s needs MXNet's MKLDNN (oneDNN) CPU backend, which this build lacks; "
+                        "use the CPU wheel (pip install mxnet==1.9.1)" % what)
+
+
+def export_fused(src_prefix, prefix):
+    """Fused FP32 export of the plain export ``src_prefix``, written under ``prefix``.
+
+    ``optimize_for(backend="MKLDNN")`` partitions the graph into oneDNN subgraphs:
+    each conv with the BN after it (folded into its weights when the graph first
+    runs), the ReLU after that and a residual sum after the conv. The exported
+    graph keeps the unfolded weights, so it stays loadable and equals the plain one
+    to float rounding; it is for inference only and needs the CPU build.
+    """
+    require_mkldnn("--fused")
+    src = open_export(src_prefix)
+    side = src.info["input_size"]
+    src.block.optimize_for(mx.nd.zeros((1, 3, side, side)), backend="MKLDNN",
+                           static_alloc=True, static_shape=True)
+    info = dict(src.info, kind="fused", derived_from=os.path.basename(src_prefix))
+    return _write_export(src.block, prefix, export_paths(src_prefix)[2] if src.synsets else None,
+                         info)
+
+
+def calibration_images(rec, info, batches, batch_size=32):
+    """The first ``batches`` batches of ``rec`` through the validation transform.
+
+    ``info`` supplies the input size and preprocessing (a sidecar). im2rec shuffles
+    its list, so the first records of a ``.rec`` mix the classes.
+
+    Returns
+    -------
+    NDArray
+        ``N x 3 x S x S`` float32 on the CPU.
+    """
+    if batches < 1:
+        raise UserError("--calib-batches must be at least 1")
+    cfg = {k: info[k] for k in PREPROCESSING_KEYS}
+    cfg.update(rec_val=rec, input_size=info["input_size"], batch_size=batch_size,
+               preprocess_threads=min(4, os.cpu_count() or 1))
+    data.check_record(rec)
+    it = data.val_iter(cfg)
+    images = []
+    for i, batch in enumerate(it):
+        if i >= batches:
+            break
+        n = batch.data[0].shape[0] - batch.pad
+        images.append(batch.data[0][:n].as_in_context(mx.cpu()))
+    return mx.nd.concat(*images, dim=0)
+
+
+def _end_layers(sym):
+    """Names of the first layer (the one reading ``data``) and the output layer of a graph."""
+    nodes = json.loads(sym.tojson())["nodes"]
+    data_id = next(i for i, n in enumerate(nodes) if n["name"] == "data")
+    first = next(n["name"] for n in nodes if any(inp[0] == data_id for inp in n["inputs"]))
+    return [first, sym.list_outputs()[0].rsplit("_output", 1)[0]]
+
+
+def _check_calib_mode(mode):
+    if mode not in ("naive", "entropy"):
+        raise UserError("--calib-mode must be naive or entropy, got %r" % (mode,))
+
+
+def export_int8(src_prefix, prefix, calib_images, calib_mode="naive", keep_ends_fp32=False,
+                **describe_extra):
+    """Post-training INT8 export of the plain export ``src_prefix``.
+
+    ``quantize_model_mkldnn`` fuses the graph like :func:`export_fused`, then
+    quantizes every layer that oneDNN runs in INT8 (``quantize_mode="smart"``), with
+    thresholds calibrated on ``calib_images``: ``"naive"`` takes each layer's
+    min/max over them (fast), ``"entropy"`` minimises the KL divergence (slower,
+    better with long-tailed activations). Weights are quantized per tensor, inputs
+    to int8 or uint8 as their calibrated range allows (``quantized_dtype="auto"``).
+
+    Parameters
+    ----------
+    calib_images : NDArray
+        Preprocessed images (:func:`calibration_images`); use training images, not
+        the ones you evaluate on.
+    keep_ends_fp32 : bool
+        Leave the first conv and the classifier in FP32 (a common fix when
+        quantizing them costs accuracy; not needed on the demo, see README).
+    """
+    require_mkldnn("--int8")
+    from mxnet.contrib.quantization import quantize_model_mkldnn
+
+    _check_calib_mode(calib_mode)
+    src = open_export(src_prefix)
+    sym, arg_params, aux_params = load_symbolic(src_prefix)
+    excluded = _end_layers(sym.get_backend_symbol("MKLDNN_QUANTIZE")) if keep_ends_fp32 else []
+    calib = mx.io.NDArrayIter(calib_images, batch_size=min(32, calib_images.shape[0]))
+    os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no log line per bound graph
+    qsym, qargs, qaux = quantize_model_mkldnn(
+        sym, arg_params, aux_params, ctx=mx.cpu(), data_names=("data",), label_names=None,
+        excluded_sym_names=excluded, calib_mode=calib_mode, calib_data=calib,
+        quantized_dtype="auto", quantize_mode="smart")
+    _save_symbolic(prefix, qsym, qargs, qaux)
+    _write_synsets(export_paths(src_prefix)[2] if src.synsets else None, export_paths(prefix)[2])
+    info = dict(src.info, kind="int8", derived_from=os.path.basename(src_prefix),
+                calib_mode=calib_mode, calib_images=int(calib_images.shape[0]),
+                fp32_layers=excluded, **describe_extra)
+    _write_sidecar(prefix, info)
+    return export_paths(prefix)
+
+
+def _import_onnx():
+    try:
+        import onnx
+    except ImportError:
+        raise UserError("--onnx needs the onnx package: pip install onnx==1.18.0 (below 1.19, "
+                        "which removed onnx.mapping that MXNet's exporter uses)") from None
+    if not hasattr(onnx, "mapping"):
+        raise UserError("onnx %s is too new for MXNet 1.9's exporter (it needs onnx.mapping, "
+                        "removed in 1.19): pip install onnx==1.18.0" % onnx.__version__)
+    return onnx
+
+
+def export_onnx(src_prefix, path, input_size=None, dynamic_batch=True,
+                weights_as_inputs=False):
+    """ONNX file of the plain export ``src_prefix``, checked by ``onnx.checker``.
+
+    ``mx.onnx.export_model`` lists every weight both as an initializer and as a
+    graph input; a graph input may be overridden at run time, so ONNX Runtime
+    cannot fold it (BN into conv, for one) and runs about twice as slow. The
+    weights are therefore removed from the inputs, leaving ``data`` alone. With
+    ``dynamic_batch`` the batch dimension is free; ONNX Runtime folds constants
+    either way. ``weights_as_inputs`` keeps the exporter's graph inputs (only for
+    measuring what removing them gains).
+    """
+    onnx = _import_onnx()
+    info = read_info(src_prefix, input_size)
+    sym, arg_params, aux_params = load_symbolic(src_prefix)
+    params = dict(arg_params)
+    params.update(aux_params)
+    side = info["input_size"]
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
+        raw = os.path.join(tmp, "raw.onnx")
+        mx.onnx.export_model(sym, params, in_shapes=[(1, 3, side, side)], in_types=[np.float32],
+                             onnx_file_path=raw, dynamic=dynamic_batch,
+                             dynamic_input_shapes=[(None, 3, side, side)] if dynamic_batch
+                             else None)
+        model = onnx.load(raw)
+    if not weights_as_inputs:
+        weights = {init.name for init in model.graph.initializer}
+        inputs = [i for i in model.graph.input if i.name not in weights]
+        del model.graph.input[:]
+        model.graph.input.extend(inputs)
+    onnx.checker.check_model(model)
+    atomic_write(path, lambda tmp: onnx.save(model, tmp))
+    return path
+
+
+# --- where the weights come from -----------------------------------------------------
+
+Source = namedtuple("Source", ["kind", "path", "net", "info", "synsets", "config"])
+Source.__doc__ = ("Weights to deploy: kind 'checkpoint' (net is a MobileNetSkip) or 'export' "
+                  "(net is a SymbolBlock); info is the sidecar to write; synsets a path or "
+                  "None; config the training config.yaml found beside them, or {}.")
+
+
+def _training_config(folder):
+    from . import config as config_mod
+    path = os.path.join(folder, "config.yaml")
+    return config_mod.load_dumped(path) if os.path.isfile(path) else {}
+
+
+def _checkpoint_path(save_dir, epoch, model):
+    if not os.path.isdir(save_dir):
+        raise UserError("--save-dir %s is not a folder; pass the training run's --save-dir"
+                        % save_dir)
+    ckpt = CheckpointDir(save_dir, model)
+    path = ckpt.path(int(epoch), "params")
+    if not os.path.isfile(path):
+        kept = [str(m["epoch"]) for m in ckpt.epochs()]
+        raise UserError("no checkpoint of epoch %s in %s (%s); pass one of those to --epoch"
+                        % (epoch, save_dir, "complete ones: " + ", ".join(kept) if kept
+                           else "it holds no complete %s checkpoint" % model))
+    return path
+
+
+def load_source(prefix=None, save_dir=None, epoch=None, params=None, model=None,
+                multiplier=None, classes=None, input_size=None, synsets=None):
+    """The weights to deploy or evaluate, from exactly one of three places.
+
+    ``prefix``: an export (its sidecar says the rest). ``save_dir`` + ``epoch``: a
+    training checkpoint, with model, width, classes, input size and preprocessing
+    from the run's ``config.yaml``. ``params``: a checkpoint file anywhere, with a
+    ``config.yaml`` beside it or ``model`` (and ``multiplier``, default 1.0)
+    given. Explicit arguments override ``config.yaml``; a model or width that does
+    not fit the weights is a :class:`UserError` naming the flag to fix.
+
+    Returns
+    -------
+    Source
+    """
+    given = [name for name, v in (("--prefix", prefix), ("--save-dir", save_dir),
+                                  ("--params", params)) if v]
+    if len(given) != 1:
+        raise UserError("give exactly one of --prefix (an export), --save-dir with --epoch (a "
+                        "training run) or --params with --model (a checkpoint file); got %s"
+                        % (" and ".join(given) or "none"))
+    if prefix:
+        if model or multiplier or classes:
+            raise UserError("--model/--multiplier/--classes describe a checkpoint; an export "
+                            "--prefix describes itself")
+        src = open_export(prefix, input_size)
+        syn = synsets or (export_paths(prefix)[2] if src.synsets else None)
+        return Source("export", prefix, src.block, src.info, syn, {})
+    if save_dir and epoch is None:
+        raise UserError("--save-dir needs --epoch: which epoch's checkpoint to use")
+    if params and save_dir is None and epoch is not None:
+        raise UserError("--epoch goes with --save-dir; --params already names one file")
+    cfg = _training_config(save_dir or os.path.dirname(os.path.abspath(params)))
+    model = model or cfg.get("model")
+    if not model:
+        raise UserError("no config.yaml beside %s says which network it holds; pass --model "
+                        "(and --multiplier if not 1.0)" % (params or save_dir))
+    multiplier = multiplier or cfg.get("multiplier", 1.0)
+    path = params or _checkpoint_path(save_dir, epoch, model)
+    if classes is None:
+        classes = cfg.get("classes") or _classes_in(path)
+    net = network_from_checkpoint(path, model, multiplier, classes)
+    side = input_size or cfg.get("input_size", DEFAULT_INPUT_SIZE)
+    syn = synsets or _find_synsets(os.path.dirname(os.path.abspath(path)), net.variant, cfg)
+    info = describe(net, side, cfg, checkpoint=os.path.basename(path))
+    return Source("checkpoint", path, net, info, syn, cfg)
+
+
+def _classes_in(path):
+    """Classifier outputs of a checkpoint file (its ``output.bias`` length)."""
+    try:
+        saved = mx.nd.load(path)
+    except mx.base.MXNetError:
+        return 1000  # load_checkpoint_params reports the unreadable file
+    bias = saved.get("output.bias") if isinstance(saved, dict) else None
+    return int(bias.shape[0]) if bias is not None else 1000
+
+
+def _find_synsets(folder, model, cfg):
+    """Class names of a run: its export's, else those beside its training .rec."""
+    candidates = [os.path.join(folder, "%s.synsets.txt" % model)]
+    if cfg.get("rec_train"):
+        candidates.append(data.synsets_path(cfg["rec_train"]))
+    return next((c for c in candidates if os.path.isfile(c)), None)
+
+
+def deploy(source, output, fused=False, int8=False, onnx=False, calib_rec=None,
+           calib_batches=10, calib_mode="naive", batch_size=32, keep_ends_fp32=False):
+    """Write the deployment set of ``source`` (see :func:`load_source`) under ``output``.
+
+    Always the plain FP32 export ``output``; then, derived from it,
+    ``output-fused`` (``fused``), ``output-int8`` (``int8``, calibrated on
+    ``calib_batches`` batches of ``calib_rec``, by default the run's training
+    ``.rec``) and ``output.onnx`` (``onnx``). Every precondition is checked before
+    the first file is written.
+
+    Returns
+    -------
+    dict
+        Form (``fp32``, ``fused``, ``int8``, ``onnx``) to prefix (ONNX: file path).
+    """
+    if source.info.get("kind") not in (None, "fp32"):
+        raise UserError("%s is a %s export; derive deployment forms from the plain FP32 "
+                        "export instead" % (source.path, source.info["kind"]))
+    if fused:
+        require_mkldnn("--fused")
+    if int8:
+        require_mkldnn("--int8")
+        if not calib_rec:
+            calib_rec = source.config.get("rec_train")
+            if not calib_rec or not os.path.isfile(calib_rec):
+                raise UserError("--int8 needs --calib-rec: a .rec of training images to "
+                                "calibrate on (not the images you will evaluate on)%s"
+                                % ("; the run's %s is gone" % calib_rec if calib_rec else ""))
+        data.check_record(calib_rec)
+        _check_calib_mode(calib_mode)
+    if onnx:
+        _import_onnx()
+    if source.synsets is None:
+        raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
+                        "--recursive wrote PREFIX.synsets.txt beside the training list)"
+                        % source.path)
+    info = dict(source.info, kind="fp32")
+    export_network(source.net, output, info["input_size"], source.synsets, info=info)
+    written = {"fp32": output}
+    if fused:
+        written["fused"] = output + "-fused"
+        export_fused(output, written["fused"])
+    if int8:
+        written["int8"] = output + "-int8"
+        images = calibration_images(calib_rec, info, calib_batches, batch_size)
+        export_int8(output, written["int8"], images, calib_mode, keep_ends_fp32,
+                    calib_rec=os.path.abspath(calib_rec))
+    if onnx:
+        written["onnx"] = export_onnx(output, output + ".onnx")
+    return written

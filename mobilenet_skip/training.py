@@ -26,7 +26,7 @@ from . import config as config_mod
 from .checkpoint import CheckpointDir, atomic_write
 from .compat import load_gluoncv_params
 from .errors import UserError
-from .export import export_network, network_from_checkpoint
+from .export import describe as describe_export, export_network, network_from_checkpoint
 from .models import DWUnit, get_model
 
 __all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "make_lr_scheduler",
@@ -64,7 +64,7 @@ def parse_contexts(gpus="", cpu_contexts=1):
         raise UserError("--gpus %s repeats an id or has a negative one" % text)
     if not mx.runtime.Features().is_enabled("CUDA"):
         raise UserError("--gpus %s asks for a GPU, but this MXNet is a CPU build; install "
-                        "mxnet-cu112==1.9.1 (make FLAVOUR=gpu) or pass --gpus '' to train on "
+                        "mxnet-cu112==1.9.1 (make FLAVOUR=gpu) or pass --gpus '' to run on "
                         "the CPU" % text)
     count = mx.context.num_gpus()
     if max(ids) >= count:
@@ -618,7 +618,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         prefix = os.path.join(save_dir, cfg["model"])
         best_net = network_from_checkpoint(ckpt.path(best["epoch"], "params"), cfg["model"],
                                            cfg["multiplier"], cfg["classes"])
-        export_network(best_net, prefix, cfg["input_size"], synsets)
+        export_network(best_net, prefix, cfg["input_size"], synsets, info=describe_export(
+            best_net, cfg["input_size"], cfg, epoch=best["epoch"], val_top1=best["val_top1"]))
         result["export"] = prefix
         log.info("exported epoch %d (val top1 %.4f) to %s-symbol.json and %s-0000.params",
                  best["epoch"], best["val_top1"], prefix, prefix)

@@ -1,11 +1,21 @@
+import importlib.util
 import os
+import subprocess
 import sys
+from collections import namedtuple
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TOOLS = os.path.join(ROOT, "tools")
 sys.path.insert(0, ROOT)
+
+DEMO_EPOCHS = 5  # val top-1 0.95 on the digits; best and last epoch coincide here
+
+DemoRun = namedtuple("DemoRun", ["images", "train_rec", "val_rec", "save_dir", "model",
+                                 "prefix", "metrics"])
+DemoRun.__doc__ = ("A trained demo run: image folder (train/, val/), packed .rec files, the "
+                   "run's --save-dir, model name, its export prefix and metrics.csv rows.")
 
 
 @pytest.fixture(autouse=True)
@@ -14,3 +24,65 @@ def _seed():
     import numpy as np
     mx.random.seed(0)
     np.random.seed(0)
+
+
+def run_tool(name, *argv):
+    """Run ``tools/<name>.py`` in a fresh interpreter, as a user would."""
+    return subprocess.run([sys.executable, os.path.join(TOOLS, name + ".py")] + list(argv),
+                          capture_output=True, text=True)
+
+
+def tool_main(name):
+    """The ``main`` of ``tools/<name>.py``, to run a tool in this process."""
+    if TOOLS not in sys.path:
+        sys.path.insert(0, TOOLS)
+    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.main
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory):
+    """The demo digits made, packed and trained with recipes/demo.yaml for DEMO_EPOCHS
+    epochs through tools/train_imagenet.py (about 20 s on 2 cores)."""
+    from mobilenet_skip import demo_data, recordio
+    from mobilenet_skip.plots import read_metrics
+
+    root = str(tmp_path_factory.mktemp("demo_run"))
+    images = os.path.join(root, "images")
+    demo_data.make_demo_data(images, size=64)
+    recs = []
+    for split in ("train", "val"):
+        prefix = os.path.join(root, split)
+        recordio.make_list(prefix, os.path.join(images, split), recursive=True)
+        with open(os.devnull, "w") as quiet:
+            recordio.pack(prefix, os.path.join(images, split), num_thread=2, stream=quiet,
+                          out=quiet)
+        recs.append(prefix + ".rec")
+    save_dir = os.path.join(root, "run")
+    res = run_tool("train_imagenet", "--recipe", os.path.join(ROOT, "recipes", "demo.yaml"),
+                   "--rec-train", recs[0], "--rec-val", recs[1], "--save-dir", save_dir,
+                   "--num-epochs", str(DEMO_EPOCHS))
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    metrics = read_metrics(os.path.join(save_dir, "metrics.csv"))
+    assert len(metrics) == DEMO_EPOCHS and metrics[-1]["val_top1"] > 0.9, metrics
+    model = "full-connect-pre-act"
+    return DemoRun(images, recs[0], recs[1], save_dir, model, os.path.join(save_dir, model),
+                   metrics)
+
+
+def call_tool(capsys, name, *argv):
+    """Run ``tools/<name>.py`` in this process (quicker than :func:`run_tool`).
+
+    Returns
+    -------
+    tuple
+        (exit status, stdout, stderr).
+    """
+    from mobilenet_skip.cli import run_main
+    capsys.readouterr()
+    with pytest.raises(SystemExit) as exit_:
+        run_main(tool_main(name), list(argv))
+    out, err = capsys.readouterr()
+    return exit_.value.code, out, err

@@ -29,3 +29,22 @@ def test_data_section_json_smoke():
 def test_bad_option_is_one_line():
     res = _bench("data", "--batch-size", "0")
     assert res.returncode == 2 and res.stderr == "error: --batch-size must be at least 1\n"
+
+
+def test_infer_section_json_smoke():
+    res = _bench("infer", "--json", "--input-size", "32", "--multiplier", "0.25", "--batch-size",
+                 "2", "--repeats", "1", "--warmup", "0", "--infer-images", "1",
+                 "--calib-batches", "1")
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["infer"]
+    variants = ["fp32", "fused", "int8", "onnxruntime", "onnxruntime-weights-as-inputs",
+                "gluoncv mobilenet0.25"]
+    assert [(r["variant"], r["batch"]) for r in rows] == [(v, b) for b in (1, 2) for v in variants]
+    for r in rows:
+        assert set(r) == {"variant", "batch", "model", "latency_ms", "ratio_vs_fp32",
+                          "ratio_vs_gluoncv"} and r["latency_ms"] > 0
+        same_batch = {x["variant"]: x["latency_ms"] for x in rows if x["batch"] == r["batch"]}
+        assert abs(r["ratio_vs_fp32"] - r["latency_ms"] / same_batch["fp32"]) < 1e-9
+        assert abs(r["ratio_vs_gluoncv"] - r["latency_ms"] / same_batch[variants[-1]]) < 1e-9
+    assert rows[0]["model"] == "full-connect-pre-act x0.25 at 32"
+    assert rows[-1]["model"] == "gluoncv mobilenet0.25"

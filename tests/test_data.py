@@ -1,6 +1,5 @@
 """Folder -> .lst -> .rec/.idx -> ImageRecordIter, on the real demo digits (issue #3)."""
 import filecmp
-import importlib.util
 import io
 import os
 import shutil
@@ -16,24 +15,14 @@ from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.progress import Progress
 
-from conftest import TOOLS
+from conftest import run_tool, tool_main
 
 SIZE = 32
 RAW = dict(mean_rgb=[0, 0, 0], std_rgb=[1, 1, 1])  # iterator output in plain 0-255 RGB
 
 
 def _cli(*argv):
-    return subprocess.run([sys.executable, os.path.join(TOOLS, argv[0])] + list(argv[1:]),
-                          capture_output=True, text=True)
-
-
-def _tool_main(name):
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.main
+    return run_tool(argv[0][:-len(".py")], *argv[1:])
 
 
 def _epoch(it):
@@ -300,7 +289,7 @@ def test_im2rec_user_errors_are_one_line(tmp_path, capsys, case):
                         "--quality"),
     }[case]
     with pytest.raises(SystemExit) as exit_:
-        run_main(_tool_main("im2rec"), argv)
+        run_main(tool_main("im2rec"), argv)
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: ") and words in err
     assert err.count("\n") == 1 and "Traceback" not in err

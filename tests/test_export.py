@@ -1,0 +1,239 @@
+"""Deployment (issue #5): export, fused, INT8 and ONNX forms, and the single-crop evaluation,
+on the trained demo network and on randomised networks with non-trivial BN statistics."""
+import json
+import os
+import shutil
+
+import mxnet as mx
+import numpy as np
+import pytest
+
+from mobilenet_skip import data, export, inference
+from mobilenet_skip.bench import randomise_bn
+from mobilenet_skip.errors import UserError
+from mobilenet_skip.models import get_model
+
+from conftest import DEMO_EPOCHS, call_tool, run_tool
+
+
+@pytest.fixture(scope="module")
+def deployed(demo_run, tmp_path_factory):
+    """export_model.py on the last demo epoch: every form, evaluated on the demo val set."""
+    out = os.path.join(str(tmp_path_factory.mktemp("deploy")), "digits")
+    res = run_tool("export_model", "--save-dir", demo_run.save_dir, "--epoch", str(DEMO_EPOCHS),
+                   "--output", out, "--fused", "--int8", "--onnx", "--eval-rec", demo_run.val_rec)
+    assert res.returncode == 0, res.stderr
+    return out, res.stdout
+
+
+def _val_batch(demo_run, n=64):
+    it = data.val_iter(dict(rec_val=demo_run.val_rec, input_size=32, batch_size=n))
+    return next(iter(it)).data[0].as_in_context(mx.cpu())
+
+
+def _checkpoint_net(demo_run, epoch=DEMO_EPOCHS):
+    return export.network_from_checkpoint(
+        os.path.join(demo_run.save_dir, "%s-%04d.params" % (demo_run.model, epoch)),
+        demo_run.model, 0.5, 10)
+
+
+def _ops(prefix):
+    with open(prefix + "-symbol.json") as f:
+        return [n["op"] for n in json.load(f)["nodes"]]
+
+
+def test_export_equals_the_in_memory_network(demo_run, deployed):
+    x = _val_batch(demo_run)
+    ours = _checkpoint_net(demo_run)(x).asnumpy()  # imperative, never hybridized
+    loaded = mx.gluon.SymbolBlock.imports(deployed[0] + "-symbol.json", ["data"],
+                                          deployed[0] + "-0000.params")
+    theirs = loaded(x).asnumpy()
+    assert np.abs(ours - theirs).max() < 1e-5
+    assert np.abs(ours).max() > 1  # real logits, not vanishing ones
+    with open(deployed[0] + ".json") as f:
+        side = json.load(f)
+    assert (side["kind"], side["variant"], side["multiplier"], side["classes"],
+            side["input_size"], side["crop_ratio"]) == ("fp32", demo_run.model, 0.5, 10, 32, 0.875)
+
+
+@pytest.mark.parametrize("model", ["mobilenet", "full-connect-pre-act"])
+def test_random_network_export_module_and_fused_agree(model, tmp_path):
+    net = randomise_bn(get_model(model, 0.25, classes=7), 64)
+    x = mx.nd.random.normal(shape=(3, 3, 64, 64))
+    ours = net(x).asnumpy()
+    prefix = str(tmp_path / "m")
+    export.export_network(net, prefix, 64)
+    plain = export.open_export(prefix).block(x).asnumpy()
+    module = inference.ModuleNet(prefix, [mx.cpu()], 3, 64)(x).asnumpy()
+    export.export_fused(prefix, prefix + "-fused")
+    fused = export.open_export(prefix + "-fused").block(x).asnumpy()
+    assert np.abs(ours).max() > 0.1
+    assert np.abs(plain - ours).max() < 1e-5
+    assert np.abs(module - plain).max() < 1e-5
+    assert np.abs(fused - plain).max() < 1e-4
+    # every conv became a oneDNN subgraph with its BN (and ReLU/sum) inside
+    assert _ops(prefix + "-fused").count("_sg_mkldnn_conv") == _ops(prefix).count("Convolution")
+    if model == "mobilenet":  # post-activation: no BatchNorm left outside a conv
+        assert "BatchNorm" not in _ops(prefix + "-fused")
+
+
+def test_module_and_fused_agree_on_the_demo_net(demo_run, deployed):
+    x = _val_batch(demo_run)
+    plain = export.open_export(deployed[0]).block(x).asnumpy()
+    module = inference.ModuleNet(deployed[0], [mx.cpu()], 64, 32)(x).asnumpy()
+    fused = export.open_export(deployed[0] + "-fused").block(x).asnumpy()
+    assert np.abs(module - plain).max() < 1e-5
+    assert np.abs(fused - plain).max() < 1e-4
+
+
+def test_int8_agrees_with_fp32_on_the_demo_val_set(demo_run, deployed):
+    out, stdout = deployed
+    fp32, int8 = [inference.evaluate_export(p, demo_run.val_rec, keep_logits=True)
+                  for p in (out, out + "-int8")]
+    agree = (fp32["logits"].argmax(1) == int8["logits"].argmax(1)).mean()
+    assert agree >= 0.97
+    assert "_contrib_quantize_v2" in _ops(out + "-int8")
+    # export_model printed the same drop and agreement
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("int8   top-1"))
+    assert "top-1 %.4f" % int8["top1"] in line and "%.1f%%" % (100 * agree) in line
+    assert "drop %+.4f" % (fp32["top1"] - int8["top1"]) in line
+    with open(out + "-int8.json") as f:
+        side = json.load(f)
+    assert side["kind"] == "int8" and side["calib_images"] == 320  # 10 batches of 32
+    assert side["calib_rec"] == os.path.abspath(demo_run.train_rec)  # not the val images
+
+
+def test_int8_can_keep_the_first_and_last_layer_fp32(demo_run, deployed, tmp_path):
+    info = export.read_info(deployed[0])
+    images = export.calibration_images(demo_run.train_rec, info, 2)
+    export.export_int8(deployed[0], str(tmp_path / "q"), images, keep_ends_fp32=True)
+    with open(str(tmp_path / "q-symbol.json")) as f:
+        nodes = {n["name"]: n["op"] for n in json.load(f)["nodes"]}
+    kept = export.read_info(str(tmp_path / "q"))["fp32_layers"]
+    assert len(kept) == 2 and all(nodes[name] != "null" for name in kept)
+    assert not any(name.startswith("quantized_" + kept[0]) for name in nodes)
+
+
+def test_onnx_runs_in_onnxruntime_like_mxnet(demo_run, deployed):
+    import onnx
+    import onnxruntime as ort
+    model = onnx.load(deployed[0] + ".onnx")
+    onnx.checker.check_model(model)
+    assert [i.name for i in model.graph.input] == ["data"]  # weights are initializers only
+    session = ort.InferenceSession(deployed[0] + ".onnx", providers=["CPUExecutionProvider"])
+    x = _val_batch(demo_run)
+    plain = export.open_export(deployed[0]).block(x).asnumpy()
+    for n in (64, 1):  # the batch dimension is free
+        got = session.run(None, {"data": x[:n].asnumpy()})[0]
+        assert np.abs(got - plain[:n]).max() < 1e-4
+
+
+def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):
+    """The checkpoint of epoch e gives metrics.csv's val_top1 of epoch e exactly (same
+    images, same crop); the run's own export is its best epoch."""
+    images = 359
+    last = demo_run.metrics[-1]
+    res = run_tool("eval_imagenet", "--save-dir", demo_run.save_dir, "--epoch", str(last["epoch"]),
+                   "--rec-val", demo_run.val_rec, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert got["images"] == images and got["images_per_s"] > 0 and got["device"] == "cpu(0)"
+    assert round(got["top1"] * images) == round(last["val_top1"] * images)
+    assert round(got["top5"] * images) == round(last["val_top5"] * images)
+    # an earlier epoch (kept by keep_checkpoints: 2) gives its own row, not the last one
+    before = demo_run.metrics[-2]
+    source = export.load_source(save_dir=demo_run.save_dir, epoch=before["epoch"])
+    export.export_network(source.net, str(tmp_path / "e"), 32, info=source.info)
+    r = inference.evaluate_export(str(tmp_path / "e"), demo_run.val_rec)
+    assert round(r["top1"] * images) == round(before["val_top1"] * images) != round(
+        last["val_top1"] * images)
+    best = max(demo_run.metrics, key=lambda r: r["val_top1"])
+    assert export.read_info(demo_run.prefix)["epoch"] == best["epoch"]
+    for api in ("symbolblock", "module"):
+        r = inference.evaluate_export(demo_run.prefix, demo_run.val_rec, api=api)
+        assert round(r["top1"] * images) == round(best["val_top1"] * images), api
+        assert round(r["top5"] * images) == round(best["val_top5"] * images), api
+
+
+def test_eval_prints_accuracy_error_speed_and_device(demo_run, capsys):
+    code, out, _ = call_tool(capsys, "eval_imagenet", "--prefix", demo_run.prefix, "--rec-val",
+                             demo_run.val_rec, "--api", "module")
+    assert code == 0
+    for words in ("top-1 accuracy 0.9", "top-5 accuracy", "error 0.0", "images/s on cpu(0)",
+                  "359 images", "full-connect-pre-act x0.5, 10 classes, input 32"):
+        assert words in out
+
+
+def _one_line_error(capsys, tool, argv):
+    code, _, err = call_tool(capsys, tool, *argv)
+    assert code == 2 and err.startswith("error: "), err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    return err
+
+
+@pytest.mark.parametrize("flags,words", [
+    (["--model", "mobilenet"], "pass the --model"),
+    (["--model", "full-connect-pre-act", "--multiplier", "1.0"], "pass the --multiplier"),
+    (["--model", "full-connect-pre-act", "--multiplier", "0.5", "--classes", "1000"],
+     "--multiplier/--classes"),
+])
+def test_wrong_model_or_width_for_a_checkpoint(demo_run, tmp_path, capsys, flags, words):
+    params = os.path.join(str(tmp_path), "m-0005.params")
+    shutil.copy(os.path.join(demo_run.save_dir, "%s-%04d.params" % (demo_run.model, DEMO_EPOCHS)),
+                params)  # no config.yaml beside it: the flags are all there is
+    err = _one_line_error(capsys, "export_model", ["--params", params, "--output",
+                                                   str(tmp_path / "out")] + flags)
+    assert words in err and params in err
+    assert os.listdir(str(tmp_path)) == ["m-0005.params"]  # nothing written
+
+
+def test_checkpoint_without_model_or_epoch_is_named(demo_run, tmp_path, capsys):
+    params = str(tmp_path / "m-0005.params")
+    shutil.copy(os.path.join(demo_run.save_dir, "%s-%04d.params" % (demo_run.model, 5)), params)
+    assert "pass --model" in _one_line_error(capsys, "export_model",
+                                             ["--params", params, "--output", params[:-7]])
+    err = _one_line_error(capsys, "export_model", ["--save-dir", demo_run.save_dir, "--epoch",
+                                                   "99", "--output", str(tmp_path / "o")])
+    assert "no checkpoint of epoch 99" in err and "complete ones: " in err
+
+
+def test_preconditions_fail_before_anything_is_written(demo_run, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    err = _one_line_error(capsys, "export_model", [
+        "--save-dir", demo_run.save_dir, "--epoch", "5", "--output", out, "--int8",
+        "--calib-rec", str(tmp_path / "missing.rec")])
+    assert "missing.rec does not exist" in err
+    assert os.listdir(str(tmp_path)) == []
+
+
+def test_missing_and_mismatched_export_files(demo_run, deployed, tmp_path, capsys):
+    err = _one_line_error(capsys, "eval_imagenet", ["--prefix", deployed[0] + "-symbol.json",
+                                                    "--rec-val", demo_run.val_rec])
+    assert "without the -symbol.json ending" in err
+    # params of another network under this graph
+    other = str(tmp_path / "other")
+    export.export_network(randomise_bn(get_model("full-connect-pre-act", 0.25, 10), 32), other, 32)
+    mixed = str(tmp_path / "mixed")
+    shutil.copy(deployed[0] + "-symbol.json", mixed + "-symbol.json")
+    shutil.copy(other + "-0000.params", mixed + "-0000.params")
+    err = _one_line_error(capsys, "eval_imagenet", ["--prefix", mixed, "--rec-val",
+                                                    demo_run.val_rec])
+    assert "does not fit" in err and "different exports" in err
+    # a synsets file of another data set
+    shutil.copy(other + "-0000.params", mixed + "-0000.params")
+    shutil.copy(other + "-symbol.json", mixed + "-symbol.json")
+    with open(mixed + ".synsets.txt", "w") as f:
+        f.write("cat\ndog\n")
+    with pytest.raises(UserError, match="names 2 classes but .* outputs 10"):
+        export.open_export(mixed)
+
+
+def test_eval_input_errors(demo_run, tmp_path, capsys):
+    err = _one_line_error(capsys, "eval_imagenet", ["--prefix", demo_run.prefix, "--rec-val",
+                                                    str(tmp_path / "val.rec")])
+    assert "does not exist" in err
+    if not mx.runtime.Features().is_enabled("CUDA"):
+        err = _one_line_error(capsys, "eval_imagenet", ["--prefix", demo_run.prefix,
+                                                        "--rec-val", demo_run.val_rec,
+                                                        "--gpus", "0"])
+        assert "CPU build" in err

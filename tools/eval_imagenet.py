@@ -1,0 +1,77 @@
+#!/usr/bin/env python
+"""Single-centre-crop top-1/top-5 of an exported model (or a checkpoint) on a val .rec.
+
+  eval_imagenet.py --prefix deploy/m --rec-val data/imagenet/val.rec
+  eval_imagenet.py --save-dir runs/demo --epoch 12 --rec-val demo/val.rec --json
+  eval_imagenet.py --prefix deploy/m-int8 --rec-val val.rec --api module
+
+The paper's protocol: the shorter side resized to 256, the central 224 square, one
+crop, one model (for another --input-size S, the shorter side goes to
+round(S / crop ratio)). Pack val with `im2rec.py ... --resize 256` or keep the
+originals; never centre-crop while packing. A checkpoint is exported to a
+temporary folder first, so both --api paths read the same files: SymbolBlock.imports
+(default) or mx.mod.Module (load_checkpoint, bind, set_params).
+--json prints one line: top1, top5 (fractions), images, images_per_s, device, api.
+"""
+import argparse
+import json
+import os
+import tempfile
+
+import _bootstrap  # noqa: F401
+from mobilenet_skip.bench import machine_info
+from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
+from mobilenet_skip.errors import UserError
+from mobilenet_skip.export import export_network, summary
+from mobilenet_skip.inference import APIS, evaluate_export
+from mobilenet_skip.training import parse_contexts
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_arguments(p)
+    p.add_argument("--rec-val", required=True, help="validation .rec (its .idx beside it)")
+    p.add_argument("--api", choices=APIS, default="symbolblock",
+                   help="gluon SymbolBlock.imports or the symbolic mx.mod.Module (symbolblock)")
+    p.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 ('' = CPU)")
+    p.add_argument("--batch-size", type=int, default=32, help="images per device (32)")
+    p.add_argument("--data-threads", type=int, default=None,
+                   help="decoding threads (default: min(4, cores))")
+    p.add_argument("--json", action="store_true", help="print one JSON line")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    ctxs = parse_contexts(args.gpus)
+    if args.batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
+        if args.prefix:
+            prefix = args.prefix
+        else:
+            source = source_from_args(args)
+            prefix = os.path.join(tmp, source.info["variant"])
+            export_network(source.net, prefix, source.info["input_size"], info=source.info)
+        r = evaluate_export(prefix, args.rec_val, ctxs, args.api, args.batch_size,
+                            args.input_size, args.data_threads)
+    device = ",".join(str(c) for c in ctxs)
+    if args.json:
+        print(json.dumps({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
+                          "images_per_s": r["images_per_s"], "device": device,
+                          "api": args.api, "input_size": r["info"]["input_size"]}))
+        return 0
+    print("model: %s\n       %s" % (args.prefix or source.path, summary(r["info"])))
+    print("data:  %s, %d images, api %s" % (args.rec_val, r["images"], args.api))
+    print("top-1 accuracy %.4f  error %.4f" % (r["top1"], 1 - r["top1"]))
+    print("top-5 accuracy %.4f  error %.4f" % (r["top5"], 1 - r["top5"]))
+    if ctxs[0].device_type == "cpu":
+        cpu = machine_info()
+        device += " (%s, %d cores)" % (cpu["cpu"], cpu["cores"])
+    print("speed: %.1f images/s on %s, decoding included" % (r["images_per_s"], device))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

@@ -1,0 +1,75 @@
+#!/usr/bin/env python
+"""Export trained weights for deployment: MXNet files, fused FP32, INT8 and ONNX.
+
+  export_model.py --save-dir runs/demo --epoch 12 --output deploy/demo --fused --int8 --onnx
+  export_model.py --params m-0090.params --model full-connect-pre-act --output deploy/m
+  export_model.py --prefix runs/demo/full-connect-pre-act --output deploy/demo --onnx
+
+Under --output PREFIX it writes:
+  PREFIX-symbol.json, PREFIX-0000.params  FP32 graph: input `data` (1x3xSxS), logits out
+  PREFIX.synsets.txt, PREFIX.json         class names; model and preprocessing (sidecar)
+  PREFIX-fused-*      (--fused)           conv+BN(+ReLU)(+sum) fused by MXNet's MKLDNN backend
+  PREFIX-int8-*       (--int8)            INT8, calibrated on --calib-batches of --calib-rec
+  PREFIX.onnx         (--onnx)            ONNX, weights as initializers only, any batch size
+PREFIX, PREFIX-fused and PREFIX-int8 are each complete exports for tools/predict.py
+and tools/eval_imagenet.py. --eval-rec then reports each one's top-1 on a .rec and
+how often INT8 picks the same class as FP32.
+"""
+import argparse
+
+import _bootstrap  # noqa: F401
+from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
+from mobilenet_skip.export import deploy, export_paths, sidecar_path, summary
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    add_source_arguments(p)
+    p.add_argument("--synsets", help="class names, one per line (default: the run's export "
+                   "or the .synsets.txt beside its training .rec)")
+    p.add_argument("--output", required=True, metavar="PREFIX", help="where to write")
+    p.add_argument("--fused", action="store_true", help="also write PREFIX-fused")
+    p.add_argument("--int8", action="store_true", help="also write PREFIX-int8")
+    p.add_argument("--onnx", action="store_true", help="also write PREFIX.onnx")
+    g = p.add_argument_group("INT8 calibration")
+    g.add_argument("--calib-rec", help="training images to calibrate on (default: the run's "
+                   "training .rec from config.yaml); not the images you evaluate on")
+    g.add_argument("--calib-batches", type=int, default=10, help="batches to read (10)")
+    g.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
+                   help="naive: each layer's min/max (fast); entropy: KL-optimal thresholds "
+                   "(slower) (naive)")
+    g.add_argument("--batch-size", type=int, default=32, help="calibration/eval batch (32)")
+    g.add_argument("--int8-keep-ends", action="store_true",
+                   help="keep the first conv and the classifier in FP32")
+    p.add_argument("--eval-rec", help="after writing, evaluate each form on this .rec and "
+                   "report INT8's agreement with FP32 and its top-1 drop")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    source = source_from_args(args)
+    written = deploy(source, args.output, fused=args.fused, int8=args.int8, onnx=args.onnx,
+                     calib_rec=args.calib_rec, calib_batches=args.calib_batches,
+                     calib_mode=args.calib_mode, batch_size=args.batch_size,
+                     keep_ends_fp32=args.int8_keep_ends)
+    print("from %s: %s" % (source.path, summary(source.info)))
+    for kind, prefix in written.items():
+        files = [prefix] if kind == "onnx" else list(export_paths(prefix)) + [sidecar_path(prefix)]
+        print("wrote %-6s %s" % (kind, "  ".join(files)))
+    if args.eval_rec:
+        from mobilenet_skip.inference import compare_exports
+        rows = compare_exports({k: v for k, v in written.items() if k != "onnx"},
+                               args.eval_rec, args.batch_size)
+        print("on %s (%d images, single centre crop):" % (args.eval_rec, rows[0]["images"]))
+        for r in rows:
+            print("%-6s top-1 %.4f  top-5 %.4f%s" % (
+                r["kind"], r["top1"], r["top5"], "" if r["kind"] == "fp32" else
+                "  same class as fp32 on %.1f%%, top-1 drop %+.4f"
+                % (100 * r["agreement"], r["top1_drop"])))
+    return 0
+
+
+if __name__ == "__main__":
+    run_main(main)

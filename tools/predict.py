@@ -1,0 +1,64 @@
+#!/usr/bin/env python
+"""Classify image files with an exported model: top-5 class names and probabilities.
+
+  predict.py --prefix deploy/m cat.jpg dog.png
+
+Reads only the export: PREFIX-symbol.json, PREFIX-0000.params, PREFIX.synsets.txt
+and, if present, PREFIX.json for the input size and preprocessing (without it: 224,
+ImageNet mean/std; --input-size overrides). Each image goes through validation's
+transform: shorter side to round(S / 0.875), central S x S crop, RGB mean/std.
+An image that cannot be read is reported on stderr and the others are still
+classified; the exit status is then 1.
+"""
+import argparse
+import json
+import sys
+
+import _bootstrap  # noqa: F401
+from mobilenet_skip.cli import run_main
+from mobilenet_skip.errors import UserError
+from mobilenet_skip.export import open_export, summary
+from mobilenet_skip.inference import load_image, softmax, top_k
+
+
+def parse_args(argv):
+    p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--prefix", required=True, help="the export (tools/export_model.py --output)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/BMP files")
+    p.add_argument("--top", type=int, default=5, help="classes to show per image (5)")
+    p.add_argument("--input-size", type=int, help="override the export's input size")
+    p.add_argument("--json", action="store_true",
+                   help="print one JSON object: predictions and errors per image")
+    return p.parse_args(argv)
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    exported = open_export(args.prefix, args.input_size, need_synsets=True)
+    net = exported.block
+    net.hybridize(static_alloc=True, static_shape=True)
+    predictions, errors = [], []
+    for path in args.images:
+        try:
+            x = load_image(path, exported.info)
+        except UserError as err:
+            errors.append({"image": path, "error": str(err)})
+            print("error: %s" % err, file=sys.stderr, flush=True)
+            continue
+        probs = softmax(net(x).asnumpy())[0]
+        predictions.append({"image": path, "top": top_k(probs, exported.synsets, args.top)})
+        if not args.json:
+            print(path)
+            for t in predictions[-1]["top"]:
+                print("  %.4f  %s" % (t["probability"], t["name"]))
+    if args.json:
+        print(json.dumps({"prefix": args.prefix, "model": summary(exported.info),
+                          "predictions": predictions, "errors": errors}))
+    return 1 if errors else 0
+
+
+if __name__ == "__main__":
+    run_main(main)
