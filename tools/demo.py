@@ -70,9 +70,11 @@ def main(argv=None):
         os.path.join(d, "val.rec"), "--json"], capture=True).strip().splitlines()[-1])
     samples = [sorted(glob.glob(os.path.join(images, "val", "digit_%d" % k, "*.jpg")))[0]
                for k in (0, 3, 7)]
+    with open(prefix + ".json") as f:
+        input_size = json.load(f)["input_size"]
     _step(5, "reload in plain MXNet", [py, os.path.join(ROOT, "examples",
                                                          "plain_mxnet_predict.py"),
-                                       prefix, samples[0]])
+                                       prefix, samples[0], str(input_size)])
     _step(6, "predict", [py, tool("predict.py"), "--prefix", prefix] + samples)
     print("\ndemo val top-1 %.4f on %d images (chance 0.10, required %.2f)"
           % (result["top1"], result["images"], args.min_top1))
