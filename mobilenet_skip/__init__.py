@@ -11,7 +11,7 @@ MXNET_INSTALL_HINT = ("mobilenet_skip needs MXNet 1.9.1: run `pip install mxnet=
 
 try:
     import mxnet as _mx  # noqa: F401
-except ImportError as _err:  # pragma: no cover - exercised in a subprocess test
+except ImportError:  # pragma: no cover - exercised in a subprocess test
     raise ImportError(MXNET_INSTALL_HINT) from None
 
 from .models import (  # noqa: E402

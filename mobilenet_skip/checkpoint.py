@@ -6,12 +6,13 @@ marker written last: a checkpoint counts only once its marker exists. Ctrl-C wri
 the same trio as ``<model>-interrupted.*``, recording how far into the next epoch
 training had gone.
 """
+import csv
 import glob
 import json
 import os
 import re
 
-__all__ = ["atomic_write", "atomic_save", "CheckpointDir"]
+__all__ = ["atomic_write", "atomic_save", "atomic_save_csv", "CheckpointDir"]
 
 
 def atomic_write(path, write):
@@ -32,6 +33,17 @@ def atomic_save(path, text):
     def write(tmp):
         with open(tmp, "w") as f:
             f.write(text)
+    atomic_write(path, write)
+
+
+def atomic_save_csv(path, columns, rows):
+    """Write dict rows as a CSV with ``columns`` (in that order), atomically."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row[k] for k in columns})
     atomic_write(path, write)
 
 

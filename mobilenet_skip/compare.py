@@ -6,7 +6,6 @@ summary gives mean and sample standard deviation over seeds of the final val top
 and the first epoch at which the train loss falls below a fixed level (the
 convergence speed the paper talks about).
 """
-import csv
 import os
 import subprocess
 import sys
@@ -14,10 +13,10 @@ import time
 
 import numpy as np
 
-from .checkpoint import atomic_save, atomic_write
+from .checkpoint import atomic_save, atomic_save_csv
 from .errors import UserError
 from .models import list_models
-from .plots import read_metrics
+from .plots import finish_figure, read_metrics
 
 __all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
 
@@ -61,23 +60,6 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
             % (i + 1, len(runs), lr, variant, seed, metrics[-1]["val_top1"], len(metrics),
                time.time() - tic, done / (i + 1) * (len(runs) - i - 1)), flush=True)
     return rows
-
-
-def write_csv(rows, path):
-    """``compare.csv``: one line per variant, seed and epoch."""
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: row[k] for k in COLUMNS})
-    atomic_write(path, write)
-
-
-def read_csv(path):
-    with open(path) as f:
-        return [{k: (v if k == "variant" else int(v) if k in ("seed", "epoch") else float(v))
-                 for k, v in row.items()} for row in csv.DictReader(f)]
 
 
 def _by_run(rows):
@@ -177,17 +159,13 @@ def plot_study(rows, path, loss_level, title=None):
         for ax in axes:
             ax.set_xlabel("epoch")
             ax.grid(alpha=0.3)
-    if title:
-        fig.suptitle(title)
-    fig.tight_layout()
-    atomic_write(path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
-    plt.close(fig)
+    finish_figure(fig, path, title)
 
 
 def write_outputs(rows, out_dir, loss_level, title=None):
     """compare.csv, compare.md and compare.png in ``out_dir``; returns their paths."""
     paths = [os.path.join(out_dir, "compare." + ext) for ext in ("csv", "md", "png")]
-    write_csv(rows, paths[0])
+    atomic_save_csv(paths[0], COLUMNS, rows)
     summary = summarise(rows, loss_level)
     atomic_save(paths[1], markdown_table(summary, loss_level))
     plot_study(rows, paths[2], loss_level, title)

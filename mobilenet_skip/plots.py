@@ -1,7 +1,7 @@
 """Training curves from ``metrics.csv`` (loss, accuracy and lr by epoch)."""
 import csv
 
-__all__ = ["read_metrics", "plot_curves"]
+__all__ = ["read_metrics", "plot_curves", "finish_figure"]
 
 
 def read_metrics(path):
@@ -16,8 +16,6 @@ def plot_curves(csv_path, png_path, title=None):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-
-    from .checkpoint import atomic_write
 
     rows = read_metrics(csv_path)
     epochs = [r["epoch"] for r in rows]
@@ -35,6 +33,15 @@ def plot_curves(csv_path, png_path, title=None):
     for ax in axes:
         ax.set_xlabel("epoch")
         ax.grid(alpha=0.3)
+    finish_figure(fig, png_path, title)
+
+
+def finish_figure(fig, png_path, title=None):
+    """Title, lay out and write a figure as PNG (atomically), then free it."""
+    import matplotlib.pyplot as plt
+
+    from .checkpoint import atomic_write
+
     if title:
         fig.suptitle(title)
     fig.tight_layout()

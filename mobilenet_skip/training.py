@@ -8,7 +8,6 @@ checkpoints with exact resume, and an export of the best epoch at the end.
 Nothing here syncs with the device inside the step: losses and accuracy are
 accumulated as NDArrays and read every ``log_interval`` batches.
 """
-import csv
 import hashlib
 import json
 import logging
@@ -23,7 +22,7 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from . import config as config_mod
-from .checkpoint import CheckpointDir, atomic_write
+from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
 from .errors import UserError
 from .export import describe as describe_export, export_network, network_from_checkpoint
@@ -372,16 +371,6 @@ def _kvstore(cfg, num_devices):
     return (kind if num_devices > 1 else None), 0, 1
 
 
-def _write_metrics(path, rows):
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=METRIC_COLUMNS)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: row[k] for k in METRIC_COLUMNS})
-    atomic_write(path, write)
-
-
 def _read_metrics(path):
     from .plots import read_metrics
     return read_metrics(path) if os.path.isfile(path) else []
@@ -526,7 +515,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     if rank == 0:
         config_mod.dump(cfg, config_path)
         if rows or not resume:
-            _write_metrics(metrics_path, rows)
+            atomic_save_csv(metrics_path, METRIC_COLUMNS, rows)
 
     if cfg["hybridize"]:
         net.hybridize(static_alloc=True, static_shape=True)
@@ -603,7 +592,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                 "val_top5": val["top5"], "num_update": trainer.optimizer.num_update})
             ckpt.remove("interrupted")
             ckpt.prune(cfg["keep_checkpoints"], best["epoch"])
-            _write_metrics(metrics_path, rows)
+            atomic_save_csv(metrics_path, METRIC_COLUMNS, rows)
             _plot(metrics_path, save_dir, cfg)
             log.info("Epoch[%d] val top1=%.4f top5=%.4f | train loss=%.4f top1=%.4f | "
                      "%.1fs, %.1f samples/sec, lr=%.6g", epoch_no, val["top1"], val["top5"],
