@@ -19,8 +19,8 @@ from . import data
 from .demo_data import make_demo_data
 from .recordio import make_list, pack
 
-__all__ = ["SECTIONS", "Section", "register", "machine_info", "format_machine",
-           "measure_rate", "decode_threads"]
+__all__ = ["SECTIONS", "Section", "register", "shared_argument", "machine_info",
+           "format_machine", "measure_rate", "decode_threads"]
 
 Section = namedtuple("Section", ["run", "format", "add_arguments", "help"])
 SECTIONS = {}
@@ -32,6 +32,15 @@ def register(name, format, add_arguments=None, help=""):  # noqa: A002 - argpars
         SECTIONS[name] = Section(run, format, add_arguments, help)
         return run
     return wrap
+
+
+def shared_argument(parser, *flags, **kwargs):
+    """Add an option that several sections read (``--gpus``, ``--dtype``, ...), unless a
+    section or the tool already added it: the first definition wins, none clashes."""
+    for flag in flags:
+        if flag in parser._option_string_actions:
+            return parser._option_string_actions[flag]
+    return parser.add_argument(*flags, **kwargs)
 
 
 def _cpu_model():
