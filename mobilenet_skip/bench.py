@@ -59,7 +59,8 @@ def machine_info():
     features = mx.runtime.Features()
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "mxnet": mx.__version__,
             "features": sorted(k for k, v in features.items() if v.enabled),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset (one per core)"),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS",
+                                              "unset (MXNet: half the cores on x86)"),
             "mxnet_cpu_worker_nthreads": os.environ.get("MXNET_CPU_WORKER_NTHREADS",
                                                         "unset (1)"),
             "python": platform.python_version()}

@@ -102,3 +102,16 @@ def test_train_flag_errors_are_one_line(args, message):
     assert res.returncode == 2 and res.stdout == ""
     assert res.stderr.startswith(message) and res.stderr.count("\n") == 1
 
+
+def test_tools_size_the_openmp_pool_to_physical_cores():
+    code = ("import sys; sys.path.insert(0, %r); import _bootstrap, os; "
+            "print(os.environ.get('OMP_NUM_THREADS'), _bootstrap.physical_cores())" % TOOLS)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")}
+    value, cores = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                  text=True, check=True).stdout.split()
+    assert value == cores and 1 <= int(cores) <= os.cpu_count()
+    env["OMP_NUM_THREADS"] = "3"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "3"
