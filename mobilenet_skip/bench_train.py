@@ -14,10 +14,11 @@ alternating order, so a slow spell of a shared machine is spread over all of the
 network's rate is the median over rounds, and its ratios are medians of the per-round
 ratios (the two rates of a ratio come from the same round).
 
-A last row runs ``training.fit`` itself, the whole ``train_imagenet.py`` path, on a demo
-``.rec`` at the same settings: ImageRecordIter decoding and augmenting, the step, the
-running loss/accuracy, epoch ends. Beside it, the iterator's rate alone says whether
-training is data-bound.
+A last row runs ``training.fit`` itself, the whole ``train_imagenet.py`` path, on a
+``.rec`` (the data section's ``--rec``, else the demo digits) at the same settings:
+ImageRecordIter decoding and augmenting, the step, the running loss/accuracy; its rate
+is that of fit's own "Speed" log lines. Beside it, the iterator's rate alone says
+whether training is data-bound.
 """
 import json
 import os
@@ -300,11 +301,11 @@ def _fit_row(args, cfg, rows, common):
     model = args.fit_model
     crop_ratio = cfg["crop_ratio"]
     image_size = getattr(args, "image_size", None) or int(round(args.input_size / crop_ratio))
+    given = getattr(args, "rec", None)  # the data section's --rec
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
-        rec = getattr(args, "rec", None)
-        if not rec:
+        if not given:
             _say("packing the demo digits at %d px for the train_imagenet.py row" % image_size)
-            rec = bench._demo_rec(tmp, image_size)
+        rec = given or bench._demo_rec(tmp, image_size)
         tic = time.time()
         out = _spawn({"mode": "fit", "rec": rec, "save_dir": os.path.join(tmp, "run"),
                       "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
@@ -316,8 +317,7 @@ def _fit_row(args, cfg, rows, common):
     step = by_name.get(model)
     macs = step["macs"] if step else _macs(model, cfg)
     row = _row(FIT_PREFIX + model, out["img_per_s"], macs, out["peak_mem_mb"], kind="fit",
-               rates=out["window_rates"], rec=args.rec if getattr(args, "rec", None) else
-               "demo digits at %d px" % image_size,
+               rates=out["window_rates"], rec=given or "demo digits at %d px" % image_size,
                data_iter_img_per_s=out["data_iter_img_per_s"],
                preprocess_threads=out["preprocess_threads"],
                ratio_vs_step=out["img_per_s"] / step["img_per_s"] if step else None,
@@ -340,7 +340,7 @@ def format_train(rows):
     first = rows[0]
     steps = [r for r in rows if r["kind"] == "step"]
     rounds = len(steps[0]["rates"]) if steps else 0
-    lines = ["train: batch %d x %d device%s (%s), %g-%d, %s; img/s = median of %d round%s, "
+    lines = ["train: batch %d x %d device%s (%s), %s-%d, %s; img/s = median of %d round%s, "
              "each network in a fresh process"
              % (first["batch_size"], len(first["devices"]),
                 "" if len(first["devices"]) == 1 else "s", ",".join(first["devices"]),
