@@ -20,8 +20,8 @@ from .demo_data import make_demo_data
 from .errors import UserError
 from .recordio import make_list, pack
 
-__all__ = ["SECTIONS", "Section", "register", "machine_info", "format_machine",
-           "measure_rate", "decode_threads"]
+__all__ = ["SECTIONS", "Section", "register", "shared_argument", "machine_info",
+           "format_machine", "measure_rate", "decode_threads"]
 
 Section = namedtuple("Section", ["run", "format", "add_arguments", "help"])
 SECTIONS = {}
@@ -33,6 +33,15 @@ def register(name, format, add_arguments=None, help=""):  # noqa: A002 - argpars
         SECTIONS[name] = Section(run, format, add_arguments, help)
         return run
     return wrap
+
+
+def shared_argument(parser, *flags, **kwargs):
+    """Add an option that several sections read (``--gpus``, ``--dtype``, ...), unless a
+    section or the tool already added it: the first definition wins, none clashes."""
+    for flag in flags:
+        if flag in parser._option_string_actions:
+            return parser._option_string_actions[flag]
+    return parser.add_argument(*flags, **kwargs)
 
 
 def _cpu_model():
@@ -51,7 +60,8 @@ def machine_info():
     features = mx.runtime.Features()
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "mxnet": mx.__version__,
             "features": sorted(k for k, v in features.items() if v.enabled),
-            "omp_num_threads": os.environ.get("OMP_NUM_THREADS", "unset (one per core)"),
+            "omp_num_threads": os.environ.get("OMP_NUM_THREADS",
+                                              "unset (MXNet: half the cores on x86)"),
             "mxnet_cpu_worker_nthreads": os.environ.get("MXNET_CPU_WORKER_NTHREADS",
                                                         "unset (1)"),
             "python": platform.python_version()}

@@ -28,8 +28,9 @@ from .errors import UserError
 from .export import describe as describe_export, export_network, network_from_checkpoint
 from .models import DWUnit, get_model
 
-__all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "make_lr_scheduler",
-           "make_trainer", "TrainStep", "evaluate", "fit", "NonFiniteLoss", "METRIC_COLUMNS"]
+__all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "init_net", "make_lr_scheduler",
+           "make_trainer", "TrainStep", "make_step", "hybridize", "evaluate", "fit",
+           "NonFiniteLoss", "METRIC_COLUMNS"]
 
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
                   "epoch_time_s", "samples_per_s")
@@ -105,6 +106,16 @@ def build_net(cfg, ctxs):
                                    load_output=cfg["classes"] == 1000)
         log.info("warm start from %s; %d parameters freshly initialised", cfg["warm_start"],
                  len(left))
+    return init_net(net, cfg, ctxs)
+
+
+def init_net(net, cfg, ctxs):
+    """Initialise ``net``'s remaining parameters as the recipe says, on ``ctxs``; mask weight
+    decay on BatchNorm and depthwise filters (``no_wd_dw_bn``); cast to the recipe's dtype.
+
+    Any Gluon network goes through here the same way, so the benchmark trains gluoncv's
+    ``mobilenet1.0`` exactly as it trains ours.
+    """
     net.initialize(_init(cfg), ctx=ctxs)
     if cfg["no_wd_dw_bn"]:
         def no_decay(block):
@@ -113,6 +124,8 @@ def build_net(cfg, ctxs):
                     p.wd_mult = 0.0
             elif isinstance(block, DWUnit):
                 block.dw.weight.wd_mult = 0.0  # MobileNet v1: none on depthwise filters
+            elif isinstance(block, nn.Conv2D) and block._kwargs.get("num_group", 1) > 1:
+                block.weight.wd_mult = 0.0  # another network's depthwise conv (gluoncv's)
         net.apply(no_decay)
     if cfg["dtype"] == "float16":
         net.cast("float16")
@@ -233,6 +246,20 @@ class TrainStep(object):
             self._clip()
         self.trainer.update(self.global_batch)
         return losses, outputs
+
+
+def make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch):
+    """The recipe's Trainer and :class:`TrainStep` for an initialised ``net``: what
+    ``fit`` trains with and what ``tools/benchmark.py train`` times."""
+    trainer = make_trainer(net, cfg, kvstore, iters_per_epoch)
+    return TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
+                     global_batch, cfg["dtype"])
+
+
+def hybridize(net, cfg):
+    """Hybridize as the recipe says: one static graph, memory planned once."""
+    if cfg["hybridize"]:
+        net.hybridize(static_alloc=True, static_shape=True)
 
 
 class _Accumulator(object):
@@ -482,9 +509,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         _attach_file_log(os.path.join(save_dir, "train.log"))
 
     net = build_net(cfg, ctxs)
-    trainer = make_trainer(net, cfg, kvstore, iters_per_epoch)
-    step = TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
-                     global_batch, cfg["dtype"])
+    step = make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch)
+    trainer = step.trainer
 
     begin_epoch, skip_batches, rows = 0, 0, []
     earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
@@ -517,8 +543,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         if rows or not resume:
             atomic_save_csv(metrics_path, METRIC_COLUMNS, rows)
 
-    if cfg["hybridize"]:
-        net.hybridize(static_alloc=True, static_shape=True)
+    hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
              len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,

@@ -4,6 +4,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from conftest import TOOLS
 
 
@@ -48,3 +50,87 @@ def test_infer_section_json_smoke():
         assert abs(r["ratio_vs_gluoncv"] - r["latency_ms"] / same_batch[variants[-1]]) < 1e-9
     assert rows[0]["model"] == "full-connect-pre-act x0.25 at 32"
     assert rows[-1]["model"] == "gluoncv mobilenet0.25"
+
+
+TINY_TRAIN = ["--multiplier", "0.25", "--input-size", "32", "--batch-size", "4", "--steps", "1",
+              "--repeats", "1", "--warmup", "1"]
+
+
+def test_train_section_json_smoke():
+    from mobilenet_skip import get_model, list_models
+    from mobilenet_skip.bench_train import ROW_FIELDS
+    from mobilenet_skip.flops import count_model
+
+    res = _bench("train", "--json", *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr
+    rows = json.loads(res.stdout)["train"]  # the whole of stdout is one JSON object
+    assert [r["model"] for r in rows] == (["gluoncv:mobilenet0.25"] + list_models()
+                                          + ["train_imagenet.py:mobilenet"])
+    by_model = {r["model"]: r for r in rows}
+    for r in rows:
+        assert set(ROW_FIELDS) <= set(r)
+        assert r["img_per_s"] > 0 and r["peak_mem_mb"] > 0
+        assert r["ratio_vs_gluoncv"] > 0 and r["ratio_vs_mobilenet"] > 0
+        assert abs(r["gflops"] - 6 * r["macs"] * r["img_per_s"] / 1e9) < 1e-9
+        assert (r["batch_size"], r["input_size"], r["multiplier"], r["dtype"],
+                r["devices"]) == (4, 32, 0.25, "float32", ["cpu(0)"])
+    for name in list_models():
+        assert by_model[name]["macs"] == count_model(get_model(name, 0.25), 32)["macs"]
+        assert by_model[name]["kind"] == "step" and len(by_model[name]["rates"]) == 1
+    assert by_model["mobilenet"]["ratio_vs_mobilenet"] == 1.0
+    gluon = by_model["gluoncv:mobilenet0.25"]
+    assert gluon["ratio_vs_gluoncv"] == 1.0 and gluon["macs"] == by_model["mobilenet"]["macs"]
+    fit = by_model["train_imagenet.py:mobilenet"]
+    assert fit["kind"] == "fit" and fit["data_iter_img_per_s"] > 0
+    assert isinstance(fit["data_bound"], bool) and fit["ratio_vs_step"] > 0
+    assert fit["macs"] == by_model["mobilenet"]["macs"]
+    # progress goes to stderr, one line per network and round
+    assert res.stderr.count("round 1/1") == 6
+
+
+def test_all_runs_every_registered_section():
+    res = _bench("all", "--json", "--image-size", "36", "--batches", "2", "--workers", "1",
+                 "--models", "gluoncv,mobilenet", "--fit-model", "none", *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr
+    out = json.loads(res.stdout)
+    assert {"data", "train"} <= set(out) and all(out.values())
+    assert [r["model"] for r in out["train"]] == ["gluoncv:mobilenet0.25", "mobilenet"]
+
+
+def test_table_output_and_header():
+    res = _bench("train", "--models", "mobilenet,full-connect", "--fit-model", "none",
+                 *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    assert lines[0].startswith("machine: ") and lines[2].startswith("threads: OMP_NUM_THREADS=")
+    assert any(l.startswith("full-connect ") and l.split()[3] != "-" for l in lines)
+    # no gluoncv row measured: its ratio column is a dash
+    assert next(l for l in lines if l.startswith("mobilenet ")).split()[2] == "-"
+
+
+@pytest.mark.skipif(__import__("mxnet").runtime.Features().is_enabled("CUDA"),
+                    reason="a CUDA build has GPUs to train on")
+@pytest.mark.parametrize("args,message", [
+    (["--gpus", "0"], "error: --gpus 0 asks for a GPU, but this MXNet is a CPU build"),
+    (["--dtype", "float16"], "error: --dtype float16 trains on GPUs only"),
+    (["--models", "resnet"], "error: --models takes a comma-separated subset of gluoncv,"),
+    (["--steps", "0"], "error: --steps must be at least 1"),
+])
+def test_train_flag_errors_are_one_line(args, message):
+    res = _bench("train", "--json", *args)
+    assert res.returncode == 2 and res.stdout == ""
+    assert res.stderr.startswith(message) and res.stderr.count("\n") == 1
+
+
+def test_tools_size_the_openmp_pool_to_physical_cores():
+    code = ("import sys; sys.path.insert(0, %r); import _bootstrap, os; "
+            "print(os.environ.get('OMP_NUM_THREADS'), _bootstrap.physical_cores())" % TOOLS)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS")}
+    value, cores = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True,
+                                  text=True, check=True).stdout.split()
+    assert value == cores and 1 <= int(cores) <= os.cpu_count()
+    env["OMP_NUM_THREADS"] = "3"  # the user's own setting wins
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out[0] == "3"

@@ -311,6 +311,22 @@ def test_weight_decay_spares_depthwise_and_bn():
     assert mults["output.weight"] == 1
 
 
+def test_gluoncv_network_is_initialised_like_ours():
+    """The benchmark's reference goes through the same init_net: same decay mask."""
+    from gluoncv.model_zoo.mobilenet import MobileNet
+
+    from mobilenet_skip import get_model
+    cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25))
+    ref = training.init_net(MobileNet(0.25, classes=10), cfg, [mx.cpu()])
+    ours = training.build_net(cfg, [mx.cpu()])
+    masks = [sorted(p.wd_mult for p in net.collect_params().values()) for net in (ref, ours)]
+    plain = get_model("mobilenet", 0.25, 10)
+    plain_mask = sorted(p.wd_mult for p in training.init_net(plain, cfg, [mx.cpu()])
+                        .collect_params().values())
+    assert masks[0] == plain_mask and masks[0].count(1.0) == 16  # 14 convs, dense w and b
+    assert masks[1] != masks[0]  # the demo recipe's model has projections and pre-act BNs
+
+
 @pytest.mark.parametrize("mode,extra,expected", [
     ("exponential", {"lr_decay": 0.5, "lr_decay_period": 2}, [1, 1, .5, .5, .25, .25]),
     ("step", {"lr_decay": 0.1, "lr_decay_epochs": [4]}, [1, 1, 1, 1, .1, .1]),

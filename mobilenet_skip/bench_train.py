@@ -1,0 +1,377 @@
+"""The ``train`` section of tools/benchmark.py: training images/s of the five networks
+and of gluoncv's ``mobilenet1.0``, through the step ``tools/train_imagenet.py`` trains with.
+
+Every network is built, initialised, wrapped and hybridized by the functions ``fit`` uses
+(:func:`~mobilenet_skip.training.init_net`, :func:`~mobilenet_skip.training.make_step`,
+:func:`~mobilenet_skip.training.hybridize`) with its recipe's settings (label smoothing
+0.1, global-norm clipping at 2.0, SGD with momentum), gluoncv's network included. A timed
+step is what ``fit`` does per batch, minus reading it: split the host batch over the
+devices, then forward, loss, backward, all-reduce, clipping and update.
+
+Each (round, network) runs in a fresh Python process: its peak memory is its own, and no
+network inherits another's caches or allocator state. Rounds visit the networks in
+alternating order, so a slow spell of a shared machine is spread over all of them; a
+network's rate is the median over rounds, and its ratios are medians of the per-round
+ratios (the two rates of a ratio come from the same round).
+
+A last row runs ``training.fit`` itself, the whole ``train_imagenet.py`` path, on a
+``.rec`` (the data section's ``--rec``, else the demo digits) at the same settings:
+ImageRecordIter decoding and augmenting, the step, the running loss/accuracy; its rate
+is that of fit's own "Speed" log lines. Beside it, the iterator's rate alone says
+whether training is data-bound.
+"""
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+from . import bench
+from .errors import UserError
+from .models import list_models
+
+__all__ = ["REFERENCE", "BASELINE", "gluoncv_name", "network_names", "run_train",
+           "format_train"]
+
+REFERENCE = "gluoncv"    # --models spelling of gluoncv's MobileNet v1
+BASELINE = "mobilenet"   # our plain MobileNet, the ratio_vs_mobilenet reference
+FIT_PREFIX = "train_imagenet.py:"
+ROW_FIELDS = ("model", "img_per_s", "ratio_vs_gluoncv", "ratio_vs_mobilenet", "macs",
+              "gflops", "peak_mem_mb")
+
+
+def gluoncv_name(multiplier):
+    """The reference row's model: ``gluoncv:mobilenet1.0`` at width 1.0."""
+    return "gluoncv:mobilenet%r" % float(multiplier)
+
+
+def network_names(models=None):
+    """``--models`` (comma-separated; ``gluoncv`` for gluoncv's) in table order."""
+    known = [REFERENCE] + list_models()
+    if not models:
+        return known
+    wanted = [m.strip().lower().replace("_", "-") for m in str(models).split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in known]
+    if unknown or not wanted:
+        raise UserError("--models takes a comma-separated subset of %s, got %r"
+                        % (",".join(known), models))
+    return [m for m in known if m in wanted]
+
+
+def _add_arguments(p):
+    shared = bench.shared_argument
+    shared(p, "--gpus", default="", help="GPU ids, e.g. 0 or 0,1 ('' = CPU, the default); "
+           "--batch-size is per device")
+    shared(p, "--dtype", default="float32", choices=("float32", "float16"),
+           help="float16 keeps float32 master weights, as training does (GPU only)")
+    shared(p, "--multiplier", type=float, default=1.0, help="width multiplier (1.0)")
+    g = p.add_argument_group("train section (--warmup and --repeats count steps and rounds)")
+    g.add_argument("--steps", type=int, default=5,
+                   help="timed training steps per network and round (5)")
+    g.add_argument("--models", default="",
+                   help="comma-separated subset of gluoncv,%s (default: all)"
+                   % ",".join(list_models()))
+    g.add_argument("--fit-model", default=BASELINE, choices=list_models() + ["none"],
+                   help="network of the last row, the whole train_imagenet.py path on a "
+                   "demo .rec (default mobilenet; none to skip it)")
+
+
+def _overrides(args, model):
+    """Recipe values every network shares; the rest is the model's own recipe."""
+    return {"model": model, "multiplier": args.multiplier, "batch_size": args.batch_size,
+            "input_size": args.input_size, "gpus": args.gpus, "dtype": args.dtype}
+
+
+def _check(args):
+    """Validate the settings here, so a bad flag is one line, not a worker's traceback."""
+    from . import config
+    from .training import parse_contexts
+    if args.steps < 1:
+        raise UserError("--steps must be at least 1")
+    cfg = config.resolve(None, _overrides(args, BASELINE))
+    ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
+    if cfg["dtype"] == "float16" and ctxs[0].device_type != "gpu":
+        raise UserError("--dtype float16 trains on GPUs only (MKL-DNN has no float16 "
+                        "kernels); add --gpus 0")
+    return cfg, ctxs
+
+
+def _macs(name, cfg):
+    from .flops import count_model
+    return count_model(_network(name, cfg), cfg["input_size"])["macs"]
+
+
+def _network(name, cfg):
+    if name == REFERENCE:
+        from gluoncv.model_zoo.mobilenet import MobileNet
+        return MobileNet(cfg["multiplier"], classes=cfg["classes"])
+    from .models import get_model
+    return get_model(name, cfg["multiplier"], cfg["classes"])
+
+
+# --- the measuring process ----------------------------------------------------------------
+
+def _peak_mem_mb(ctxs):
+    """GPU: memory in use on the devices (MXNet's pool keeps its high-water mark).
+    CPU: this process's peak resident set."""
+    import mxnet as mx
+    if ctxs[0].device_type == "gpu":
+        used = 0
+        for ctx in ctxs:
+            free, total = mx.context.gpu_memory_info(ctx.device_id)
+            used += total - free
+        return used / 2.0 ** 20
+    import resource
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2.0 ** 20 if sys.platform == "darwin" else peak / 1024.0
+
+
+def _measure_step(spec):
+    import mxnet as mx
+    import numpy as np
+
+    from . import config, training
+    cfg = config.resolve(None, spec["overrides"])
+    ctxs = training.parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
+    mx.random.seed(cfg["seed"])
+    np.random.seed(cfg["seed"])
+    batch = cfg["batch_size"] * len(ctxs)
+    net = training.init_net(_network(spec["network"], cfg), cfg, ctxs)
+    kvstore = training._kvstore(cfg, len(ctxs))[0]
+    step = training.make_step(net, cfg, ctxs, kvstore, 1000, batch)
+    training.hybridize(net, cfg)
+    # A decoded batch as the iterator hands it over: float32 on the host.
+    data = mx.nd.random.normal(shape=(batch, 3, cfg["input_size"], cfg["input_size"]))
+    label = mx.nd.array(np.random.randint(0, cfg["classes"], batch))
+
+    def run(steps):
+        for _ in range(steps):
+            step(*step.split(data, label))
+
+    run(spec["warmup"])
+    mx.nd.waitall()
+    start = time.perf_counter()
+    run(spec["steps"])
+    mx.nd.waitall()
+    seconds = time.perf_counter() - start
+    return {"img_per_s": batch * spec["steps"] / seconds, "peak_mem_mb": _peak_mem_mb(ctxs)}
+
+
+class _Endless(object):
+    """A training iterator that never runs out and never hands over a padded batch, so that
+    one ``fit`` epoch runs as many batches as asked of any ``.rec``."""
+
+    def __init__(self, it):
+        self.it, self.batch_size = it, it.batch_size
+        self.provide_data, self.provide_label = it.provide_data, it.provide_label
+        self._batches = bench._endless(it)
+
+    def reset(self):
+        pass
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        batch = next(self._batches)
+        while batch.pad:
+            batch = next(self._batches)
+        return batch
+
+
+def _measure_fit(spec):
+    """``training.fit`` on a .rec: one epoch of ``(1 + repeats) * steps`` batches logged
+    every ``steps`` batches; the rates are those "Speed: ... samples/sec" lines, the first
+    (which builds the graph) being the warm-up. Epoch ends (validation, checkpoints) are
+    left out: on ImageNet they come once per 40,000 batches, here they would every few."""
+    import logging
+    import re
+
+    import mxnet as mx
+    import numpy as np
+
+    from . import config, data, training
+    cfg = config.resolve(None, spec["overrides"])
+    cfg.update(rec_train=spec["rec"], rec_val=spec["rec"], save_dir=spec["save_dir"],
+               num_epochs=1, log_interval=spec["steps"])
+    ctxs = training.parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
+    train_data = data.train_iter(cfg, len(ctxs))
+    iter_rate = bench.measure_rate(bench._endless(train_data), bench._count_record_batch,
+                                   spec["batches"], spec["warmup"], spec["repeats"])
+    batch = cfg["batch_size"] * len(ctxs)
+    side = cfg["input_size"]
+    val_data = mx.io.NDArrayIter(np.zeros((batch, 3, side, side), "float32"),
+                                 np.zeros((batch,), "float32"), batch_size=batch)
+    speeds = []
+
+    class Speed(logging.Handler):
+        def emit(self, record):
+            found = re.search(r"Speed: ([0-9.]+) samples/sec", record.getMessage())
+            if found:
+                speeds.append(float(found.group(1)))
+
+    training.log.setLevel(logging.INFO)
+    training.log.addHandler(Speed())
+    training.fit(cfg, train_data=_Endless(train_data), val_data=val_data,
+                 iters_per_epoch=spec["steps"] * (1 + spec["repeats"]), overwrite=True)
+    return {"img_per_s": statistics.median(speeds[1:]), "window_rates": speeds[1:],
+            "data_iter_img_per_s": iter_rate, "preprocess_threads": cfg["preprocess_threads"],
+            "peak_mem_mb": _peak_mem_mb(ctxs)}
+
+
+def _worker_main(argv):
+    spec = json.loads(argv[0])
+    result = (_measure_fit if spec["mode"] == "fit" else _measure_step)(spec)
+    print(json.dumps(result), flush=True)
+    return 0
+
+
+def _spawn(spec):
+    """Run one measurement in a fresh interpreter; its last stdout line is the result."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
+    proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.bench_train", json.dumps(spec)],
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    lines = proc.stdout.strip().splitlines()
+    if proc.returncode != 0 or not lines:
+        raise RuntimeError("the train benchmark's %s process for %s failed (exit %d):\n%s"
+                           % (spec["mode"], spec.get("network", spec["overrides"]["model"]),
+                              proc.returncode, proc.stderr[-3000:]))
+    return json.loads(lines[-1])
+
+
+def _say(text):
+    print("train: " + text, file=sys.stderr, flush=True)
+
+
+# --- the section --------------------------------------------------------------------------
+
+def _ratio(rates, name, ref):
+    if ref not in rates:
+        return None
+    return statistics.median(a / b for a, b in zip(rates[name], rates[ref]))
+
+
+def _row(model, img_per_s, macs, peak, **extra):
+    row = {"model": model, "img_per_s": img_per_s, "ratio_vs_gluoncv": None,
+           "ratio_vs_mobilenet": None, "macs": macs, "gflops": 6.0 * macs * img_per_s / 1e9,
+           "peak_mem_mb": peak}
+    row.update(extra)
+    return row
+
+
+def run_train(args):
+    cfg, ctxs = _check(args)
+    names = network_names(args.models)
+    common = {"batch_size": args.batch_size, "devices": [str(c) for c in ctxs],
+              "input_size": args.input_size, "multiplier": args.multiplier,
+              "dtype": args.dtype}
+    rates = {n: [] for n in names}
+    peaks = {n: 0.0 for n in names}
+    started = time.time()
+    for r in range(args.repeats):
+        for name in (names if r % 2 == 0 else names[::-1]):
+            tic = time.time()
+            out = _spawn({"mode": "step", "network": name, "warmup": args.warmup,
+                          "steps": args.steps,
+                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name)})
+            rates[name].append(out["img_per_s"])
+            peaks[name] = max(peaks[name], out["peak_mem_mb"])
+            _say("round %d/%d %-22s %8.2f img/s  peak %6.0f MB  (%.0f s)"
+                 % (r + 1, args.repeats, name, out["img_per_s"], out["peak_mem_mb"],
+                    time.time() - tic))
+    rows = []
+    for name in names:
+        label = gluoncv_name(args.multiplier) if name == REFERENCE else name
+        row = _row(label, statistics.median(rates[name]), _macs(name, cfg), peaks[name],
+                   kind="step", rates=rates[name], **common)
+        row["ratio_vs_gluoncv"] = _ratio(rates, name, REFERENCE)
+        row["ratio_vs_mobilenet"] = _ratio(rates, name, BASELINE)
+        rows.append(row)
+    if args.fit_model != "none":
+        rows.append(_fit_row(args, cfg, rows, common))
+    _say("done in %.0f s" % (time.time() - started))
+    return rows
+
+
+def _fit_row(args, cfg, rows, common):
+    model = args.fit_model
+    crop_ratio = cfg["crop_ratio"]
+    image_size = getattr(args, "image_size", None) or int(round(args.input_size / crop_ratio))
+    given = getattr(args, "rec", None)  # the data section's --rec
+    with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
+        if not given:
+            _say("packing the demo digits at %d px for the train_imagenet.py row" % image_size)
+        rec = given or bench._demo_rec(tmp, image_size)
+        tic = time.time()
+        out = _spawn({"mode": "fit", "rec": rec, "save_dir": os.path.join(tmp, "run"),
+                      "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,
+                      "batches": max(getattr(args, "batches", 20), args.steps),
+                      "overrides": _overrides(args, model)})
+    _say("%s%s %8.2f img/s, ImageRecordIter alone %.1f img/s  (%.0f s)"
+         % (FIT_PREFIX, model, out["img_per_s"], out["data_iter_img_per_s"], time.time() - tic))
+    by_name = {r["model"]: r for r in rows}
+    step = by_name.get(model)
+    macs = step["macs"] if step else _macs(model, cfg)
+    row = _row(FIT_PREFIX + model, out["img_per_s"], macs, out["peak_mem_mb"], kind="fit",
+               rates=out["window_rates"], rec=given or "demo digits at %d px" % image_size,
+               data_iter_img_per_s=out["data_iter_img_per_s"],
+               preprocess_threads=out["preprocess_threads"],
+               ratio_vs_step=out["img_per_s"] / step["img_per_s"] if step else None,
+               data_bound=bool(out["data_iter_img_per_s"] < (step or out)["img_per_s"]),
+               **common)
+    for key, ref in (("ratio_vs_gluoncv", gluoncv_name(args.multiplier)),
+                     ("ratio_vs_mobilenet", BASELINE)):
+        if ref in by_name:
+            row[key] = out["img_per_s"] / by_name[ref]["img_per_s"]
+    return row
+
+
+def _fmt(value, spec, width):
+    return ("%" + spec) % value if value is not None else "-".rjust(width)
+
+
+def format_train(rows):
+    if not rows:
+        return "train: nothing measured"
+    first = rows[0]
+    steps = [r for r in rows if r["kind"] == "step"]
+    rounds = len(steps[0]["rates"]) if steps else 0
+    lines = ["train: batch %d x %d device%s (%s), %s-%d, %s; img/s = median of %d round%s, "
+             "each network in a fresh process"
+             % (first["batch_size"], len(first["devices"]),
+                "" if len(first["devices"]) == 1 else "s", ",".join(first["devices"]),
+                first["multiplier"], first["input_size"], first["dtype"], rounds,
+                "" if rounds == 1 else "s"),
+             "%-28s %8s %11s %13s %10s %9s %9s" % ("model", "img/s", "vs gluoncv",
+                                                   "vs mobilenet", "Mult-Adds", "GFLOP/s",
+                                                   "peak MB")]
+    for r in steps + [r for r in rows if r["kind"] == "fit"]:
+        lines.append("%-28s %8.2f %11s %13s %9sM %9.1f %9.0f" % (
+            r["model"], r["img_per_s"], _fmt(r["ratio_vs_gluoncv"], "10.3fx", 11),
+            _fmt(r["ratio_vs_mobilenet"], "12.3fx", 13),
+            ("%.0f" if r["macs"] >= 1e7 else "%.2f") % (r["macs"] / 1e6), r["gflops"],
+            r["peak_mem_mb"]))
+    for r in rows:
+        if r["kind"] != "fit":
+            continue
+        lines.append(
+            "  ^ training.fit on %s (decoding, step, running loss/accuracy, a log line "
+            "every --steps batches): %s the step alone; ImageRecordIter alone (%d preprocess "
+            "thread%s asked) %.0f img/s -> %s"
+            % (r["rec"], _fmt(r["ratio_vs_step"], ".3fx", 1), r["preprocess_threads"],
+               "" if r["preprocess_threads"] == 1 else "s", r["data_iter_img_per_s"],
+               "data-bound" if r["data_bound"] else "not data-bound"))
+    return "\n".join(lines)
+
+
+bench.register("train", format_train, _add_arguments,
+               help="training img/s of the five networks and gluoncv mobilenet1.0 through "
+               "the train_imagenet.py step, plus the whole path on a .rec")(run_train)
+
+
+if __name__ == "__main__":
+    sys.exit(_worker_main(sys.argv[1:]))
