@@ -123,6 +123,16 @@ def _peak_mem_mb(ctxs):
             free, total = mx.context.gpu_memory_info(ctx.device_id)
             used += total - free
         return used / 2.0 ** 20
+    # Linux: VmHWM belongs to this process image. ru_maxrss does not: exec carries the
+    # parent's high-water mark over, so a big parent (the data section) would show in
+    # every row.
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024.0
+    except OSError:
+        pass
     import resource
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return peak / 2.0 ** 20 if sys.platform == "darwin" else peak / 1024.0

@@ -248,6 +248,22 @@ class TrainStep(object):
         return losses, outputs
 
 
+def init_kvstore(trainer):
+    """Set up the Trainer's kvstore and pull the initial weights now, and wait for them.
+
+    Gluon does this lazily inside the first all-reduce, where the engine may send a
+    worker's first gradient push for a key before its pull of that key's initial
+    weight: under ``dist_sync`` the pull then returns the summed gradients as the
+    weight (seen here on the stem conv in about one run in five). Doing it before the
+    first step and waiting closes that race.
+    """
+    if not trainer._kv_initialized:
+        trainer._init_kvstore()
+    if trainer._params_to_init:
+        trainer._init_params()
+    mx.nd.waitall()
+
+
 def make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch):
     """The recipe's Trainer and :class:`TrainStep` for an initialised ``net``: what
     ``fit`` trains with and what ``tools/benchmark.py train`` times."""
@@ -439,6 +455,165 @@ def _check_resume_config(saved, cfg, save_dir):
         log.warning("--resume: using the new values of %s", ", ".join(changed))
 
 
+def _record_iters(cfg, num_devices, rank, num_workers):
+    """This worker's ImageRecordIters, its batches per epoch, and the synsets file or None."""
+    from . import data
+    if not cfg["rec_train"] or not cfg["rec_val"]:
+        raise UserError("no data: pass --rec-train and --rec-val (pack images with "
+                        "tools/im2rec.py)")
+    shard = data.shard_size(data.check_record(cfg["rec_train"]), num_workers, rank)
+    data.check_record(cfg["rec_val"])
+    train_data = data.train_iter(cfg, num_devices, num_parts=num_workers, part_index=rank,
+                                 seed=cfg["seed"] + rank)
+    val_data = data.val_iter(cfg, num_devices) if rank == 0 else None
+    # Partial last batches are dropped (they would change the static input shape);
+    # the shuffle puts different images there every epoch.
+    batch = cfg["batch_size"] * num_devices
+    if shard < batch:
+        raise UserError("%s has %d images for this worker, fewer than one batch of %d; lower "
+                        "--batch-size" % (cfg["rec_train"], shard, batch))
+    synsets = data.synsets_path(cfg["rec_train"])
+    return train_data, val_data, shard // batch, synsets if os.path.isfile(synsets) else None
+
+
+class _RunDir(object):
+    """The run folder: checkpoints, metrics.csv, curves.png, config.yaml and train.log.
+
+    Rank 0 alone writes it; the other workers train without validating.
+    """
+
+    def __init__(self, cfg, rank):
+        self.cfg, self.rank, self.path = cfg, rank, cfg["save_dir"]
+        self.ckpt = CheckpointDir(self.path, cfg["model"])
+        self.metrics = os.path.join(self.path, "metrics.csv")
+        self.config = os.path.join(self.path, "config.yaml")
+        self.rows = []
+        if rank == 0:
+            _attach_file_log(os.path.join(self.path, "train.log"))
+
+    @property
+    def best(self):
+        return max(self.rows, key=lambda r: r["val_top1"]) if self.rows else None
+
+    def start(self, net, trainer, ctxs, resume, overwrite):
+        """Refuse, clear or resume from earlier checkpoints.
+
+        Returns
+        -------
+        tuple of int
+            Epochs already done, and batches already done of the next one.
+        """
+        ckpt, begin = self.ckpt, (0, 0)
+        earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
+        if earlier and not resume and self.rank == 0:
+            if not overwrite:
+                raise UserError("%s already holds checkpoints (up to epoch %d); pass --resume "
+                                "to continue them, --overwrite to start again, or another "
+                                "--save-dir" % (self.path, max(m["epoch"] for m in earlier)))
+            for meta in earlier:
+                ckpt.remove(meta["tag"])
+        if resume:
+            if os.path.isfile(self.config):
+                _check_resume_config(config_mod.load_dumped(self.config), self.cfg, self.path)
+            start = ckpt.newest()
+            if start is None:
+                log.warning("--resume: no complete checkpoint in %s; starting from scratch",
+                            self.path)
+            else:
+                net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs,
+                                    cast_dtype=True)
+                trainer.load_states(ckpt.path(start["tag"], "states"))
+                begin = (start["epoch"], start.get("batches_done", 0))
+                self.rows = [r for r in _read_metrics(self.metrics) if r["epoch"] <= begin[0]]
+                log.info("resumed from %s: epoch %d done%s, lr %.6g",
+                         ckpt.path(start["tag"], "params"), begin[0],
+                         (", %d batches into epoch %d" % (begin[1], begin[0] + 1))
+                         if begin[1] else "", trainer.learning_rate)
+        if self.rank == 0:
+            config_mod.dump(self.cfg, self.config)
+            if self.rows or not resume:
+                atomic_save_csv(self.metrics, METRIC_COLUMNS, self.rows)
+        return begin
+
+    def end_epoch(self, row, net, trainer):
+        """Record an epoch: checkpoint (pruned to the recent and the best), metrics, plot."""
+        self.rows.append(row)
+        self.ckpt.save(row["epoch"], net, trainer, {
+            "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
+            "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update})
+        self.ckpt.remove("interrupted")
+        self.ckpt.prune(self.cfg["keep_checkpoints"], self.best["epoch"])
+        atomic_save_csv(self.metrics, METRIC_COLUMNS, self.rows)
+        _plot(self.metrics, self.path, self.cfg)
+
+    def save_interrupted(self, net, trainer, epochs_done, batches_done, iters_per_epoch):
+        if self.rank != 0:
+            return
+        self.ckpt.save("interrupted", net, trainer, {
+            "epoch": epochs_done, "batches_done": batches_done, "model": self.cfg["model"],
+            "num_update": trainer.optimizer.num_update})
+        log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
+                 self.ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
+                 iters_per_epoch)
+
+    def export_best(self, synsets):
+        """Export the best epoch's weights beside the checkpoints; returns the prefix."""
+        cfg, best = self.cfg, self.best
+        prefix = os.path.join(self.path, cfg["model"])
+        net = network_from_checkpoint(self.ckpt.path(best["epoch"], "params"), cfg["model"],
+                                      cfg["multiplier"], cfg["classes"])
+        export_network(net, prefix, cfg["input_size"], synsets, info=describe_export(
+            net, cfg["input_size"], cfg, epoch=best["epoch"], val_top1=best["val_top1"]))
+        log.info("exported epoch %d (val top1 %.4f) to %s-symbol.json and %s-0000.params",
+                 best["epoch"], best["val_top1"], prefix, prefix)
+        return prefix
+
+
+def _train_epoch(step, train_data, acc, epoch_no, iters_per_epoch, done, stop, cfg,
+                 num_workers, nan_message):
+    """Train the rest of one epoch, from batch ``done``.
+
+    Returns
+    -------
+    tuple
+        (mean train loss, train top-1, batches done, seconds).
+    """
+    train_data.reset()
+    acc.reset_epoch()
+    tic = last_log = time.time()
+    todo = iters_per_epoch - done
+    bar = _progress(iters_per_epoch, "epoch %d" % epoch_no)
+    for i, batch in enumerate(train_data):
+        if i >= todo or batch.pad:
+            break
+        xs, ys = step.split(batch.data[0], batch.label[0])
+        losses, outputs = step(xs, ys)
+        acc.add(done, losses, outputs, ys)
+        done += 1
+        if bar is not None:
+            bar.update(1)
+        if done % cfg["log_interval"] == 0 or stop.requested:
+            count = acc.count
+            loss, top1, bad = acc.read_window()
+            if bad is not None:
+                raise NonFiniteLoss(nan_message(epoch_no, bad))
+            now = time.time()
+            log.info("Epoch[%d] Batch [%d/%d]\tSpeed: %.2f samples/sec\tloss=%.4f\t"
+                     "top1=%.4f\tlr=%.6g", epoch_no, done, iters_per_epoch,
+                     count / max(now - last_log, 1e-9) * num_workers, loss, top1,
+                     step.trainer.learning_rate)
+            last_log = now
+        if stop.requested:
+            break
+    if bar is not None:
+        bar.close()
+    loss, top1, bad = acc.read_epoch()
+    if bad is not None or not np.isfinite(loss):
+        raise NonFiniteLoss(nan_message(epoch_no, bad if bad is not None else done - 1))
+    mx.nd.waitall()
+    return loss, top1, done, time.time() - tic
+
+
 def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         overwrite=False):
     """Train, validate, checkpoint and export as the resolved recipe ``cfg`` says.
@@ -461,7 +636,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     -------
     dict
         ``best_epoch``, ``best_val_top1``, ``last`` (the final metrics row), ``export``
-        (the exported prefix, or None on non-zero ranks) and ``interrupted``.
+        (the exported prefix, or None on non-zero ranks), ``interrupted``, ``lr`` and
+        ``num_update``.
     """
     ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
     if cfg["dtype"] == "float16" and ctxs[0].device_type == "cpu":
@@ -477,167 +653,61 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
 
     synsets = None
     if train_data is None:
-        from . import data
-        if not cfg["rec_train"] or not cfg["rec_val"]:
-            raise UserError("no data: pass --rec-train and --rec-val (pack images with "
-                            "tools/im2rec.py)")
-        shard = data.shard_size(data.check_record(cfg["rec_train"]), num_workers, rank)
-        data.check_record(cfg["rec_val"])
-        train_data = data.train_iter(cfg, len(ctxs), num_parts=num_workers, part_index=rank,
-                                     seed=cfg["seed"] + rank)
-        val_data = data.val_iter(cfg, len(ctxs)) if rank == 0 else None
-        # Partial last batches are dropped (they would change the static input shape);
-        # the shuffle puts different images there every epoch.
-        iters_per_epoch = shard // (cfg["batch_size"] * len(ctxs))
-        if iters_per_epoch < 1:
-            raise UserError("%s has %d images for this worker, fewer than one batch of %d; "
-                            "lower --batch-size" % (cfg["rec_train"], shard,
-                                                    cfg["batch_size"] * len(ctxs)))
-        synsets_file = data.synsets_path(cfg["rec_train"])
-        synsets = synsets_file if os.path.isfile(synsets_file) else None
+        train_data, val_data, iters_per_epoch, synsets = _record_iters(cfg, len(ctxs), rank,
+                                                                       num_workers)
     elif iters_per_epoch is None:
         train_data.reset()
         iters_per_epoch = sum(1 for b in train_data if not b.pad)
     if cfg["batches_per_epoch"]:
         iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
 
-    save_dir = cfg["save_dir"]
-    ckpt = CheckpointDir(save_dir, cfg["model"])
-    metrics_path = os.path.join(save_dir, "metrics.csv")
-    config_path = os.path.join(save_dir, "config.yaml")
-    if rank == 0:
-        _attach_file_log(os.path.join(save_dir, "train.log"))
-
+    run = _RunDir(cfg, rank)
     net = build_net(cfg, ctxs)
     step = make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch)
     trainer = step.trainer
-
-    begin_epoch, skip_batches, rows = 0, 0, []
-    earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
-    if earlier and not resume and rank == 0:
-        if not overwrite:
-            raise UserError("%s already holds checkpoints (up to epoch %d); pass --resume to "
-                            "continue them, --overwrite to start again, or another --save-dir"
-                            % (save_dir, max(m["epoch"] for m in earlier)))
-        for meta in earlier:
-            ckpt.remove(meta["tag"])
-    if resume:
-        start = ckpt.newest()
-        if os.path.isfile(config_path):
-            _check_resume_config(config_mod.load_dumped(config_path), cfg, save_dir)
-        if start is None:
-            log.warning("--resume: no complete checkpoint in %s; starting from scratch",
-                        save_dir)
-        else:
-            net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs, cast_dtype=True)
-            trainer.load_states(ckpt.path(start["tag"], "states"))
-            begin_epoch, skip_batches = start["epoch"], start.get("batches_done", 0)
-            rows = [r for r in _read_metrics(metrics_path) if r["epoch"] <= begin_epoch]
-            log.info("resumed from %s: epoch %d done%s, lr %.6g", ckpt.path(start["tag"],
-                                                                         "params"),
-                     begin_epoch, (", %d batches into epoch %d" % (skip_batches,
-                                                                  begin_epoch + 1))
-                     if skip_batches else "", trainer.learning_rate)
-    if rank == 0:
-        config_mod.dump(cfg, config_path)
-        if rows or not resume:
-            atomic_save_csv(metrics_path, METRIC_COLUMNS, rows)
-
+    begin_epoch, done = run.start(net, trainer, ctxs, resume, overwrite)
+    init_kvstore(trainer)
     hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
              len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,
              iters_per_epoch, cfg["num_epochs"])
 
-    best = max(rows, key=lambda r: r["val_top1"]) if rows else None
     acc = _Accumulator(ctxs)
     interrupted = False
+    nan_message = lambda epoch, batch: _nan_message(epoch, batch, run.ckpt)  # noqa: E731
     with _StopRequest() as stop:
         for epoch in range(begin_epoch, cfg["num_epochs"]):
-            epoch_no = epoch + 1
-            train_data.reset()
-            acc.reset_epoch()
-            tic = last_log = time.time()
-            done = skip_batches
-            todo = iters_per_epoch - skip_batches
-            bar = _progress(iters_per_epoch, "epoch %d" % epoch_no)
-            for i, batch in enumerate(train_data):
-                if i >= todo or batch.pad:
-                    break
-                data, label = step.split(batch.data[0], batch.label[0])
-                losses, outputs = step(data, label)
-                acc.add(done, losses, outputs, label)
-                done += 1
-                if bar is not None:
-                    bar.update(1)
-                if done % cfg["log_interval"] == 0 or stop.requested:
-                    count = acc.count
-                    loss, top1, bad = acc.read_window()
-                    if bad is not None:
-                        raise NonFiniteLoss(_nan_message(epoch_no, bad, ckpt))
-                    now = time.time()
-                    speed = count / max(now - last_log, 1e-9) * num_workers
-                    log.info("Epoch[%d] Batch [%d/%d]\tSpeed: %.2f samples/sec\tloss=%.4f\t"
-                             "top1=%.4f\tlr=%.6g", epoch_no, done, iters_per_epoch, speed, loss,
-                             top1, trainer.learning_rate)
-                    last_log = now
-                if stop.requested:
-                    break
-            if bar is not None:
-                bar.close()
-            train_loss, train_top1, bad = acc.read_epoch()
-            if bad is not None or not np.isfinite(train_loss):
-                raise NonFiniteLoss(_nan_message(epoch_no, bad if bad is not None else done - 1,
-                                                 ckpt))
-            mx.nd.waitall()
+            loss, top1, done, train_time = _train_epoch(
+                step, train_data, acc, epoch + 1, iters_per_epoch, done, stop, cfg,
+                num_workers, nan_message)
             if stop.requested:
                 interrupted = True
-                if rank == 0:
-                    ckpt.save("interrupted", net, trainer, {
-                        "epoch": epoch, "batches_done": done, "model": cfg["model"],
-                        "num_update": trainer.optimizer.num_update})
-                    log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
-                             ckpt.path("interrupted", "params"), epoch_no, done, iters_per_epoch)
+                run.save_interrupted(net, trainer, epoch, done, iters_per_epoch)
                 break
-            train_time = time.time() - tic
-            skip_batches = 0
+            done = 0
             if rank != 0:
                 continue
+            tic = time.time()
             val = evaluate(net, val_data, ctxs, cfg["dtype"])
-            epoch_time = time.time() - tic
-            row = {"epoch": epoch_no, "train_loss": train_loss, "train_top1": train_top1,
+            row = {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1,
                    "val_top1": val["top1"], "val_top5": val["top5"],
-                   "lr": trainer.learning_rate, "epoch_time_s": epoch_time,
+                   "lr": trainer.learning_rate, "epoch_time_s": train_time + time.time() - tic,
                    "samples_per_s": acc.epoch_count * num_workers / max(train_time, 1e-9)}
-            rows.append(row)
-            if best is None or row["val_top1"] > best["val_top1"]:
-                best = row
-            ckpt.save(epoch_no, net, trainer, {
-                "epoch": epoch_no, "model": cfg["model"], "val_top1": val["top1"],
-                "val_top5": val["top5"], "num_update": trainer.optimizer.num_update})
-            ckpt.remove("interrupted")
-            ckpt.prune(cfg["keep_checkpoints"], best["epoch"])
-            atomic_save_csv(metrics_path, METRIC_COLUMNS, rows)
-            _plot(metrics_path, save_dir, cfg)
+            run.end_epoch(row, net, trainer)
             log.info("Epoch[%d] val top1=%.4f top5=%.4f | train loss=%.4f top1=%.4f | "
-                     "%.1fs, %.1f samples/sec, lr=%.6g", epoch_no, val["top1"], val["top5"],
-                     train_loss, train_top1, epoch_time, row["samples_per_s"], row["lr"])
+                     "%.1fs, %.1f samples/sec, lr=%.6g", row["epoch"], val["top1"],
+                     val["top5"], loss, top1, row["epoch_time_s"], row["samples_per_s"],
+                     row["lr"])
 
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
-    result = {"best_epoch": best["epoch"] if best else None,
-              "best_val_top1": best["val_top1"] if best else None,
-              "last": rows[-1] if rows else None, "export": None, "interrupted": interrupted,
-              "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
-    if rank == 0 and not interrupted and best is not None:
-        prefix = os.path.join(save_dir, cfg["model"])
-        best_net = network_from_checkpoint(ckpt.path(best["epoch"], "params"), cfg["model"],
-                                           cfg["multiplier"], cfg["classes"])
-        export_network(best_net, prefix, cfg["input_size"], synsets, info=describe_export(
-            best_net, cfg["input_size"], cfg, epoch=best["epoch"], val_top1=best["val_top1"]))
-        result["export"] = prefix
-        log.info("exported epoch %d (val top1 %.4f) to %s-symbol.json and %s-0000.params",
-                 best["epoch"], best["val_top1"], prefix, prefix)
-    return result
+    best = run.best
+    return {"best_epoch": best["epoch"] if best else None,
+            "best_val_top1": best["val_top1"] if best else None,
+            "last": run.rows[-1] if run.rows else None, "interrupted": interrupted,
+            "export": (run.export_best(synsets) if rank == 0 and not interrupted and best
+                       else None),
+            "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
 
 
 def _nan_message(epoch, batch, ckpt):
