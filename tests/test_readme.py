@@ -2,7 +2,8 @@
 
 Shell and Python blocks carry a marker comment: `<!-- test: run -->` blocks are run
 here; `<!-- test: skip, REASON -->` blocks need what no test machine has (ImageNet, a
-GPU, several hosts) or are the test suite itself.
+GPU, several hosts), are the test suite itself, or are long and name the test that
+runs the same command at toy size.
 """
 import os
 import re
@@ -14,7 +15,7 @@ from conftest import ROOT
 BLOCK = re.compile(r"```(?P<lang>[a-z]*)\n(?P<body>.*?)```", re.S)
 MARK = re.compile(r"<!-- (test: run|test: skip, (?P<reason>[^>]+)|begin examples/\S+) -->$")
 COMMAND_LANGS = ("bash", "sh", "shell", "console", "python")
-SKIP_REASONS = ("ImageNet", "GPU", "hosts", "test suite")
+SKIP_REASONS = ("ImageNet", "GPU", "hosts", "test suite", "long")
 OUTPUTS = {".git", ".venv", "demo", "data", "runs", "deploy", ".pytest_cache"}
 
 
@@ -36,6 +37,9 @@ def test_every_command_block_is_marked():
         reason = mark.group("reason")
         if reason:
             assert any(r in reason for r in SKIP_REASONS), reason
+        if reason and "long" in reason:  # a long command names the test running it small
+            covered = re.search(r"tests/test_\w+\.py", reason)
+            assert covered and os.path.isfile(os.path.join(ROOT, covered.group(0))), reason
 
 
 def _script(python):

@@ -7,7 +7,7 @@ identical settings), differing only in --model, --seed and the base --lr. Writes
 (mean ± std final top-1 and the epoch each variant first reaches --loss-level train
 loss), compare.png (mean curves with ±1 std bands), and runs/ (each run's folder).
 
-  python tools/compare_variants.py                 # the full study (~20 min, 2 cores)
+  python tools/compare_variants.py                 # the full study (~25 min, 2 cores)
   python tools/compare_variants.py --quick         # smoke test (~2 min)
 """
 import argparse
