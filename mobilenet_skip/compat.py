@@ -41,12 +41,12 @@ def _source_keys(loaded):
     return legacy, prefix + "dense0_weight", prefix + "dense0_bias"
 
 
-def load_gluoncv_params(net, path, ctx=None, load_output=True):
+def load_gluoncv_params(net, path, ctx=None, load_output=True, init=None):
     """Load a gluoncv ``mobilenet<m>`` ``.params`` file into a mobilenet-skip network.
 
     ``mobilenet`` and ``simple-connect`` have exactly gluoncv's parameters and are
     loaded whole; full-connect's projections are left as they are (initialise them
-    yourself) and reported. Pre-act networks cannot take these weights: their BNs
+    yourself, or pass ``init``) and reported. Pre-act networks cannot take these weights: their BNs
     normalise conv inputs, not outputs.
 
     Parameters
@@ -59,6 +59,10 @@ def load_gluoncv_params(net, path, ctx=None, load_output=True):
         Where to place parameters that are not yet initialised (default CPU).
     load_output : bool
         Load the 1000-way classifier too. Set False to fine-tune on other classes.
+    init : Initializer, optional
+        Initialise the parameters the file does not hold (full-connect's projections, the
+        classifier with ``load_output=False``) that are not initialised yet. Calling
+        ``net.initialize`` afterwards would do the same but warn once per loaded parameter.
 
     Returns
     -------
@@ -109,5 +113,10 @@ def load_gluoncv_params(net, path, ctx=None, load_output=True):
         else:
             param.set_data(value)
     done = {id(param) for param, _ in pairs}
-    return [name for name, param in net._collect_params_with_prefix().items()
+    left = [(name, param) for name, param in net._collect_params_with_prefix().items()
             if id(param) not in done]
+    if init is not None:
+        for _, param in left:
+            if param._data is None:
+                param.initialize(ctx=ctx or mx.cpu(), default_init=init)
+    return [name for name, _ in left]
