@@ -1,11 +1,14 @@
 """The paper's variant comparison in miniature: every variant x several seeds, one recipe.
 
 Each run is ``tools/train_imagenet.py`` itself (RecordIO, Trainer, the recipe), in its
-own process and save directory; the study reads each run's ``metrics.csv``. The
+own process and save directory; the study reads each run's ``metrics.csv``. A run
+that finished leaves ``study-run.json`` with its command line, so a study that was
+killed resumes where it stopped instead of retraining finished runs. The
 summary gives mean and sample standard deviation over seeds of the final val top-1,
 and the first epoch at which the train loss falls below a fixed level (the
 convergence speed the paper talks about).
 """
+import json
 import os
 import subprocess
 import sys
@@ -20,6 +23,7 @@ from .plots import finish_figure, read_metrics
 
 __all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
 
+MARKER = "study-run.json"
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
            "val_top5")
 TRAIN_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
@@ -37,7 +41,7 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
     """
     variants = list(variants or list_models())
     rows, runs = [], [(lr, v, s) for lr in lrs for v in variants for s in seeds]
-    start = time.time()
+    trained = []
     for i, (lr, variant, seed) in enumerate(runs):
         save_dir = os.path.join(out_dir, "runs", "%s-lr%g-seed%d" % (variant, lr, seed))
         cmd = [sys.executable, TRAIN_TOOL, "--recipe", recipe, "--model", variant,
@@ -46,20 +50,37 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
         if epochs:
             cmd += ["--num-epochs", str(epochs)]
         tic = time.time()
-        res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-        if res.returncode != 0:
-            tail = "\n".join(res.stdout.strip().splitlines()[-5:])
-            raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
-                            % (variant, lr, seed, res.returncode, tail))
+        reused = _finished(save_dir, cmd)
+        if not reused:
+            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                 text=True)
+            if res.returncode != 0:
+                tail = "\n".join(res.stdout.strip().splitlines()[-5:])
+                raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
+                                % (variant, lr, seed, res.returncode, tail))
+            atomic_save(os.path.join(save_dir, MARKER), json.dumps({"cmd": cmd[1:]}))
         metrics = read_metrics(os.path.join(save_dir, "metrics.csv"))
         for m in metrics:
             rows.append(dict({k: m[k] for k in COLUMNS[3:]}, variant=variant,
                              base_lr=float(lr), seed=seed))
-        done = time.time() - start
-        log("[%2d/%d] lr %-6g %-24s seed %d: val top-1 %.4f after %d epochs (%.0fs; ETA %.0fs)"
+        if not reused:
+            trained.append(time.time() - tic)
+        eta = "%.0fs" % (np.mean(trained) * (len(runs) - i - 1)) if trained else "?"
+        log("[%2d/%d] lr %-6g %-24s seed %d: val top-1 %.4f after %d epochs (%s; ETA %s)"
             % (i + 1, len(runs), lr, variant, seed, metrics[-1]["val_top1"], len(metrics),
-               time.time() - tic, done / (i + 1) * (len(runs) - i - 1)), flush=True)
+               "reused, finished earlier" if reused else "%.0fs" % (time.time() - tic), eta),
+            flush=True)
     return rows
+
+
+def _finished(save_dir, cmd):
+    """True when ``save_dir`` holds a finished run of exactly ``cmd`` (interpreter aside)."""
+    try:
+        with open(os.path.join(save_dir, MARKER)) as f:
+            return json.load(f).get("cmd") == cmd[1:] and \
+                os.path.isfile(os.path.join(save_dir, "metrics.csv"))
+    except (OSError, ValueError):
+        return False
 
 
 def _by_run(rows):

@@ -1,5 +1,6 @@
 """The miniature re-run of the paper's comparison: outputs and statistics."""
 import csv
+import json
 import os
 import subprocess
 import sys
@@ -29,6 +30,33 @@ def test_quick_study_writes_csv_table_and_plot(tmp_path):
     with open(str(out / "compare.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "| base lr | variant |" in res.stdout
+
+    # a second run on the same folder reuses every finished run instead of retraining it,
+    # which is what lets a killed 25-minute study resume
+    marker = out / "runs" / "mobilenet-lr0.1-seed0" / compare.MARKER
+    assert marker.exists()
+    weights = sorted((out / "runs" / "mobilenet-lr0.1-seed0").glob("*.params"))
+    stamps = [w.stat().st_mtime_ns for w in weights]
+    again = subprocess.run([sys.executable, os.path.join(TOOLS, "compare_variants.py"), "--quick",
+                            "--seeds", "1", "--epochs", "1", "--out", str(out)],
+                           capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert again.stdout.count("reused, finished earlier") == len(NAMES)
+    assert [w.stat().st_mtime_ns for w in weights] == stamps
+    with open(str(out / "compare.csv")) as f:
+        assert list(csv.DictReader(f)) == rows
+
+
+def test_a_run_is_reused_only_for_the_same_command(tmp_path):
+    cmd = ["python", "train_imagenet.py", "--model", "mobilenet", "--lr", "0.1"]
+    assert not compare._finished(str(tmp_path), cmd)  # nothing there yet
+    (tmp_path / compare.MARKER).write_text(json.dumps({"cmd": cmd[1:]}))
+    assert not compare._finished(str(tmp_path), cmd)  # marker but no metrics.csv
+    (tmp_path / "metrics.csv").write_text("epoch\n1\n")
+    assert compare._finished(str(tmp_path), ["/other/python"] + cmd[1:])
+    assert not compare._finished(str(tmp_path), cmd[:-1] + ["0.03"])
+    (tmp_path / compare.MARKER).write_text("{truncated")
+    assert not compare._finished(str(tmp_path), cmd)
 
 
 def _rows(variant, seed, losses, tops, lr=0.1):

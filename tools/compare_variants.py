@@ -6,9 +6,11 @@ identical settings), differing only in --model, --seed and the base --lr. Writes
 --out: compare.csv (per-epoch train loss and val top-1 of every run), compare.md
 (mean ± std final top-1 and the epoch each variant first reaches --loss-level train
 loss), compare.png (mean curves with ±1 std bands), and runs/ (each run's folder).
+Running it again on the same --out reuses every run that finished with the same
+command line, so a killed study picks up where it stopped; delete OUT/runs to retrain.
 
   python tools/compare_variants.py                 # the full study (~25 min, 2 cores)
-  python tools/compare_variants.py --quick         # smoke test (~2 min)
+  python tools/compare_variants.py --quick         # smoke test (under a minute)
 """
 import argparse
 import os
