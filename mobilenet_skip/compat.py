@@ -45,9 +45,9 @@ def load_gluoncv_params(net, path, ctx=None, load_output=True, init=None):
     """Load a gluoncv ``mobilenet<m>`` ``.params`` file into a mobilenet-skip network.
 
     ``mobilenet`` and ``simple-connect`` have exactly gluoncv's parameters and are
-    loaded whole; full-connect's projections are left as they are (initialise them
-    yourself, or pass ``init``) and reported. Pre-act networks cannot take these weights: their BNs
-    normalise conv inputs, not outputs.
+    loaded whole; full-connect's projections are left as they are (pass ``init``, or
+    initialise them yourself) and reported. Pre-act networks cannot take these
+    weights: their BNs normalise conv inputs, not outputs.
 
     Parameters
     ----------

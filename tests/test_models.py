@@ -254,7 +254,7 @@ def test_gluoncv_weights_into_skip_variants(tmp_path):
     left = ms.load_gluoncv_params(full, path, init=mx.init.MSRAPrelu())
     assert left and all(".proj." in name for name in left)
     assert {n.split(".")[0] for n in left} == {"block2", "block3", "block5", "block7", "block13"}
-    # the loaded part equals the source; the projections are still for the user to init
+    # the loaded part equals the source; init= initialised only the projections
     np.testing.assert_array_equal(full.block4.body.dw.weight.data().asnumpy(),
                                   simple.block4.body.dw.weight.data().asnumpy())
     assert full(mx.nd.zeros((1, 3, 32, 32))).shape == (1, 1000)  # init= covered the rest
