@@ -16,9 +16,8 @@ from collections import namedtuple
 import mxnet as mx
 
 from . import data
-from .demo_data import make_demo_data
+from .demo_data import pack_demo_data
 from .errors import UserError
-from .recordio import make_list, pack
 
 __all__ = ["SECTIONS", "Section", "register", "shared_argument", "machine_info",
            "format_machine", "measure_rate", "decode_threads"]
@@ -156,23 +155,13 @@ def _gluon_loader(rec, cfg, train, workers):
                       num_workers=workers, last_batch="keep")
 
 
-def _demo_rec(folder, image_size):
-    images = os.path.join(folder, "images")
-    make_demo_data(images, size=image_size)
-    prefix = os.path.join(folder, "demo_train")
-    make_list(prefix, os.path.join(images, "train"), recursive=True)
-    with open(os.devnull, "w") as quiet:
-        pack(prefix, os.path.join(images, "train"), stream=quiet, out=quiet)
-    return prefix + ".rec"
-
-
 def _run_data(args):
     cfg = dict(data.DEFAULTS, input_size=args.input_size, batch_size=args.batch_size,
                preprocess_threads=args.workers)
     timing = dict(n_batches=args.batches, warmup=args.warmup, repeats=args.repeats)
     image_size = args.image_size or int(round(args.input_size / cfg["crop_ratio"]))
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
-        rec = args.rec or _demo_rec(tmp, image_size)
+        rec = args.rec or pack_demo_data(tmp, image_size, splits=("train",))[0]
         cfg.update(rec_train=rec, rec_val=rec)
         result = {"rec": args.rec or "demo digits at %dpx" % image_size,
                   "images": data.check_record(rec), "input_size": args.input_size,

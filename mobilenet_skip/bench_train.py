@@ -29,6 +29,7 @@ import tempfile
 import time
 
 from . import bench
+from .demo_data import pack_demo_data
 from .errors import UserError
 from .models import list_models
 
@@ -315,7 +316,7 @@ def _fit_row(args, cfg, rows, common):
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         if not given:
             _say("packing the demo digits at %d px for the train_imagenet.py row" % image_size)
-        rec = given or bench._demo_rec(tmp, image_size)
+        rec = given or pack_demo_data(tmp, image_size, splits=("train",))[0]
         tic = time.time()
         out = _spawn({"mode": "fit", "rec": rec, "save_dir": os.path.join(tmp, "run"),
                       "warmup": args.warmup, "steps": args.steps, "repeats": args.repeats,

@@ -9,6 +9,7 @@ import os
 
 import yaml
 
+from .checkpoint import atomic_save
 from .data import DEFAULTS as DATA_DEFAULTS
 from .errors import UserError
 from .models import list_models
@@ -251,10 +252,7 @@ def dump(cfg, path):
     ordered = {key: cfg[key] for key in SCHEMA if key in cfg}
     text = "# resolved from %s\n" % cfg.get("recipe", "?") + yaml.safe_dump(
         ordered, sort_keys=False, default_flow_style=None)
-    tmp = path + ".tmp"
-    with open(tmp, "w") as f:
-        f.write(text)
-    os.replace(tmp, path)
+    atomic_save(path, text)
 
 
 def load_dumped(path):

@@ -12,8 +12,9 @@ import cv2
 import numpy as np
 
 from .errors import UserError
+from .recordio import make_list, pack
 
-__all__ = ["make_demo_data", "CLASS_NAMES", "MARKER"]
+__all__ = ["make_demo_data", "pack_demo_data", "CLASS_NAMES", "MARKER"]
 
 CLASS_NAMES = ["digit_%d" % d for d in range(10)]  # sort in class order, as im2rec labels them
 MARKER = "DEMO_DATA.txt"  # marks a folder as ours, so a re-run may replace it
@@ -103,3 +104,25 @@ def make_demo_data(out_dir, size=64, val_fraction=0.2, quality=95):
                 % (size, val_fraction))
     return {"train": int((~is_val).sum()), "val": int(is_val.sum()),
             "classes": list(CLASS_NAMES)}
+
+
+def pack_demo_data(folder, size=64, splits=("train", "val"), num_thread=1):
+    """Make the demo digits under ``folder/images`` and pack each split, quietly, as
+    ``folder/<split>.rec`` (with ``.idx``, ``.lst`` and ``.synsets.txt``).
+
+    Returns
+    -------
+    list of str
+        The ``.rec`` paths, in the order of ``splits``.
+    """
+    images = os.path.join(folder, "images")
+    make_demo_data(images, size=size)
+    recs = []
+    for split in splits:
+        prefix = os.path.join(folder, split)
+        make_list(prefix, os.path.join(images, split), recursive=True)
+        with open(os.devnull, "w") as quiet:
+            pack(prefix, os.path.join(images, split), num_thread=num_thread, stream=quiet,
+                 out=quiet)
+        recs.append(prefix + ".rec")
+    return recs

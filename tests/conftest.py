@@ -52,20 +52,11 @@ def tool_main(name):
 def demo_run(tmp_path_factory):
     """The demo digits made, packed and trained with recipes/demo.yaml for DEMO_EPOCHS
     epochs through tools/train_imagenet.py (about 20 s on 2 cores)."""
-    from mobilenet_skip import demo_data, recordio
+    from mobilenet_skip.demo_data import pack_demo_data
     from mobilenet_skip.plots import read_metrics
 
     root = str(tmp_path_factory.mktemp("demo_run"))
-    images = os.path.join(root, "images")
-    demo_data.make_demo_data(images, size=64)
-    recs = []
-    for split in ("train", "val"):
-        prefix = os.path.join(root, split)
-        recordio.make_list(prefix, os.path.join(images, split), recursive=True)
-        with open(os.devnull, "w") as quiet:
-            recordio.pack(prefix, os.path.join(images, split), num_thread=2, stream=quiet,
-                          out=quiet)
-        recs.append(prefix + ".rec")
+    recs = pack_demo_data(root, size=64, num_thread=2)
     save_dir = os.path.join(root, "run")
     res = run_tool("train_imagenet", "--recipe", os.path.join(ROOT, "recipes", "demo.yaml"),
                    "--rec-train", recs[0], "--rec-val", recs[1], "--save-dir", save_dir,
@@ -74,8 +65,8 @@ def demo_run(tmp_path_factory):
     metrics = read_metrics(os.path.join(save_dir, "metrics.csv"))
     assert len(metrics) == DEMO_EPOCHS and metrics[-1]["val_top1"] > 0.9, metrics
     model = "full-connect-pre-act"
-    return DemoRun(images, recs[0], recs[1], save_dir, model, os.path.join(save_dir, model),
-                   metrics)
+    return DemoRun(os.path.join(root, "images"), recs[0], recs[1], save_dir, model,
+                   os.path.join(save_dir, model), metrics)
 
 
 def call_tool(capsys, name, *argv):

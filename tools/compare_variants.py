@@ -18,9 +18,8 @@ import os
 import _bootstrap  # noqa: F401
 from mobilenet_skip import compare
 from mobilenet_skip.cli import run_main
-from mobilenet_skip.demo_data import make_demo_data
+from mobilenet_skip.demo_data import pack_demo_data
 from mobilenet_skip.models import canonical_name, list_models
-from mobilenet_skip.recordio import make_list, pack
 
 ROOT = _bootstrap.ROOT
 
@@ -51,17 +50,8 @@ def parse_args(argv):
 
 def _demo_recs(out):
     folder = os.path.join(out, "data")
-    recs = {s: os.path.join(folder, s + ".rec") for s in ("train", "val")}
-    if all(os.path.isfile(r) for r in recs.values()):
-        return recs["train"], recs["val"]
-    images = os.path.join(folder, "images")
-    make_demo_data(images)
-    for split in ("train", "val"):
-        prefix = os.path.join(folder, split)
-        make_list(prefix, os.path.join(images, split), recursive=True)
-        with open(os.devnull, "w") as quiet:
-            pack(prefix, os.path.join(images, split), stream=quiet, out=quiet)
-    return recs["train"], recs["val"]
+    recs = [os.path.join(folder, s + ".rec") for s in ("train", "val")]
+    return recs if all(os.path.isfile(r) for r in recs) else pack_demo_data(folder)
 
 
 def main(argv=None):
