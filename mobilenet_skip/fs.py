@@ -1,0 +1,138 @@
+"""Files shared between jobs: an exclusive lock per output, a one-line disk-full error,
+and a sweep of the temporary files a killed process left behind.
+
+Every tool that writes a run folder or a packed prefix goes through these, so two jobs
+on one output, a full disk and a SIGKILL end the same way everywhere.
+"""
+import errno
+import fcntl
+import os
+import re
+import shutil
+
+from .errors import UserError
+
+__all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN"]
+
+# "<name>.tmp-<pid>" (atomic_write), "<name>.export-tmp-<pid>" (export staging) and
+# "<name>.rec.tmp-<pid>"-style names all end in a writer's PID.
+TMP_PATTERN = re.compile(r"\.(?:[a-z]+-)?tmp-(\d+)$")
+
+
+class OutputLock(object):
+    """An exclusive ``fcntl`` lock on ``path`` (``PREFIX.lock`` or ``RUN_DIR/.lock``).
+
+    The lock file holds the owner's PID so that a refused job can name it. The kernel
+    drops the lock when its holder dies, even by SIGKILL, so a stale file never blocks.
+
+    Parameters
+    ----------
+    path : str
+        The lock file.
+    what : str
+        What is being protected, for the error (``"run folder runs/x"``).
+    """
+
+    def __init__(self, path, what):
+        self.path, self.what, self._fd = path, what, None
+
+    def acquire(self):
+        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError as err:
+            if err.errno not in (errno.EAGAIN, errno.EACCES):
+                os.close(fd)
+                raise
+            try:
+                holder = os.read(fd, 64).decode("ascii", "replace").strip() or "?"
+            finally:
+                os.close(fd)
+            raise UserError("%s is in use by another job (PID %s, lock %s); wait for it to "
+                            "finish or choose another output" % (self.what, holder, self.path))
+        os.ftruncate(fd, 0)
+        os.write(fd, ("%d\n" % os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def release(self):
+        if self._fd is not None:
+            fcntl.flock(self._fd, fcntl.LOCK_UN)
+            os.close(self._fd)
+            self._fd = None
+
+    __enter__ = acquire
+
+    def __exit__(self, *exc):
+        self.release()
+        return False
+
+
+def is_disk_full(err):
+    """Whether an exception is a full disk or quota (OSError ENOSPC/EDQUOT, or MXNet's
+    ``FileStream.Write incomplete`` from a C++ writer that hit one)."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    return "Write incomplete" in str(err) or "No space left" in str(err)
+
+
+def disk_full_error(path, needed_bytes=None):
+    """The one-line :class:`UserError` for a full disk under ``path``."""
+    folder = os.path.dirname(os.path.abspath(path))
+    facts = []
+    if needed_bytes:
+        facts.append("about %s needed" % _size(needed_bytes))
+    try:
+        facts.append("%s free" % _size(shutil.disk_usage(folder).free))
+    except OSError:
+        pass
+    return UserError("the disk holding %s is full%s; the last good files are untouched: free "
+                     "space or write elsewhere, then run again"
+                     % (folder, " (%s)" % ", ".join(facts) if facts else ""))
+
+
+def _size(n):
+    for unit in ("B", "KB", "MB", "GB"):
+        if n < 1024 or unit == "GB":
+            return ("%d %s" % (n, unit)) if unit == "B" else ("%.1f %s" % (n, unit))
+        n /= 1024.0
+
+
+def _pid_alive(pid):
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def remove_stale_tmp(folder, prefix=""):
+    """Delete temporary files (see :data:`TMP_PATTERN`) in ``folder`` whose writer is dead.
+
+    Returns
+    -------
+    list of str
+        The paths removed.
+    """
+    removed = []
+    try:
+        names = os.listdir(folder)
+    except OSError:
+        return removed
+    for name in names:
+        match = TMP_PATTERN.search(name)
+        if not match or not name.startswith(prefix) or _pid_alive(int(match.group(1))):
+            continue
+        path = os.path.join(folder, name)
+        try:
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path)
+            else:
+                os.remove(path)
+            removed.append(path)
+        except OSError:
+            pass
+    return removed
