@@ -17,7 +17,7 @@ From a plain FP32 export this module derives the CPU deployment forms:
 import json
 import os
 import shutil
-import tempfile
+import sys
 import warnings
 from collections import namedtuple
 
@@ -32,12 +32,21 @@ from .models import MIN_INPUT_SIZE, get_model
 __all__ = ["load_checkpoint_params", "network_from_checkpoint", "export_network",
            "export_paths", "sidecar_path", "describe", "read_info", "load_symbolic",
            "open_export", "Export", "summary", "export_fused", "export_int8", "export_onnx",
-           "calibration_images", "load_source", "Source", "require_mkldnn", "deploy", "KINDS"]
+           "calibration_images", "load_source", "Source", "require_mkldnn", "deploy", "KINDS",
+           "onnx_ir_version", "onnx_versions", "read_onnx_info", "input_size_warning",
+           "output_prefix", "forward_memory", "DEFAULT_ONNX_OPSET"]
 
 FORMAT = "mobilenet-skip-export"
 KINDS = ("fp32", "fused", "int8")
 PREPROCESSING_KEYS = ("crop_ratio", "mean_rgb", "std_rgb")
 DEFAULT_INPUT_SIZE = 224
+# Opset 13 (IR version 7, onnx 1.8, 2020) is what ONNX Runtime 1.6 and later load; MXNet's
+# converter writes every op of these networks in its opset-13 form.
+DEFAULT_ONNX_OPSET = 13
+MIN_ONNX_OPSET = 12  # MXNet 1.9's converter has no translations below opset 12
+ONNX_INFO_KEY = "mobilenet_skip"  # metadata_props entry holding the sidecar
+CALIB_MIN_IMAGES = 32  # fewer and a layer's min/max rests on a handful of images
+MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
 
 
 def export_paths(prefix):
@@ -170,8 +179,19 @@ def read_info(prefix, input_size=None):
         if int(input_size) < MIN_INPUT_SIZE:
             raise UserError("--input-size %d is too small: the network has stride 32, so use "
                             "at least %d" % (input_size, MIN_INPUT_SIZE))
+        if info["sidecar"] and int(info["input_size"]) != int(input_size):
+            info["trained_input_size"] = int(info["input_size"])
         info["input_size"] = int(input_size)
     return info
+
+
+def input_size_warning(prefix, info):
+    """One line when ``--input-size`` overrode the size the export was trained at, else None."""
+    trained = info.get("trained_input_size")
+    if trained is None:
+        return None
+    return ("--input-size %d differs from the %d that %s was trained at (%s); expect worse "
+            "predictions" % (info["input_size"], trained, prefix, sidecar_path(prefix)))
 
 
 # --- writing -------------------------------------------------------------------------
@@ -205,7 +225,7 @@ def _write_synsets(synsets, path):
 
 
 def _write_sidecar(prefix, info):
-    info = {k: v for k, v in info.items() if k != "sidecar"}
+    info = {k: v for k, v in info.items() if k not in ("sidecar", "trained_input_size")}
     atomic_save(sidecar_path(prefix), json.dumps(info, indent=1, sort_keys=True) + "\n")
 
 
@@ -274,11 +294,17 @@ def load_symbolic(prefix):
         that lack some of the graph's weights.
     """
     sym_path, params_path = _check_files(prefix)
+    sym = _read_symbol(sym_path)
     try:
-        sym, arg_params, aux_params = mx.model.load_checkpoint(prefix, 0)
-    except (mx.base.MXNetError, ValueError, KeyError) as err:
-        raise UserError("cannot read the export %s (%s); re-export it"
-                        % (prefix, str(err).strip().splitlines()[0][:160]))
+        saved = mx.nd.load(params_path)
+    except mx.base.MXNetError as err:
+        raise UserError("cannot read %s (%s); it is truncated or not an MXNet .params file, "
+                        "re-export it" % (params_path, _mxnet_message(err)))
+    if not isinstance(saved, dict):
+        raise UserError("%s holds unnamed arrays, not an export's arg:/aux: weights; re-export "
+                        "it" % params_path)
+    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
     if "data" not in sym.list_arguments():
         raise UserError("%s has no input named data; is it an exported classifier?" % sym_path)
     missing = ([n for n in sym.list_arguments() if n != "data" and n not in arg_params]
@@ -288,6 +314,40 @@ def load_symbolic(prefix):
                         "come from different exports, re-export them together"
                         % (params_path, sym_path, missing[0], len(missing)))
     return sym, arg_params, aux_params
+
+
+def _read_symbol(path):
+    """The graph in ``path``, or a :class:`UserError` saying what is wrong with the file.
+
+    MXNet's own loader reports an empty file as a UTF-8 codec error and a truncated one
+    as a C++ traceback; reading the JSON first names the file and the problem.
+    """
+    size = os.path.getsize(path)
+    if size == 0:
+        raise UserError("%s is empty (0 bytes): an interrupted copy or export; re-export it"
+                        % path)
+    if size > MAX_SYMBOL_BYTES:
+        raise UserError("%s is %.0f MB, not an exported graph (those are well under 1 MB)"
+                        % (path, size / 2.0 ** 20))
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        graph = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError("%s is not text: not a -symbol.json graph (is it a .params file?); "
+                        "re-export it" % path) from None
+    except ValueError as err:
+        raise UserError("%s is not valid JSON (%s; %d bytes): truncated or not a graph; "
+                        "re-export it" % (path, err, size)) from None
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list) \
+            or "heads" not in graph:
+        raise UserError("%s is JSON but not an MXNet graph (no nodes/heads); give the "
+                        "-symbol.json that tools/export_model.py wrote" % path)
+    try:
+        return mx.sym.load_json(raw.decode("utf-8"))
+    except mx.base.MXNetError as err:
+        raise UserError("%s is not a graph this MXNet can load (%s); re-export it"
+                        % (path, _mxnet_message(err)))
 
 
 Export = namedtuple("Export", ["prefix", "block", "info", "synsets", "classes"])
@@ -331,10 +391,15 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
             raise UserError("cannot load %s into %s (%s); re-export both together"
                             % (params_path, sym_path, _mxnet_message(err)))
     side = info["input_size"]
+    _check_memory(sym, side, prefix)
     try:
         out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
         out.wait_to_read()
+    except MemoryError:
+        raise UserError(_out_of_memory(side, prefix)) from None
     except mx.base.MXNetError as err:
+        if _is_allocation_failure(err):
+            raise UserError(_out_of_memory(side, prefix, _mxnet_message(err))) from None
         raise UserError("%s does not fit %s at input %dx%d (%s); the two files come from "
                         "different exports, or pass the right --input-size"
                         % (params_path, sym_path, side, side,
@@ -356,6 +421,58 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     info.setdefault("classes", None)
     info["classes"] = info["classes"] or classes
     return Export(prefix, block, info, synsets, classes)
+
+
+def _available_memory():
+    """Bytes the kernel says a new allocation can get (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def forward_memory(sym, input_size):
+    """A lower bound on the bytes one image of ``input_size`` needs through ``sym``.
+
+    The input plus three copies of the largest feature map: a conv reads one map and
+    writes another while a skip connection keeps the block's input alive. Computed
+    from shape inference alone, so nothing is allocated.
+    """
+    internals = sym.get_internals()
+    try:
+        _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
+    except mx.base.MXNetError:
+        return 0  # the forward itself reports a graph that does not fit
+    sizes = [int(np.prod(s)) for s in shapes or [] if s]
+    return 4 * (3 * input_size ** 2 + 3 * max(sizes or [0]))
+
+
+def _out_of_memory(side, prefix, detail=None):
+    return ("--input-size %d is too large: one %dx%d image through %s ran out of memory%s; "
+            "use the size it was trained at (%s) or a smaller one"
+            % (side, side, side, prefix, " (%s)" % detail if detail else "",
+               sidecar_path(prefix) if os.path.isfile(sidecar_path(prefix)) else "224 for "
+               "ImageNet"))
+
+
+def _check_memory(sym, side, prefix):
+    """Refuse an input size whose forward cannot fit in memory, before allocating it."""
+    need, have = forward_memory(sym, side), _available_memory()
+    if have is not None and need > have:
+        raise UserError("--input-size %d is too large: one %dx%d image through %s needs at "
+                        "least %.1f GB, and %.1f GB of memory is available; use the size it "
+                        "was trained at or a smaller one"
+                        % (side, side, side, prefix, need / 1e9, have / 1e9))
+
+
+def _is_allocation_failure(err):
+    text = str(err).lower()
+    return any(word in text for word in ("bad_alloc", "out of memory", "failed to allocate",
+                                         "cannot allocate", "memory allocation"))
 
 
 def _mxnet_message(err):
@@ -487,9 +604,62 @@ def _import_onnx():
     return onnx
 
 
+def onnx_ir_version(opset):
+    """The IR version that goes with ``opset``: the lowest one an onnx release paired with it.
+
+    From ``onnx.helper.VERSION_TABLE`` (opset 13: IR 7, onnx 1.8). A runtime reads a
+    file only if it knows its IR version, so the file carries the oldest that fits.
+
+    Raises
+    ------
+    UserError
+        An opset that MXNet's converter or the installed onnx cannot write.
+    """
+    onnx = _import_onnx()
+    newest = onnx.defs.onnx_opset_version()
+    irs = [row[1] for row in onnx.helper.VERSION_TABLE if row[2] == opset]
+    if not MIN_ONNX_OPSET <= opset <= newest or not irs:
+        raise UserError("--onnx-opset %s: MXNet 1.9's exporter with onnx %s writes opsets %d "
+                        "to %d (default %d)" % (opset, onnx.__version__, MIN_ONNX_OPSET, newest,
+                                                DEFAULT_ONNX_OPSET))
+    return min(irs)
+
+
+def _mxnet_to_onnx(onnx, sym, params, side, opset, dynamic_batch):
+    """MXNet's exporter at ``opset``: a ``ModelProto`` declaring that opset and its IR version.
+
+    ``mx.onnx.export_model`` of MXNet 1.9.1 has no opset argument: it asks onnx for its
+    newest opset (23 with onnx 1.18, IR version 11, which ONNX Runtime before 1.20
+    refuses) and hands it to its converter, ``MXNetGraph.create_onnx_graph_proto``.
+    That converter takes the opset and picks each op's translation for it, so this
+    calls it as ``export_model`` does, with ``opset`` instead, and declares ``opset``
+    and :func:`onnx_ir_version` in the model rather than re-stamping a finished file.
+    """
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    graph = MXNetGraph().create_onnx_graph_proto(
+        sym, params, in_shapes=[(1, 3, side, side)], in_types=[onnx.TensorProto.FLOAT],
+        opset_version=opset, dynamic=dynamic_batch,
+        dynamic_input_shapes=[(None, 3, side, side)] if dynamic_batch else None)
+    return onnx.helper.make_model(graph, opset_imports=[onnx.helper.make_opsetid("", opset)],
+                                  ir_version=onnx_ir_version(opset),
+                                  producer_name="mobilenet-skip (MXNet %s mx2onnx)"
+                                  % mx.__version__)
+
+
+def onnx_versions(model):
+    """``(ir_version, default-domain opset)`` of an ONNX model."""
+    opsets = {o.domain: o.version for o in model.opset_import}
+    return int(model.ir_version), opsets.get("", opsets.get("ai.onnx"))
+
+
 def export_onnx(src_prefix, path, input_size=None, dynamic_batch=True,
-                weights_as_inputs=False):
+                weights_as_inputs=False, opset=DEFAULT_ONNX_OPSET):
     """ONNX file of the plain export ``src_prefix``, checked by ``onnx.checker``.
+
+    Written at ``opset`` (default 13, IR version 7) through MXNet's own converter (see
+    :func:`_mxnet_to_onnx`), so that ONNX Runtime 1.16 (2023), and anything that
+    reads IR 7, loads it. The sidecar goes into the model's metadata
+    (``mobilenet_skip``), so the file alone says how to preprocess its input.
 
     ``mx.onnx.export_model`` lists every weight both as an initializer and as a
     graph input; a graph input may be overridden at run time, so ONNX Runtime
@@ -500,27 +670,40 @@ def export_onnx(src_prefix, path, input_size=None, dynamic_batch=True,
     measuring what removing them gains).
     """
     onnx = _import_onnx()
+    ir_version = onnx_ir_version(opset)
     info = read_info(src_prefix, input_size)
     sym, arg_params, aux_params = load_symbolic(src_prefix)
     params = dict(arg_params)
     params.update(aux_params)
-    side = info["input_size"]
-    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=os.path.dirname(os.path.abspath(path))) as tmp:
-        raw = os.path.join(tmp, "raw.onnx")
-        mx.onnx.export_model(sym, params, in_shapes=[(1, 3, side, side)], in_types=[np.float32],
-                             onnx_file_path=raw, dynamic=dynamic_batch,
-                             dynamic_input_shapes=[(None, 3, side, side)] if dynamic_batch
-                             else None)
-        model = onnx.load(raw)
+    model = _mxnet_to_onnx(onnx, sym, params, info["input_size"], opset, dynamic_batch)
     if not weights_as_inputs:
         weights = {init.name for init in model.graph.initializer}
         inputs = [i for i in model.graph.input if i.name not in weights]
         del model.graph.input[:]
         model.graph.input.extend(inputs)
-    onnx.checker.check_model(model)
+    side = {k: v for k, v in info.items() if k not in ("sidecar", "trained_input_size")}
+    onnx.helper.set_model_props(model, {ONNX_INFO_KEY: json.dumps(side, sort_keys=True)})
+    onnx.checker.check_model(model, full_check=True)  # every node against its opset-`opset` schema
+    if onnx_versions(model) != (ir_version, opset):
+        raise AssertionError("ONNX model declares %s, expected (%d, %d)"
+                             % (onnx_versions(model), ir_version, opset))
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
     atomic_write(path, lambda tmp: onnx.save(model, tmp))
     return path
+
+
+def read_onnx_info(path):
+    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None."""
+    onnx = _import_onnx()
+    model = onnx.load(path, load_external_data=False)
+    props = {p.key: p.value for p in model.metadata_props}
+    if ONNX_INFO_KEY not in props:
+        return None
+    try:
+        return _check_info(json.loads(props[ONNX_INFO_KEY]), path)
+    except (ValueError, TypeError):
+        raise UserError("%s carries an unreadable %s description; re-export it"
+                        % (path, ONNX_INFO_KEY)) from None
 
 
 # --- where the weights come from -----------------------------------------------------
@@ -617,15 +800,56 @@ def _find_synsets(folder, model, cfg):
     return next((c for c in candidates if os.path.isfile(c)), None)
 
 
+def output_prefix(output, source):
+    """The export prefix ``--output`` means: ``dir/`` or an existing folder is ``dir/<model>``.
+
+    A prefix names files (``PREFIX-symbol.json``); ``deploy/`` as a prefix would write
+    hidden files named ``-symbol.json`` and ``.json`` inside ``deploy``, so a folder
+    gets the model's name (the source's variant, else its file name) appended.
+    """
+    if not output or not output.strip():
+        raise UserError("--output is empty: give a PREFIX such as deploy/m, or a folder")
+    if output.endswith(os.sep) or output.endswith("/") or os.path.isdir(output):
+        name = source.info.get("variant") or os.path.basename(
+            os.path.normpath(source.path)).split(".")[0] or "model"
+        return os.path.join(output, name)
+    if os.path.basename(output).startswith("."):
+        raise UserError("--output %s would write hidden files (%s-symbol.json); give a PREFIX "
+                        "such as %s" % (output, os.path.basename(output),
+                                        os.path.join(os.path.dirname(output) or ".", "m")))
+    return output
+
+
+def _warn(message):
+    print("warning: %s" % message, file=sys.stderr, flush=True)
+
+
+def _check_calibration(calib_rec, calib_batches, batch_size):
+    """Refuse calibration settings that read nothing; warn about too few images."""
+    if calib_batches < 1:
+        raise UserError("--calib-batches must be at least 1 (got %d): INT8 calibration reads "
+                        "that many batches of --calib-rec" % calib_batches)
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1 (got %d)" % batch_size)
+    images = min(data.check_record(calib_rec), calib_batches * batch_size)
+    if images < CALIB_MIN_IMAGES:
+        _warn("INT8 calibration on %d images (--calib-batches %d x --batch-size %d of %s): "
+              "fewer than %d give unreliable ranges; use more" % (
+                  images, calib_batches, batch_size, calib_rec, CALIB_MIN_IMAGES))
+    return images
+
+
 def deploy(source, output, fused=False, int8=False, onnx=False, calib_rec=None,
-           calib_batches=10, calib_mode="naive", batch_size=32, keep_ends_fp32=False):
+           calib_batches=10, calib_mode="naive", batch_size=32, keep_ends_fp32=False,
+           onnx_opset=DEFAULT_ONNX_OPSET):
     """Write the deployment set of ``source`` (see :func:`load_source`) under ``output``.
 
-    Always the plain FP32 export ``output``; then, derived from it,
-    ``output-fused`` (``fused``), ``output-int8`` (``int8``, calibrated on
-    ``calib_batches`` batches of ``calib_rec``, by default the run's training
-    ``.rec``) and ``output.onnx`` (``onnx``). Every precondition is checked before
-    the first file is written.
+    Always the plain FP32 export ``output`` (a folder means ``folder/<model>``, see
+    :func:`output_prefix`); then, derived from it, ``output-fused`` (``fused``),
+    ``output-int8`` (``int8``, calibrated on ``calib_batches`` batches of
+    ``calib_rec``, by default the run's training ``.rec``) and ``output.onnx``
+    (``onnx``, at ``onnx_opset``). Every precondition is checked before the first
+    file is written.
 
     Returns
     -------
@@ -635,20 +859,24 @@ def deploy(source, output, fused=False, int8=False, onnx=False, calib_rec=None,
     if source.info.get("kind") not in (None, "fp32"):
         raise UserError("%s is a %s export; derive deployment forms from the plain FP32 "
                         "export instead" % (source.path, source.info["kind"]))
+    output = output_prefix(output, source)
     if fused:
         require_mkldnn("--fused")
     if int8:
         require_mkldnn("--int8")
+        if calib_batches < 1:  # a value error first: it needs no file to be refused
+            _check_calibration(None, calib_batches, batch_size)
         if not calib_rec:
             calib_rec = source.config.get("rec_train")
             if not calib_rec or not os.path.isfile(calib_rec):
                 raise UserError("--int8 needs --calib-rec: a .rec of training images to "
                                 "calibrate on (not the images you will evaluate on)%s"
                                 % ("; the run's %s is gone" % calib_rec if calib_rec else ""))
-        data.check_record(calib_rec)
+        _check_calibration(calib_rec, calib_batches, batch_size)
         _check_calib_mode(calib_mode)
     if onnx:
         _import_onnx()
+        onnx_ir_version(onnx_opset)
     if source.synsets is None:
         raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
                         "--recursive wrote PREFIX.synsets.txt beside the training list)"
@@ -665,5 +893,5 @@ def deploy(source, output, fused=False, int8=False, onnx=False, calib_rec=None,
         export_int8(output, written["int8"], images, calib_mode, keep_ends_fp32,
                     calib_rec=os.path.abspath(calib_rec))
     if onnx:
-        written["onnx"] = export_onnx(output, output + ".onnx")
+        written["onnx"] = export_onnx(output, output + ".onnx", opset=onnx_opset)
     return written

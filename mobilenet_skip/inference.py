@@ -10,6 +10,7 @@ through ``mx.image``, which calls that same OpenCV, so one image gives the netwo
 the input it had in validation.
 """
 import os
+import stat
 
 import mxnet as mx
 import numpy as np
@@ -19,10 +20,14 @@ from .errors import UserError
 from .export import load_symbolic, open_export
 from .training import evaluate
 
-__all__ = ["resize_side", "decode_image", "preprocess", "load_image", "top_k", "softmax",
-           "ModuleNet", "evaluate_export", "compare_exports", "APIS"]
+__all__ = ["resize_side", "decode_image", "preprocess", "load_image", "read_image_bytes",
+           "top_k", "softmax", "ModuleNet", "OnnxNet", "evaluate_export", "evaluate_onnx",
+           "compare_exports", "APIS", "MAX_IMAGE_BYTES"]
 
 APIS = ("symbolblock", "module")
+# Decoded, the largest image is ~10x its file; 64 MB is far above any photo and far below
+# a MemoryError.
+MAX_IMAGE_BYTES = 64 << 20
 
 
 def resize_side(input_size, crop_ratio):
@@ -72,6 +77,41 @@ def preprocess(img, input_size=224, crop_ratio=0.875, mean_rgb=data.DEFAULTS["me
     return ((crop - mean) / std).transpose((2, 0, 1)).expand_dims(0)
 
 
+def read_image_bytes(path, limit=MAX_IMAGE_BYTES):
+    """The bytes of an image file, refusing what is not a regular file of plausible size.
+
+    A FIFO would block the read until someone writes to it and ``/dev/zero`` never
+    ends, so the file is checked with ``stat`` (which opens nothing) first, and at
+    most ``limit + 1`` bytes are read in case it grows meanwhile.
+
+    Raises
+    ------
+    UserError
+        Naming the file: missing, not a regular file, too large or unreadable.
+    """
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise UserError("%s: %s" % (path, err.strerror or err))
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise UserError("%s is %s, not an image file; give JPEG/PNG/BMP files" % (path, kind))
+    if st.st_size > limit:
+        raise UserError("%s is %.0f MB, more than the %.0f MB an image may be here; resize it "
+                        "first" % (path, st.st_size / 2.0 ** 20, limit / 2.0 ** 20))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as err:
+        raise UserError("%s: %s" % (path, err.strerror or err))
+    if len(raw) > limit:
+        raise UserError("%s grew past %.0f MB while being read" % (path, limit / 2.0 ** 20))
+    return raw
+
+
 def load_image(path, info):
     """Read, decode and preprocess one image file for an export described by ``info``.
 
@@ -80,11 +120,7 @@ def load_image(path, info):
     UserError
         Naming the file: missing, unreadable, or not an image.
     """
-    try:
-        with open(path, "rb") as f:
-            raw = f.read()
-    except OSError as err:
-        raise UserError("%s: %s" % (path, err.strerror or err))
+    raw = read_image_bytes(path)
     img = decode_image(raw, path)
     return preprocess(img, info["input_size"], info["crop_ratio"], info["mean_rgb"],
                       info["std_rgb"])
@@ -211,6 +247,93 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
     if keep_logits:
         # split_and_load cuts each batch into consecutive runs, one per device, in order
         result["logits"] = np.concatenate([o.asnumpy() for o in net.outputs])
+    return result
+
+
+class OnnxNet(object):
+    """An ONNX file in an ONNX Runtime CPU session, called like a block on NDArrays.
+
+    Returns the logits as an NDArray, so :func:`training.evaluate` scores it exactly as
+    it scores a ``SymbolBlock``, on batches from the same validation iterator.
+    """
+
+    def __init__(self, path, threads=None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("--runtime onnxruntime needs the onnxruntime package: pip install "
+                            "onnxruntime (requirements/test.txt pins the tested one)") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own classes, not one base
+            raise UserError("ONNX Runtime %s cannot load %s (%s)" % (
+                ort.__version__, path, str(err).strip().splitlines()[0][-200:])) from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise UserError("%s has %d graph inputs (%s); an exported classifier has only data"
+                            % (path, len(inputs), ", ".join(i.name for i in inputs[:3])))
+        self.input_name, self.shape = inputs[0].name, inputs[0].shape
+
+    def __call__(self, x):
+        out = self.session.run(None, {self.input_name: x.asnumpy()})[0]
+        return mx.nd.array(out, ctx=x.context)
+
+
+def _onnx_info(path, input_size):
+    """Input size and preprocessing of an ONNX file: its stored sidecar, the ``.json``
+    beside it, or the defaults at the graph's input size."""
+    from .export import read_onnx_info, sidecar_path, read_info, describe
+    info = read_onnx_info(path)
+    base = path[:-5] if path.endswith(".onnx") else path
+    if info is None and os.path.isfile(sidecar_path(base)):
+        info = read_info(base)
+    if info is None:
+        info = describe({}, input_size or 224, kind=None, sidecar=False)
+    return info
+
+
+def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
+    """Single-centre-crop top-1/top-5 of an ONNX file in ONNX Runtime over a ``.rec``.
+
+    The images come from the same validation iterator as :func:`evaluate_export` (the
+    C++ ``ImageRecordIter``, same resize, crop and normalisation) and are scored by
+    the same :func:`training.evaluate`; only the network runs in ONNX Runtime. The
+    preprocessing is the one stored in the file by ``export_onnx``.
+
+    Returns
+    -------
+    dict
+        As :func:`evaluate_export` (``top1``, ``top5``, ``images``, ``seconds``,
+        ``images_per_s``, ``info``).
+    """
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    if not os.path.isfile(path):
+        raise UserError("ONNX file %s not found (tools/export_model.py --onnx writes "
+                        "PREFIX.onnx)" % path)
+    from .export import _import_onnx
+    _import_onnx()
+    info = _onnx_info(path, input_size)
+    net = OnnxNet(path, threads=None)
+    side = net.shape[2] if len(net.shape) == 4 and isinstance(net.shape[2], int) else None
+    if input_size and side and int(input_size) != side:
+        raise UserError("--input-size %d: %s takes %dx%d images only (its input is %s); "
+                        "re-export with export_model.py --input-size %d --onnx"
+                        % (input_size, path, side, side, net.shape, input_size))
+    if side and side != info["input_size"]:
+        if info.get("sidecar") is False:
+            info["input_size"] = side
+        else:
+            raise UserError("%s takes %dx%d images but its description says %d; re-export it"
+                            % (path, side, side, info["input_size"]))
+    data.check_record(rec)
+    threads = threads or min(4, os.cpu_count() or 1)
+    result = evaluate(net, data.val_iter(_val_cfg(info, rec, batch_size, threads)), [mx.cpu()])
+    result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
+    result["info"] = info
     return result
 
 

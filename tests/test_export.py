@@ -119,6 +119,12 @@ def test_onnx_runs_in_onnxruntime_like_mxnet(demo_run, deployed):
     import onnxruntime as ort
     model = onnx.load(deployed[0] + ".onnx")
     onnx.checker.check_model(model)
+    # opset 13 and IR version 7 (ONNX Runtime 1.16 refuses the IR 11 of onnx's newest opset)
+    assert model.ir_version == 7
+    assert [(o.domain, o.version) for o in model.opset_import] == [("", 13)]
+    assert "(ONNX opset 13, IR version 7)" in deployed[1]
+    stored = json.loads({p.key: p.value for p in model.metadata_props}["mobilenet_skip"])
+    assert (stored["input_size"], stored["crop_ratio"], stored["classes"]) == (32, 0.875, 10)
     assert [i.name for i in model.graph.input] == ["data"]  # weights are initializers only
     session = ort.InferenceSession(deployed[0] + ".onnx", providers=["CPUExecutionProvider"])
     x = _val_batch(demo_run)
@@ -126,6 +132,74 @@ def test_onnx_runs_in_onnxruntime_like_mxnet(demo_run, deployed):
     for n in (64, 1):  # the batch dimension is free
         got = session.run(None, {"data": x[:n].asnumpy()})[0]
         assert np.abs(got - plain[:n]).max() < 1e-4
+
+
+def test_onnx_opset_is_passed_to_mxnets_converter(deployed, tmp_path, capsys, monkeypatch):
+    """The opset reaches MXNet's converter (which picks each op's translation by it), the
+    file declares it with the IR version onnx pairs with it, and an opset the converter
+    cannot write is refused before any file is written."""
+    import onnx
+    from mxnet.onnx.mx2onnx._export_onnx import MXNetGraph
+    seen, convert = [], MXNetGraph.create_onnx_graph_proto
+
+    def spy(self, *args, **kwargs):
+        seen.append(kwargs["opset_version"])
+        return convert(self, *args, **kwargs)
+    monkeypatch.setattr(MXNetGraph, "create_onnx_graph_proto", spy)
+    path = export.export_onnx(deployed[0], str(tmp_path / "o17.onnx"), opset=17)
+    assert seen == [17]
+    assert export.onnx_versions(onnx.load(path)) == (8, 17)  # onnx 1.12: opset 17, IR 8
+    for bad in ("11", "99"):
+        err = _one_line_error(capsys, "export_model", [
+            "--prefix", deployed[0], "--output", str(tmp_path / "x"), "--onnx",
+            "--onnx-opset", bad])
+        assert "--onnx-opset %s" % bad in err and "opsets 12 to" in err
+    assert sorted(os.listdir(str(tmp_path))) == ["o17.onnx"]
+
+
+def test_onnx_evaluated_in_onnxruntime_gives_mxnets_top1(demo_run, deployed):
+    """The demo's ONNX file on the demo val set through --runtime onnxruntime: the same
+    images, crop and normalisation as the MXNet path, so top-1 within one image."""
+    images = 359
+    res = run_tool("eval_imagenet", "--runtime", "onnxruntime", "--onnx", deployed[0] + ".onnx",
+                   "--rec-val", demo_run.val_rec, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    ref = inference.evaluate_export(deployed[0], demo_run.val_rec)
+    assert got["images"] == ref["images"] == images and got["runtime"] == "onnxruntime"
+    assert abs(round(got["top1"] * images) - round(ref["top1"] * images)) <= 1
+    assert abs(round(got["top5"] * images) - round(ref["top5"] * images)) <= 1
+    assert got["input_size"] == 32 and ref["top1"] > 0.5
+
+
+def test_onnx_eval_input_errors(demo_run, deployed, capsys):
+    onnx_file = deployed[0] + ".onnx"
+    for argv, words in [
+            (["--runtime", "onnxruntime"], "needs --onnx FILE"),
+            (["--onnx", onnx_file, "--prefix", deployed[0]], "drop --prefix"),
+            (["--onnx", onnx_file, "--input-size", "64"], "takes 32x32 images only"),
+            (["--onnx", onnx_file + ".gone"], "not found"),
+            (["--onnx", onnx_file, "--runtime", "mxnet"], "runs in ONNX Runtime")]:
+        err = _one_line_error(capsys, "eval_imagenet", argv + ["--rec-val", demo_run.val_rec])
+        assert words in err, (argv, err)
+
+
+def test_int8_summary_says_what_it_buys_and_what_not(deployed):
+    """The INT8 .params is FP32-sized (MXNet keeps conv weights FP32); the summary says so
+    with the measured sizes and a measured latency."""
+    from mobilenet_skip.int8_report import params_storage
+    out, stdout = deployed
+    fp32 = params_storage(out + "-0000.params")
+    int8 = params_storage(out + "-int8-0000.params")
+    assert int8["dtypes"]["float32"] > 10 * int8["dtypes"].get("int8", 0) > 0
+    assert 0.9 < int8["bytes"] / fp32["bytes"] <= 1.0
+    lines = {ln.split(":")[0]: ln for ln in stdout.splitlines() if ln.startswith("int8 ")}
+    size = lines["int8 does not shrink the file"]
+    assert ".params %.2f MB vs FP32 %.2f MB" % (int8["bytes"] / 1e6, fp32["bytes"] / 1e6) in size
+    assert "%d float32, %d int8 tensors" % (int8["dtypes"]["float32"], int8["dtypes"]["int8"]) \
+        in size
+    latency = lines["int8 buys latency"]
+    assert float(latency.split("(")[1].split("x")[0]) > 0
 
 
 def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):

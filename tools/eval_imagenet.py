@@ -4,18 +4,21 @@
   eval_imagenet.py --prefix deploy/m --rec-val data/imagenet/val.rec
   eval_imagenet.py --save-dir runs/demo --epoch 12 --rec-val demo/val.rec --json
   eval_imagenet.py --prefix deploy/m-int8 --rec-val val.rec --api module
+  eval_imagenet.py --runtime onnxruntime --onnx deploy/m.onnx --rec-val val.rec
 
 The paper's protocol: the shorter side resized to 256, the central 224 square, one
 crop, one model (for another --input-size S, the shorter side goes to
 round(S / crop ratio)). Pack val with `im2rec.py ... --resize 256` or keep the
 originals; never centre-crop while packing. A checkpoint is exported to a
 temporary folder first, so both --api paths read the same files: SymbolBlock.imports
-(default) or mx.mod.Module (load_checkpoint, bind, set_params).
+(default) or mx.mod.Module (load_checkpoint, bind, set_params). --runtime onnxruntime
+runs an --onnx file in ONNX Runtime on the same decoded, cropped and normalised batches.
 --json prints one line: top1, top5 (fractions), images, images_per_s, device, api.
 """
 import argparse
 import json
 import os
+import sys
 import tempfile
 
 import _bootstrap  # noqa: F401
@@ -23,8 +26,11 @@ from mobilenet_skip.bench import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.export import export_network, summary
-from mobilenet_skip.inference import APIS, evaluate_export
+from mobilenet_skip.export import input_size_warning, read_info
+from mobilenet_skip.inference import APIS, evaluate_export, evaluate_onnx
 from mobilenet_skip.training import parse_contexts
+
+RUNTIMES = ("mxnet", "onnxruntime")
 
 
 def parse_args(argv):
@@ -32,6 +38,11 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     add_source_arguments(p)
     p.add_argument("--rec-val", required=True, help="validation .rec (its .idx beside it)")
+    p.add_argument("--runtime", choices=RUNTIMES, default=None,
+                   help="mxnet (the export or checkpoint) or onnxruntime (an --onnx file); "
+                   "default: onnxruntime with --onnx, else mxnet")
+    p.add_argument("--onnx", metavar="FILE", help="an ONNX file (export_model.py --onnx) to "
+                   "evaluate in ONNX Runtime, with validation's preprocessing")
     p.add_argument("--api", choices=APIS, default="symbolblock",
                    help="gluon SymbolBlock.imports or the symbolic mx.mod.Module (symbolblock)")
     p.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 ('' = CPU)")
@@ -47,6 +58,16 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
+    if runtime == "onnxruntime":
+        return _eval_onnx(args, ctxs)
+    if args.onnx:
+        raise UserError("--onnx FILE runs in ONNX Runtime: drop --runtime mxnet, or give "
+                        "--prefix for the MXNet export")
+    if args.prefix and args.input_size:
+        warning = input_size_warning(args.prefix, read_info(args.prefix, args.input_size))
+        if warning:
+            print("warning: %s" % warning, file=sys.stderr, flush=True)
     with tempfile.TemporaryDirectory(prefix="eval-export-") as tmp:
         if args.prefix:
             prefix = args.prefix
@@ -70,6 +91,37 @@ def main(argv=None):
         cpu = machine_info()
         device += " (%s, %d cores)" % (cpu["cpu"], cpu["cores"])
     print("speed: %.1f images/s on %s, decoding included" % (r["images_per_s"], device))
+    return 0
+
+
+def _eval_onnx(args, ctxs):
+    """--runtime onnxruntime: the --onnx file on the CPU, batches from the same val iterator."""
+    if not args.onnx:
+        raise UserError("--runtime onnxruntime needs --onnx FILE (export_model.py --onnx "
+                        "writes PREFIX.onnx)")
+    given = [f for f, v in (("--prefix", args.prefix), ("--save-dir", args.save_dir),
+                            ("--params", args.params)) if v]
+    if given:
+        raise UserError("--onnx evaluates the ONNX file alone; drop %s" % " and ".join(given))
+    if ctxs[0].device_type != "cpu":
+        raise UserError("--runtime onnxruntime runs on the CPU here; drop --gpus")
+    if args.api != "symbolblock":
+        raise UserError("--api chooses the MXNet API; it does not apply to --runtime "
+                        "onnxruntime")
+    r = evaluate_onnx(args.onnx, args.rec_val, args.batch_size, args.input_size,
+                      args.data_threads)
+    if args.json:
+        print(json.dumps({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
+                          "images_per_s": r["images_per_s"], "device": "cpu",
+                          "runtime": "onnxruntime", "input_size": r["info"]["input_size"]}))
+        return 0
+    import onnxruntime
+    print("model: %s\n       %s" % (args.onnx, summary(r["info"])))
+    print("data:  %s, %d images, ONNX Runtime %s" % (args.rec_val, r["images"],
+                                                     onnxruntime.__version__))
+    print("top-1 accuracy %.4f  error %.4f" % (r["top1"], 1 - r["top1"]))
+    print("top-5 accuracy %.4f  error %.4f" % (r["top5"], 1 - r["top5"]))
+    print("speed: %.1f images/s on the CPU, decoding included" % r["images_per_s"])
     return 0
 
 

@@ -10,16 +10,19 @@ Under --output PREFIX it writes:
   PREFIX.synsets.txt, PREFIX.json         class names; model and preprocessing (sidecar)
   PREFIX-fused-*      (--fused)           conv+BN(+ReLU)(+sum) fused by MXNet's MKLDNN backend
   PREFIX-int8-*       (--int8)            INT8, calibrated on --calib-batches of --calib-rec
-  PREFIX.onnx         (--onnx)            ONNX, weights as initializers only, any batch size
-PREFIX, PREFIX-fused and PREFIX-int8 are each complete exports for tools/predict.py
-and tools/eval_imagenet.py. --eval-rec then reports each one's top-1 on a .rec and
-how often INT8 picks the same class as FP32.
+  PREFIX.onnx         (--onnx)            ONNX opset 13 (IR 7), weights as initializers, any batch
+--output DIR/ (or an existing folder) means DIR/<model>. PREFIX, PREFIX-fused and
+PREFIX-int8 are each complete exports for tools/predict.py and tools/eval_imagenet.py.
+With --int8 it reports INT8's measured latency against FP32 and its file size (the
+same: MXNet 1.9 keeps the conv weights FP32 on disk). --eval-rec then reports each
+form's top-1 on a .rec and how often INT8 picks the same class as FP32.
 """
 import argparse
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
-from mobilenet_skip.export import deploy, export_paths, sidecar_path, summary
+from mobilenet_skip.export import (DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, deploy, export_paths,
+                                   sidecar_path, summary)
 
 
 def parse_args(argv):
@@ -28,14 +31,21 @@ def parse_args(argv):
     add_source_arguments(p)
     p.add_argument("--synsets", help="class names, one per line (default: the run's export "
                    "or the .synsets.txt beside its training .rec)")
-    p.add_argument("--output", required=True, metavar="PREFIX", help="where to write")
+    p.add_argument("--output", required=True, metavar="PREFIX",
+                   help="where to write: files PREFIX-symbol.json, ...; a folder (DIR/ or an "
+                   "existing one) means DIR/<model>")
     p.add_argument("--fused", action="store_true", help="also write PREFIX-fused")
     p.add_argument("--int8", action="store_true", help="also write PREFIX-int8")
     p.add_argument("--onnx", action="store_true", help="also write PREFIX.onnx")
+    p.add_argument("--onnx-opset", type=int, default=DEFAULT_ONNX_OPSET, metavar="N",
+                   help="ONNX opset of PREFIX.onnx, %d to onnx's newest; its IR version follows "
+                   "(%d: IR 7, which ONNX Runtime 1.15 and later load) (%d)"
+                   % (MIN_ONNX_OPSET, DEFAULT_ONNX_OPSET, DEFAULT_ONNX_OPSET))
     g = p.add_argument_group("INT8 calibration")
     g.add_argument("--calib-rec", help="training images to calibrate on (default: the run's "
                    "training .rec from config.yaml); not the images you evaluate on")
-    g.add_argument("--calib-batches", type=int, default=10, help="batches to read (10)")
+    g.add_argument("--calib-batches", type=int, default=10,
+                   help="batches to read, at least 1; under 32 images warns (10)")
     g.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
                    help="naive: each layer's min/max (fast); entropy: KL-optimal thresholds "
                    "(slower) (naive)")
@@ -53,11 +63,15 @@ def main(argv=None):
     written = deploy(source, args.output, fused=args.fused, int8=args.int8, onnx=args.onnx,
                      calib_rec=args.calib_rec, calib_batches=args.calib_batches,
                      calib_mode=args.calib_mode, batch_size=args.batch_size,
-                     keep_ends_fp32=args.int8_keep_ends)
+                     keep_ends_fp32=args.int8_keep_ends, onnx_opset=args.onnx_opset)
     print("from %s: %s" % (source.path, summary(source.info)))
     for kind, prefix in written.items():
         files = [prefix] if kind == "onnx" else list(export_paths(prefix)) + [sidecar_path(prefix)]
-        print("wrote %-6s %s" % (kind, "  ".join(files)))
+        print("wrote %-6s %s%s" % (kind, "  ".join(files), " (ONNX opset %d, IR version %d)"
+                                   % onnx_ir(args.onnx_opset) if kind == "onnx" else ""))
+    if "int8" in written:
+        from mobilenet_skip.int8_report import format_int8_report, int8_report
+        print(format_int8_report(int8_report(written["fp32"], written["int8"])))
     if args.eval_rec:
         from mobilenet_skip.inference import compare_exports
         rows = compare_exports({k: v for k, v in written.items() if k != "onnx"},
@@ -69,6 +83,11 @@ def main(argv=None):
                 "  same class as fp32 on %.1f%%, top-1 drop %+.4f"
                 % (100 * r["agreement"], r["top1_drop"])))
     return 0
+
+
+def onnx_ir(opset):
+    from mobilenet_skip.export import onnx_ir_version
+    return opset, onnx_ir_version(opset)
 
 
 if __name__ == "__main__":

@@ -1,0 +1,90 @@
+"""What the INT8 export buys and what it does not: measured latency and file size.
+
+MXNet 1.9.1 cannot store INT8 weights for these networks in a form that runs fast, so
+the INT8 ``.params`` file is as large as the FP32 one:
+
+- ``quantize_model_mkldnn`` (what :func:`export.export_int8` uses) turns every conv
+  into an ``_sg_mkldnn_conv`` subgraph that takes FP32 weights, folds the BN into them
+  and quantizes them to INT8 in memory when it first runs (``QuantizeConvWeightBias``
+  in ``src/operator/subgraph/mkldnn/mkldnn_conv.cc``); only the classifier gets INT8
+  weights on disk (``_contrib_quantize_v2`` offline). 144 float32 tensors, 2 int8.
+- ``quantize_model(quantize_mode="full")``, which stores offline INT8 conv weights
+  (``_contrib_quantized_conv``), refuses the graph: "quantized_conv only supports
+  num_group=1" (the depthwise convs); with those kept FP32, oneDNN's quantized conv
+  then refuses int8 inputs ("only supports uint8 as input type") because calibration
+  leaves most of its quantize nodes without ranges. Measured on the demo network.
+
+So INT8 buys latency (oneDNN's INT8 kernels) and not disk or download size.
+"""
+import os
+import time
+from collections import Counter
+
+import mxnet as mx
+import numpy as np
+
+from .export import export_paths, open_export
+
+__all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report"]
+
+
+def params_storage(params_path):
+    """Size and tensor dtypes of a ``.params`` file.
+
+    Returns
+    -------
+    dict
+        ``bytes`` (the file), ``dtypes`` (dtype name to tensor count) and
+        ``int8_bytes`` (bytes of the int8/uint8 tensors).
+    """
+    saved = mx.nd.load(params_path)
+    arrays = list(saved.values()) if isinstance(saved, dict) else list(saved)
+    dtypes = Counter(np.dtype(a.dtype).name for a in arrays)
+    small = sum(a.size for a in arrays if np.dtype(a.dtype).itemsize == 1)
+    return {"bytes": os.path.getsize(params_path), "dtypes": dict(dtypes), "int8_bytes": small}
+
+
+def median_latency(prefix, batch_size=1, repeats=30, warmup=3):
+    """Median seconds of one forward of ``batch_size`` images through an export (SymbolBlock).
+
+    The warm-up runs include the INT8 graph's first forward, which folds and quantizes
+    its weights.
+    """
+    exported = open_export(prefix)
+    net = exported.block
+    net.hybridize(static_alloc=True, static_shape=True)
+    side = exported.info["input_size"]
+    x = mx.nd.random.normal(shape=(batch_size, 3, side, side))
+    for _ in range(warmup):
+        net(x).wait_to_read()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        net(x).wait_to_read()
+        times.append(time.perf_counter() - start)
+    return float(np.median(times))
+
+
+def int8_report(fp32_prefix, int8_prefix, repeats=30):
+    """File sizes, weight dtypes and batch-1 latency of an INT8 export against its FP32 one."""
+    fp32 = params_storage(export_paths(fp32_prefix)[1])
+    int8 = params_storage(export_paths(int8_prefix)[1])
+    fp32_s = median_latency(fp32_prefix, repeats=repeats)
+    int8_s = median_latency(int8_prefix, repeats=repeats)
+    return {"fp32_bytes": fp32["bytes"], "int8_bytes": int8["bytes"],
+            "size_ratio": int8["bytes"] / float(fp32["bytes"]), "int8_dtypes": int8["dtypes"],
+            "int8_weight_bytes": int8["int8_bytes"], "fp32_ms": 1e3 * fp32_s,
+            "int8_ms": 1e3 * int8_s, "latency_ratio": int8_s / fp32_s}
+
+
+def format_int8_report(r):
+    """Two lines: what INT8 bought (latency) and what it did not (file size)."""
+    dtypes = ", ".join("%d %s" % (n, t) for t, n in sorted(r["int8_dtypes"].items(),
+                                                           key=lambda kv: -kv[1]))
+    return ("int8 buys latency: %.2f ms vs FP32 %.2f ms per image at batch 1 (%.2fx, median "
+            "of this machine's runs)\n"
+            "int8 does not shrink the file: .params %.2f MB vs FP32 %.2f MB (%.2fx; %s "
+            "tensors): MXNet 1.9's oneDNN INT8 convs keep FP32 weights and quantize them "
+            "when first run" % (r["int8_ms"], r["fp32_ms"], r["latency_ratio"],
+                                r["int8_bytes"] / 1e6, r["fp32_bytes"] / 1e6,
+                                r["size_ratio"], dtypes))
