@@ -77,7 +77,7 @@ def preprocess(img, input_size=224, crop_ratio=0.875, mean_rgb=data.DEFAULTS["me
     return ((crop - mean) / std).transpose((2, 0, 1)).expand_dims(0)
 
 
-def read_image_bytes(path, limit=MAX_IMAGE_BYTES):
+def read_image_bytes(path, limit=None):
     """The bytes of an image file, refusing what is not a regular file of plausible size.
 
     A FIFO would block the read until someone writes to it and ``/dev/zero`` never
@@ -89,6 +89,7 @@ def read_image_bytes(path, limit=MAX_IMAGE_BYTES):
     UserError
         Naming the file: missing, not a regular file, too large or unreadable.
     """
+    limit = MAX_IMAGE_BYTES if limit is None else limit
     try:
         st = os.stat(path)
     except OSError as err:
@@ -100,7 +101,7 @@ def read_image_bytes(path, limit=MAX_IMAGE_BYTES):
                 else "not a regular file")
         raise UserError("%s is %s, not an image file; give JPEG/PNG/BMP files" % (path, kind))
     if st.st_size > limit:
-        raise UserError("%s is %.0f MB, more than the %.0f MB an image may be here; resize it "
+        raise UserError("%s is %.1f MB, more than the %.1f MB an image may be here; resize it "
                         "first" % (path, st.st_size / 2.0 ** 20, limit / 2.0 ** 20))
     try:
         with open(path, "rb") as f:
@@ -108,7 +109,7 @@ def read_image_bytes(path, limit=MAX_IMAGE_BYTES):
     except OSError as err:
         raise UserError("%s: %s" % (path, err.strerror or err))
     if len(raw) > limit:
-        raise UserError("%s grew past %.0f MB while being read" % (path, limit / 2.0 ** 20))
+        raise UserError("%s grew past %.1f MB while being read" % (path, limit / 2.0 ** 20))
     return raw
 
 

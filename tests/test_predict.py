@@ -92,8 +92,9 @@ def test_predict_needs_only_symbol_params_and_synsets(demo_run, tmp_path, capsys
     code, *_, without = _predict(capsys, "--prefix", bare, "--input-size", "32", "--json", *image)
     assert code == 0 and without["predictions"] == with_sidecar["predictions"]
     assert "input 32" in with_sidecar["model"] and "fp32" in with_sidecar["model"]
-    *_, defaults = _predict(capsys, "--prefix", bare, "--json", *image)
-    assert "input 224" in defaults["model"] and "no sidecar" in defaults["model"]
+    # without the sidecar nothing says the size: 224 would answer wrongly for this 32 px net
+    code, _, err, _ = _predict(capsys, "--prefix", bare, "--json", *image)
+    assert code == 2 and "pass --input-size" in err and err.count("\n") == 1
 
 
 def test_predict_prefix_errors_are_one_line(demo_run, tmp_path, capsys):
@@ -103,7 +104,8 @@ def test_predict_prefix_errors_are_one_line(demo_run, tmp_path, capsys):
     half = str(tmp_path / "half")
     for ending in ("-symbol.json", "-0000.params"):
         shutil.copy(demo_run.prefix + ending, half + ending)
-    code, _, err, _ = _predict(capsys, "--prefix", half, _val_images(demo_run)[0])
+    code, _, err, _ = _predict(capsys, "--prefix", half, "--input-size", "32",
+                               _val_images(demo_run)[0])
     assert code == 2 and "half.synsets.txt not found" in err
 
 

@@ -4,20 +4,24 @@
   predict.py --prefix deploy/m cat.jpg dog.png
 
 Reads only the export: PREFIX-symbol.json, PREFIX-0000.params, PREFIX.synsets.txt
-and, if present, PREFIX.json for the input size and preprocessing (without it: 224,
-ImageNet mean/std; --input-size overrides). Each image goes through validation's
-transform: shorter side to round(S / 0.875), central S x S crop, RGB mean/std.
-An image that cannot be read is reported on stderr and the others are still
-classified; the exit status is then 1.
+and, if present, PREFIX.json for the input size and preprocessing. Without that
+sidecar, --input-size is required (ImageNet mean/std and crop 0.875 are assumed);
+with it, a different --input-size is used with a warning. Each image goes through
+validation's transform: shorter side to round(S / 0.875), central S x S crop, RGB
+mean/std. An image that cannot be read (missing, not a regular file, over 64 MB, not
+an image) is reported on stderr and the others are still classified; the exit
+status is then 1.
 """
 import argparse
 import json
+import os
 import sys
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.export import open_export, summary
+from mobilenet_skip.export import (input_size_warning, open_export, read_info, sidecar_path,
+                                   summary)
 from mobilenet_skip.inference import load_image, softmax, top_k
 
 
@@ -27,7 +31,8 @@ def parse_args(argv):
     p.add_argument("--prefix", required=True, help="the export (tools/export_model.py --output)")
     p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/BMP files")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (5)")
-    p.add_argument("--input-size", type=int, help="override the export's input size")
+    p.add_argument("--input-size", type=int, help="the network input side: required "
+                   "without the PREFIX.json sidecar; overrides it (with a warning) otherwise")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: predictions and errors per image")
     return p.parse_args(argv)
@@ -37,6 +42,15 @@ def main(argv=None):
     args = parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
+    if not args.input_size and not os.path.isfile(sidecar_path(args.prefix)) \
+            and os.path.isfile(args.prefix + "-symbol.json"):
+        raise UserError("%s has no sidecar %s saying the input size it was trained at; pass "
+                        "--input-size S (224 for ImageNet, 32 for the demo digits)"
+                        % (args.prefix, sidecar_path(args.prefix)))
+    if args.input_size:
+        warning = input_size_warning(args.prefix, read_info(args.prefix, args.input_size))
+        if warning:
+            print("warning: %s" % warning, file=sys.stderr, flush=True)
     exported = open_export(args.prefix, args.input_size, need_synsets=True)
     net = exported.block
     net.hybridize(static_alloc=True, static_shape=True)

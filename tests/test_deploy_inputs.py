@@ -1,0 +1,176 @@
+"""Hostile or careless deployment inputs (issue 13): a missing sidecar, a wrong or huge
+--input-size, broken symbol files, FIFOs and devices as images, --output DIR/, and
+calibration settings that read nothing or too little."""
+import json
+import os
+import resource
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from mobilenet_skip import export
+
+from conftest import DEMO_EPOCHS, TOOLS, call_tool
+
+
+def _one_line_error(capsys, tool, argv):
+    code, out, err = call_tool(capsys, tool, *argv)
+    lines = err.splitlines()
+    assert code == 2 and lines[-1].startswith("error: "), err
+    assert "Traceback" not in err and "codec" not in err
+    return lines[-1], out, err
+
+
+def _image(demo_run, digit=3):
+    folder = os.path.join(demo_run.images, "val", "digit_%d" % digit)
+    return os.path.join(folder, sorted(os.listdir(folder))[0])
+
+
+def _copy_export(src, dst, endings=("-symbol.json", "-0000.params", ".synsets.txt", ".json")):
+    for ending in endings:
+        shutil.copy(src + ending, dst + ending)
+    return dst
+
+
+def test_no_sidecar_needs_input_size(demo_run, tmp_path, capsys):
+    """Without PREFIX.json a 32 px model was run at 224 and answered wrongly; now the size
+    must be given."""
+    bare = _copy_export(demo_run.prefix, str(tmp_path / "bare"), ("-symbol.json", "-0000.params",
+                                                                  ".synsets.txt"))
+    err, out, _ = _one_line_error(capsys, "predict", ["--prefix", bare, _image(demo_run)])
+    assert "no sidecar" in err and "bare.json" in err and "--input-size" in err and out == ""
+    code, out, err = call_tool(capsys, "predict", "--prefix", bare, "--input-size", "32",
+                               "--top", "1", _image(demo_run))
+    assert code == 0 and out.splitlines()[1].endswith("digit_3") and err == ""
+
+
+def test_other_input_size_warns(demo_run, capsys):
+    code, out, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, "--input-size", "64",
+                               "--top", "1", _image(demo_run))
+    assert code == 0 and len(out.splitlines()) == 2
+    assert err.startswith("warning: --input-size 64 differs from the 32 that ")
+    assert err.count("\n") == 1
+    code, _, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, "--input-size", "32",
+                             _image(demo_run))
+    assert code == 0 and err == ""  # the trained size: no warning
+
+
+def test_huge_input_size_is_too_large_not_another_export(demo_run, capsys, monkeypatch):
+    """--input-size 20000 needs tens of GB: refused from shape inference, before allocating."""
+    monkeypatch.setattr(export, "_available_memory", lambda: 8 << 30)
+    err, _, full = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
+                                                       "--input-size", "20000", _image(demo_run)])
+    assert "--input-size 20000 is too large" in err and "GB" in err
+    assert "different exports" not in full
+    assert export.forward_memory(export.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
+
+
+def test_failed_allocation_is_reported_as_out_of_memory(demo_run):
+    """An allocation that fails for real (address space limited to 3 GB, 6000 px passes
+    the estimate against the machine's memory) is named as running out of memory."""
+    def limit():
+        resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+    res = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--prefix",
+                          demo_run.prefix, "--input-size", "6000", _image(demo_run)],
+                         capture_output=True, text=True, preexec_fn=limit, timeout=300)
+    last = res.stderr.splitlines()[-1]
+    assert res.returncode == 2, res.stderr[-2000:]
+    assert last.startswith("error: --input-size 6000 is too large") and "memory" in last
+    assert "different exports" not in res.stderr and "Traceback" not in res.stderr
+
+
+@pytest.mark.parametrize("content,words", [
+    (b"", "is empty (0 bytes)"),
+    (None, "is not valid JSON"),                   # the real file cut in half
+    (b"not json at all\n", "is not valid JSON"),
+    (b"\xff\xfe\x00garbage", "is not text"),
+    (b'{"a": 1}', "is JSON but not an MXNet graph"),
+])
+def test_broken_symbol_file_names_the_file_and_problem(demo_run, tmp_path, capsys, content,
+                                                       words):
+    prefix = _copy_export(demo_run.prefix, str(tmp_path / "m"))
+    with open(prefix + "-symbol.json", "rb") as f:
+        whole = f.read()
+    with open(prefix + "-symbol.json", "wb") as f:
+        f.write(whole[:len(whole) // 2] if content is None else content)
+    for tool in ("predict", "eval_imagenet"):
+        argv = ([_image(demo_run)] if tool == "predict" else ["--rec-val", demo_run.val_rec])
+        err, _, _ = _one_line_error(capsys, tool, ["--prefix", prefix] + argv)
+        assert prefix + "-symbol.json" in err and words in err, err
+
+
+def test_truncated_params_names_the_file(demo_run, tmp_path, capsys):
+    prefix = _copy_export(demo_run.prefix, str(tmp_path / "m"))
+    size = os.path.getsize(prefix + "-0000.params")
+    with open(prefix + "-0000.params", "r+b") as f:
+        f.truncate(size // 2)
+    err, _, _ = _one_line_error(capsys, "predict", ["--prefix", prefix, _image(demo_run)])
+    assert "m-0000.params" in err and "truncated" in err
+
+
+def test_fifo_device_and_folder_are_refused_without_hanging(demo_run, tmp_path):
+    """A FIFO nobody writes to blocked predict.py forever; /dev/zero never ends."""
+    fifo = str(tmp_path / "pipe.jpg")
+    os.mkfifo(fifo)
+    good = _image(demo_run)
+    res = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--prefix",
+                          demo_run.prefix, fifo, "/dev/zero", str(tmp_path), good, "--json"],
+                         capture_output=True, text=True, timeout=120)
+    out = json.loads(res.stdout)
+    assert res.returncode == 1 and [p["image"] for p in out["predictions"]] == [good]
+    errors = {e["image"]: e["error"] for e in out["errors"]}
+    assert "is a FIFO (named pipe), not an image file" in errors[fifo]
+    assert "is a device, not an image file" in errors["/dev/zero"]
+    assert "is a folder" in errors[str(tmp_path)]
+
+
+def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch):
+    from mobilenet_skip import inference
+    big = tmp_path / "big.jpg"
+    with open(str(big), "wb") as f:
+        f.truncate(1 << 20)  # sparse: no disk used
+    monkeypatch.setattr(inference, "MAX_IMAGE_BYTES", 1 << 19)
+    code, _, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, str(big))
+    assert code == 1 and "big.jpg is 1.0 MB, more than the 0.5 MB" in err
+
+
+def test_output_folder_means_folder_slash_model(demo_run, tmp_path, capsys):
+    """`--output dir/` wrote hidden files `-symbol.json` and `.json`; now it is dir/<model>."""
+    code, out, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
+                               str(DEMO_EPOCHS), "--output", str(tmp_path / "d") + "/")
+    assert code == 0, err
+    names = sorted(os.listdir(str(tmp_path / "d")))
+    assert names == sorted(demo_run.model + e for e in ("-symbol.json", "-0000.params",
+                                                        ".synsets.txt", ".json"))
+    # an existing folder without the slash means the same
+    code, _, err = call_tool(capsys, "export_model", "--prefix", str(tmp_path / "d" / demo_run.model),
+                             "--output", str(tmp_path / "d"))
+    assert code == 0 and sorted(os.listdir(str(tmp_path / "d"))) == names
+    err, _, _ = _one_line_error(capsys, "export_model", ["--save-dir", demo_run.save_dir,
+                                                         "--epoch", str(DEMO_EPOCHS), "--output",
+                                                         str(tmp_path / "e" / ".hidden")])
+    assert "hidden files" in err and not os.path.exists(str(tmp_path / "e"))
+
+
+def test_calib_batches_zero_is_refused_before_any_file(demo_run, tmp_path, capsys):
+    out = str(tmp_path / "o")
+    err, _, _ = _one_line_error(capsys, "export_model", [
+        "--save-dir", demo_run.save_dir, "--epoch", str(DEMO_EPOCHS), "--output", out, "--int8",
+        "--calib-batches", "0"])
+    assert "--calib-batches must be at least 1 (got 0)" in err
+    assert os.listdir(str(tmp_path)) == []  # the FP32 export was written first before
+
+
+def test_calibration_on_few_images_warns(demo_run, tmp_path, capsys):
+    code, out, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
+                               str(DEMO_EPOCHS), "--output", str(tmp_path / "q"), "--int8",
+                               "--calib-batches", "1", "--batch-size", "16")
+    assert code == 0, err
+    assert err.startswith("warning: INT8 calibration on 16 images") and "fewer than 32" in err
+    assert export.read_info(str(tmp_path / "q-int8"))["calib_images"] == 16
+    code, _, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
+                             str(DEMO_EPOCHS), "--output", str(tmp_path / "r"), "--int8",
+                             "--calib-batches", "1", "--batch-size", "32")
+    assert code == 0 and "warning" not in err
