@@ -194,7 +194,7 @@ def test_int8_summary_says_what_it_buys_and_what_not(deployed):
     assert int8["dtypes"]["float32"] > 10 * int8["dtypes"].get("int8", 0) > 0
     assert 0.9 < int8["bytes"] / fp32["bytes"] <= 1.0
     lines = {ln.split(":")[0]: ln for ln in stdout.splitlines() if ln.startswith("int8 ")}
-    size = lines["int8 does not shrink the file"]
+    size = lines["int8 file size"]
     assert ".params %.2f MB vs FP32 %.2f MB" % (int8["bytes"] / 1e6, fp32["bytes"] / 1e6) in size
     assert "%d float32, %d int8 tensors" % (int8["dtypes"]["float32"], int8["dtypes"]["int8"]) \
         in size

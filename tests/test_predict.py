@@ -130,3 +130,7 @@ def test_plain_mxnet_example_agrees_with_predict(demo_run, tmp_path, capsys):
     top = ours["predictions"][0]["top"]
     assert [r[1] for r in rows] == [t["name"] for t in top] and rows[0][1] == "digit_5"
     assert np.allclose([float(r[0]) for r in rows], [t["probability"] for t in top], atol=1e-4)
+    # without INPUT_SIZE it reads the sidecar's 32, not an assumed 224
+    res = subprocess.run([sys.executable, EXAMPLE, demo_run.prefix, image],
+                         capture_output=True, text=True, cwd=str(tmp_path))
+    assert res.returncode == 0 and [line.split() for line in res.stdout.splitlines()] == rows
