@@ -40,8 +40,8 @@ FORMAT = "mobilenet-skip-export"
 KINDS = ("fp32", "fused", "int8")
 PREPROCESSING_KEYS = ("crop_ratio", "mean_rgb", "std_rgb")
 DEFAULT_INPUT_SIZE = 224
-# Opset 13 (IR version 7, onnx 1.8, 2020) is what ONNX Runtime 1.6 and later load; MXNet's
-# converter writes every op of these networks in its opset-13 form.
+# Opset 13 (IR version 7, onnx 1.8, 2020): old runtimes load it (tested with ONNX Runtime
+# 1.15.0, 1.16.3 and 1.32.0) and MXNet's converter writes every op of these networks in it.
 DEFAULT_ONNX_OPSET = 13
 MIN_ONNX_OPSET = 12  # MXNet 1.9's converter has no translations below opset 12
 ONNX_INFO_KEY = "mobilenet_skip"  # metadata_props entry holding the sidecar
@@ -657,8 +657,8 @@ def export_onnx(src_prefix, path, input_size=None, dynamic_batch=True,
     """ONNX file of the plain export ``src_prefix``, checked by ``onnx.checker``.
 
     Written at ``opset`` (default 13, IR version 7) through MXNet's own converter (see
-    :func:`_mxnet_to_onnx`), so that ONNX Runtime 1.16 (2023), and anything that
-    reads IR 7, loads it. The sidecar goes into the model's metadata
+    :func:`_mxnet_to_onnx`), so that runtimes that read IR 7 load it (tested: ONNX
+    Runtime 1.15.0 and 1.16.3, which refuse the IR 11 of onnx's newest opset). The sidecar goes into the model's metadata
     (``mobilenet_skip``), so the file alone says how to preprocess its input.
 
     ``mx.onnx.export_model`` lists every weight both as an initializer and as a
