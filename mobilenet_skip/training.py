@@ -354,16 +354,18 @@ class _Accumulator(object):
 def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
     """Single-crop top-1/top-5 over a validation iterator, dropping padded samples.
 
-    With several devices their BatchNorm running statistics are first set to what a
-    checkpoint saves (:func:`~mobilenet_skip.bnstats.sync_running_stats`), so the figure
-    is the checkpoint's whichever device scores a sample.
+    ``net`` is a Gluon block or any callable on one device's batch. With several
+    devices a block's BatchNorm running statistics are first set to what a checkpoint
+    saves (:func:`~mobilenet_skip.bnstats.sync_running_stats`), so the figure is the
+    checkpoint's whichever device scores a sample.
 
     Returns
     -------
     dict
         ``top1``, ``top5`` (fractions), ``images``, ``seconds``.
     """
-    sync_running_stats(net)
+    if len(ctxs) > 1 and isinstance(net, gluon.Block):  # a ModuleNet holds one file's stats
+        sync_running_stats(net)
     val_data.reset()
     correct1 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
     correct5 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
