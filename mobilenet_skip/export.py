@@ -564,9 +564,9 @@ def load_source(prefix=None, save_dir=None, epoch=None, params=None, model=None,
 
     ``prefix``: an export (its sidecar says the rest). ``save_dir`` + ``epoch``: a
     training checkpoint, with model, width, classes, input size, preprocessing
-    and BatchNorm settings from the run's ``config.yaml``. ``params``: a checkpoint file anywhere, with a
-    ``config.yaml`` beside it or ``model`` (and ``multiplier``, default 1.0)
-    given. Explicit arguments override ``config.yaml``; a model or width that does
+    and BatchNorm settings from the run's ``config.yaml``. ``params``: a checkpoint
+    file anywhere, with a ``config.yaml`` beside it or ``model`` (and ``multiplier``,
+    default 1.0) given. Explicit arguments override ``config.yaml``; a model or width that does
     not fit the weights is a :class:`UserError` naming the flag to fix.
 
     Returns
