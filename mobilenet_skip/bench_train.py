@@ -228,7 +228,7 @@ def _measure_fit(spec):
     training.fit(cfg, train_data=_Endless(train_data), val_data=val_data,
                  iters_per_epoch=spec["steps"] * (1 + spec["repeats"]), overwrite=True)
     return {"img_per_s": statistics.median(speeds[1:]), "window_rates": speeds[1:],
-            "data_iter_img_per_s": iter_rate, "preprocess_threads": cfg["preprocess_threads"],
+            "data_iter_img_per_s": iter_rate, "preprocess_threads": data.resolve_threads(cfg),
             "peak_mem_mb": _peak_mem_mb(ctxs)}
 
 

@@ -12,7 +12,7 @@ import yaml
 from .checkpoint import atomic_save
 from .data import DEFAULTS as DATA_DEFAULTS
 from .errors import UserError
-from .models import list_models
+from .models import BN_DEFAULTS, list_models
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "ARCH_KEYS", "load_recipe", "default_recipe_path",
            "add_flags", "flag_overrides", "resolve", "dump", "validate"]
@@ -43,7 +43,9 @@ SCHEMA = {
     "color_jitter": (DATA_DEFAULTS["color_jitter"], "brightness/contrast/saturation jitter strength (0 = off)"),
     "mean_rgb": (DATA_DEFAULTS["mean_rgb"], "per-channel mean subtracted from pixels"),
     "std_rgb": (DATA_DEFAULTS["std_rgb"], "per-channel std dividing pixels"),
-    "preprocess_threads": (DATA_DEFAULTS["preprocess_threads"], "decode threads of ImageRecordIter"),
+    "preprocess_threads": (DATA_DEFAULTS["preprocess_threads"],
+                           "decode threads of ImageRecordIter: a number, or auto = physical "
+                           "cores minus GPUs, at least 1"),
     "shuffle": (DATA_DEFAULTS["shuffle"], "shuffle training records every epoch"),
     # optimisation
     "num_epochs": (100, "epochs to train"),
@@ -52,6 +54,11 @@ SCHEMA = {
     "momentum": (0.9, "momentum of sgd/nag (and of rmsprop when centred)"),
     "wd": (4e-5, "weight decay"),
     "no_wd_dw_bn": (True, "no weight decay on depthwise filters and BatchNorm"),
+    "wd_bias": (True, "weight decay on biases too (the classifier's; MXNet decays every "
+                "parameter, TF-slim only weights)"),
+    "bn_momentum": (BN_DEFAULTS["bn_momentum"], "BatchNorm running-average momentum per step "
+                    "(MXNet 0.9, TF-slim's decay 0.9997)"),
+    "bn_eps": (BN_DEFAULTS["bn_eps"], "BatchNorm epsilon (MXNet Gluon 1e-5, TF-slim 1e-3)"),
     "rmsprop_decay": (0.9, "RMSProp gamma1 (decay of the squared-gradient average)"),
     "rmsprop_eps": (1.0, "RMSProp epsilon"),
     "lr_mode": ("exponential", "exponential | step | cosine"),
@@ -72,6 +79,8 @@ SCHEMA = {
     # bookkeeping
     "save_dir": ("runs/{model}", "checkpoints, logs and exports go here ({model} is expanded)"),
     "keep_checkpoints": (3, "keep this many recent epoch checkpoints (plus the best)"),
+    "export_epoch": ("last", "epoch to export at the end: last | best (best picks on the "
+                     "val set it reports, which flatters it)"),
     "log_interval": (50, "batches between log lines"),
     "batches_per_epoch": (0, "cap on batches per epoch (0 = the whole .rec; for smoke runs)"),
     "hybridize": (True, "hybridize with static_alloc/static_shape"),
@@ -83,9 +92,10 @@ CHOICES = {
     "dtype": ("float32", "float16"),
     "init": ("msra", "xavier"),
     "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),
+    "export_epoch": ("last", "best"),
 }
 POSITIVE = ("multiplier", "classes", "input_size", "batch_size", "num_epochs", "lr",
-            "preprocess_threads", "cpu_contexts", "log_interval", "lr_decay_period")
+            "cpu_contexts", "log_interval", "lr_decay_period")
 
 
 def default_recipe_path(model):
@@ -221,10 +231,29 @@ def validate(cfg, source="config"):
     for key in POSITIVE:
         if key in out and not out[key] > 0:
             raise UserError("%s: %s must be positive, got %r" % (source, key, out[key]))
+    _check_bn_and_threads(out, source)
     if "model" in out and out["model"] not in list_models():
         raise UserError("%s: unknown model %r; valid names: %s"
                         % (source, out["model"], ", ".join(list_models())))
     return out
+
+
+def _check_bn_and_threads(out, source):
+    if "bn_momentum" in out and not 0 <= out["bn_momentum"] < 1:
+        raise UserError("%s: bn_momentum must be in [0, 1) (MXNet 0.9, TF-slim 0.9997), got %r"
+                        % (source, out["bn_momentum"]))
+    if "bn_eps" in out and not out["bn_eps"] > 0:
+        raise UserError("%s: bn_eps must be positive (MXNet Gluon 1e-5, TF-slim 1e-3), got %r"
+                        % (source, out["bn_eps"]))
+    if "preprocess_threads" in out:
+        text = str(out["preprocess_threads"]).strip().lower()
+        if text == "auto":
+            out["preprocess_threads"] = "auto"
+        elif text.isdigit() and int(text) >= 1:
+            out["preprocess_threads"] = int(text)
+        else:
+            raise UserError("%s: preprocess_threads must be a positive number or auto, got %r"
+                            % (source, out["preprocess_threads"]))
 
 
 def resolve(recipe_path=None, overrides=None):

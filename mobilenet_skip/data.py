@@ -15,15 +15,17 @@ NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The la
 batch of an epoch is usually partial: its ``batch.pad`` trailing samples are filler
 and the consumer must drop them (``batch.data[0][:batch_size - batch.pad]``).
 """
+import logging
 import os
 
 import mxnet as mx
 
+from .cores import physical_cores
 from .errors import UserError
 from .recordio import check_record, read_synsets, synsets_path
 
 __all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
-           "synsets_path", "shard_size", "RecordIter"]
+           "synsets_path", "shard_size", "RecordIter", "resolve_threads"]
 
 DEFAULTS = {
     "rec_train": None,            # path to train .rec (its .idx beside it)
@@ -39,15 +41,42 @@ DEFAULTS = {
     "color_jitter": 0.0,          # brightness/contrast/saturation strength; 0 = off
     "mean_rgb": [123.68, 116.779, 103.939],
     "std_rgb": [58.393, 57.12, 57.375],
-    "preprocess_threads": 4,      # decode threads (MXNet uses fewer on small machines)
+    "preprocess_threads": "auto",  # decode threads: auto = physical cores not driving a GPU
     "shuffle": True,
 }
+
+
+def resolve_threads(cfg, cores=None):
+    """``preprocess_threads`` of ``cfg`` as a number; ``auto`` (the default) becomes one
+    decode thread per physical core not driving a GPU: ``cores - len(gpus)``, at least 1.
+
+    A GPU-bound step leaves the other cores idle, and JPEG decoding at 224 px takes a
+    1080-class GPU's worth of images from several of them. MXNet further caps the
+    threads at half the logical CPUs minus one (``iter_image_recordio_2.cc``).
+
+    Parameters
+    ----------
+    cfg : dict
+        Recipe values: ``preprocess_threads`` and ``gpus`` (``"0,1"``; empty for CPU).
+    cores : int, optional
+        Physical cores (default: :func:`~mobilenet_skip.cores.physical_cores`, else
+        ``os.cpu_count()``).
+    """
+    cfg = cfg or {}
+    value = cfg.get("preprocess_threads", DEFAULTS["preprocess_threads"])
+    if str(value).strip().lower() != "auto":
+        return value
+    cores = cores or physical_cores() or os.cpu_count() or 1
+    gpus = len([g for g in str(cfg.get("gpus") or "").split(",") if g.strip()])
+    return max(1, cores - gpus)
 
 
 def _resolve(cfg):
     """DEFAULTS overlaid with cfg's data keys, checked; other keys are the recipe's business."""
     c = dict(DEFAULTS)
     c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    c["preprocess_threads"] = resolve_threads(
+        {"preprocess_threads": c["preprocess_threads"], "gpus": (cfg or {}).get("gpus")})
 
     positive_int = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
                     "a positive integer")
@@ -177,6 +206,10 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
         Yields ``DataBatch`` es; drop the ``pad`` trailing samples of the last one.
     """
     c = _resolve(cfg)
+    if str((cfg or {}).get("preprocess_threads", "")).lower() in ("", "auto"):
+        logging.getLogger("mobilenet_skip").info(
+            "preprocess_threads auto: %d decode threads (physical cores minus GPUs)",
+            c["preprocess_threads"])
     jitter = c["color_jitter"]
     return _record_iter(
         c, "rec_train", num_devices, num_parts, part_index,

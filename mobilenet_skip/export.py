@@ -27,7 +27,7 @@ import numpy as np
 from . import data
 from .checkpoint import CheckpointDir, atomic_save, atomic_write
 from .errors import UserError
-from .models import MIN_INPUT_SIZE, get_model
+from .models import MIN_INPUT_SIZE, get_model, norm_kwargs_from
 
 __all__ = ["load_checkpoint_params", "network_from_checkpoint", "export_network",
            "export_paths", "sidecar_path", "describe", "read_info", "load_symbolic",
@@ -94,9 +94,16 @@ def load_checkpoint_params(net, path, ctx=None):
     return net
 
 
-def network_from_checkpoint(path, model, multiplier=1.0, classes=1000, ctx=None):
-    """A fresh float32 network with a checkpoint's weights."""
-    return load_checkpoint_params(get_model(model, multiplier, classes), path, ctx)
+def network_from_checkpoint(path, model, multiplier=1.0, classes=1000, ctx=None,
+                            norm_kwargs=None):
+    """A fresh float32 network with a checkpoint's weights.
+
+    ``norm_kwargs`` are the BatchNorm arguments it was trained with
+    (:func:`~mobilenet_skip.models.norm_kwargs_from` of its config): the file holds no
+    epsilon, and the inference graph uses it.
+    """
+    return load_checkpoint_params(get_model(model, multiplier, classes,
+                                            norm_kwargs=norm_kwargs), path, ctx)
 
 
 # --- the sidecar ---------------------------------------------------------------------
@@ -739,10 +746,10 @@ def load_source(prefix=None, save_dir=None, epoch=None, params=None, model=None,
     """The weights to deploy or evaluate, from exactly one of three places.
 
     ``prefix``: an export (its sidecar says the rest). ``save_dir`` + ``epoch``: a
-    training checkpoint, with model, width, classes, input size and preprocessing
-    from the run's ``config.yaml``. ``params``: a checkpoint file anywhere, with a
-    ``config.yaml`` beside it or ``model`` (and ``multiplier``, default 1.0)
-    given. Explicit arguments override ``config.yaml``; a model or width that does
+    training checkpoint, with model, width, classes, input size, preprocessing
+    and BatchNorm settings from the run's ``config.yaml``. ``params``: a checkpoint
+    file anywhere, with a ``config.yaml`` beside it or ``model`` (and ``multiplier``,
+    default 1.0) given. Explicit arguments override ``config.yaml``; a model or width that does
     not fit the weights is a :class:`UserError` naming the flag to fix.
 
     Returns
@@ -775,7 +782,8 @@ def load_source(prefix=None, save_dir=None, epoch=None, params=None, model=None,
     path = params or _checkpoint_path(save_dir, epoch, model)
     if classes is None:
         classes = cfg.get("classes") or _classes_in(path)
-    net = network_from_checkpoint(path, model, multiplier, classes)
+    net = network_from_checkpoint(path, model, multiplier, classes,
+                                  norm_kwargs=norm_kwargs_from(cfg))
     side = input_size or cfg.get("input_size", DEFAULT_INPUT_SIZE)
     syn = synsets or _find_synsets(os.path.dirname(os.path.abspath(path)), net.variant, cfg)
     info = describe(net, side, cfg, checkpoint=os.path.basename(path))

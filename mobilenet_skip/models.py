@@ -10,7 +10,7 @@ from mxnet.gluon.nn import BatchNorm
 
 __all__ = ["TABLE1", "STEM_CHANNELS", "VARIANTS", "Stem", "DWUnit", "Projection",
            "DWBlock", "MobileNetSkip", "skip_kind", "check_input_shape", "canonical_name",
-           "get_model", "list_models", "MIN_INPUT_SIZE"]
+           "get_model", "list_models", "MIN_INPUT_SIZE", "BN_DEFAULTS", "norm_kwargs_from"]
 
 STEM_CHANNELS = 32  # Table 1, Conv_1: 112x112x32
 
@@ -43,6 +43,21 @@ VARIANTS = {
 }
 
 MIN_INPUT_SIZE = 32  # total stride of the network
+
+# MXNet Gluon's BatchNorm defaults: what every run made before the recipe had BN keys used.
+BN_DEFAULTS = {"bn_momentum": 0.9, "bn_eps": 1e-5}
+
+
+def norm_kwargs_from(cfg):
+    """BatchNorm arguments (``momentum``, ``epsilon``) from a recipe's ``bn_momentum`` and
+    ``bn_eps``; a config without them (an older run's config.yaml) gets :data:`BN_DEFAULTS`.
+
+    Epsilon is part of the inference graph (an export's symbol carries it), so whatever
+    rebuilds a trained network from its config must pass these too.
+    """
+    cfg = cfg or {}
+    return {"momentum": float(cfg.get("bn_momentum", BN_DEFAULTS["bn_momentum"])),
+            "epsilon": float(cfg.get("bn_eps", BN_DEFAULTS["bn_eps"]))}
 
 
 def skip_kind(connect, in_channels, channels, stride):

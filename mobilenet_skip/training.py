@@ -3,7 +3,7 @@
 Gluon ``Trainer`` over one context per device, MXNet's kvstore for reduction
 (``device``/``nccl`` on one machine, ``dist_sync`` across machines), the paper's
 recipe (label smoothing, global-norm clipping, exponential lr), atomic epoch
-checkpoints with exact resume, and an export of the best epoch at the end.
+checkpoints with exact resume, and an export of the last (or best) epoch at the end.
 
 Nothing here syncs with the device inside the step: losses and accuracy are
 accumulated as NDArrays and read every ``log_interval`` batches.
@@ -22,18 +22,21 @@ from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
 from . import config as config_mod
+from .bnstats import sync_running_stats
 from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
 from .errors import UserError
 from .export import describe as describe_export, export_network, network_from_checkpoint
-from .models import DWUnit, get_model
+from .models import DWUnit, get_model, norm_kwargs_from
 
 __all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "init_net", "make_lr_scheduler",
            "make_trainer", "TrainStep", "make_step", "hybridize", "evaluate", "fit",
            "NonFiniteLoss", "METRIC_COLUMNS"]
 
+# best_epoch: the epoch with the highest val_top1 up to this row (so the last row names
+# the run's best beside its last epoch).
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
-                  "epoch_time_s", "samples_per_s")
+                  "epoch_time_s", "samples_per_s", "best_epoch")
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -99,8 +102,10 @@ def _init(cfg):
 
 
 def build_net(cfg, ctxs):
-    """The recipe's network, initialised (or warm-started) on ``ctxs``, cast, wd-masked."""
-    net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"])
+    """The recipe's network (BatchNorm momentum/epsilon from ``bn_momentum``/``bn_eps``),
+    initialised (or warm-started) on ``ctxs``, cast, wd-masked."""
+    net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"],
+                    norm_kwargs=norm_kwargs_from(cfg))
     if cfg["warm_start"]:
         left = load_gluoncv_params(net, cfg["warm_start"], ctx=ctxs,
                                    load_output=cfg["classes"] == 1000)
@@ -111,7 +116,8 @@ def build_net(cfg, ctxs):
 
 def init_net(net, cfg, ctxs):
     """Initialise ``net``'s remaining parameters as the recipe says, on ``ctxs``; mask weight
-    decay on BatchNorm and depthwise filters (``no_wd_dw_bn``); cast to the recipe's dtype.
+    decay on BatchNorm and depthwise filters (``no_wd_dw_bn``) and on biases (``wd_bias``
+    false; the classifier's is the only one); cast to the recipe's dtype.
 
     Any Gluon network goes through here the same way, so the benchmark trains gluoncv's
     ``mobilenet1.0`` exactly as it trains ours.
@@ -127,6 +133,11 @@ def init_net(net, cfg, ctxs):
             elif isinstance(block, nn.Conv2D) and block._kwargs.get("num_group", 1) > 1:
                 block.weight.wd_mult = 0.0  # another network's depthwise conv (gluoncv's)
         net.apply(no_decay)
+    if not cfg["wd_bias"]:
+        # Gluon names every bias "...bias"; BN's shift is "beta" (no_wd_dw_bn's business).
+        for name, p in net.collect_params().items():
+            if name.endswith("bias"):
+                p.wd_mult = 0.0
     if cfg["dtype"] == "float16":
         net.cast("float16")
     return net
@@ -343,11 +354,18 @@ class _Accumulator(object):
 def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
     """Single-crop top-1/top-5 over a validation iterator, dropping padded samples.
 
+    ``net`` is a Gluon block or any callable on one device's batch. With several
+    devices a block's BatchNorm running statistics are first set to what a checkpoint
+    saves (:func:`~mobilenet_skip.bnstats.sync_running_stats`), so the figure is the
+    checkpoint's whichever device scores a sample.
+
     Returns
     -------
     dict
         ``top1``, ``top5`` (fractions), ``images``, ``seconds``.
     """
+    if len(ctxs) > 1 and isinstance(net, gluon.Block):  # a ModuleNet holds one file's stats
+        sync_running_stats(net)
     val_data.reset()
     correct1 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
     correct5 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
@@ -415,8 +433,16 @@ def _kvstore(cfg, num_devices):
 
 
 def _read_metrics(path):
+    """metrics.csv's rows, with ``best_epoch`` (re)computed, so that a file written
+    before that column existed is rewritten whole on resume."""
     from .plots import read_metrics
-    return read_metrics(path) if os.path.isfile(path) else []
+    rows = read_metrics(path) if os.path.isfile(path) else []
+    best = None
+    for row in rows:
+        if best is None or row["val_top1"] > best["val_top1"]:
+            best = row
+        row["best_epoch"] = best["epoch"]
+    return rows
 
 
 def _progress(total, desc):
@@ -493,7 +519,19 @@ class _RunDir(object):
 
     @property
     def best(self):
+        """The row with the highest val_top1 (the earliest on a tie), or None."""
         return max(self.rows, key=lambda r: r["val_top1"]) if self.rows else None
+
+    @property
+    def selected(self):
+        """The row of the epoch to export: the last one or the best (``export_epoch``).
+
+        "best" picks the epoch on the same val set that reports it, which flatters the
+        figure; a paper reproduction reports and ships the last.
+        """
+        if not self.rows:
+            return None
+        return self.best if self.cfg["export_epoch"] == "best" else self.rows[-1]
 
     def start(self, net, trainer, ctxs, resume, overwrite):
         """Refuse, clear or resume from earlier checkpoints.
@@ -536,8 +574,14 @@ class _RunDir(object):
         return begin
 
     def end_epoch(self, row, net, trainer):
-        """Record an epoch: checkpoint (pruned to the recent and the best), metrics, plot."""
+        """Record an epoch: checkpoint (pruned to the recent and the best), metrics, plot.
+
+        The devices' BN running statistics are synchronised to the saved value first
+        (a no-op after :func:`evaluate` did it), so the checkpoint is what was validated.
+        """
+        sync_running_stats(net)
         self.rows.append(row)
+        row["best_epoch"] = self.best["epoch"]
         self.ckpt.save(row["epoch"], net, trainer, {
             "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
             "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update})
@@ -556,17 +600,30 @@ class _RunDir(object):
                  self.ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
                  iters_per_epoch)
 
-    def export_best(self, synsets):
-        """Export the best epoch's weights beside the checkpoints; returns the prefix."""
-        cfg, best = self.cfg, self.best
+    def export_selected(self, synsets):
+        """Export the ``export_epoch`` epoch's weights (last or best) beside the
+        checkpoints, built with the recipe's BatchNorm settings; returns the prefix."""
+        cfg, chosen, best = self.cfg, self.selected, self.best
         prefix = os.path.join(self.path, cfg["model"])
-        net = network_from_checkpoint(self.ckpt.path(best["epoch"], "params"), cfg["model"],
-                                      cfg["multiplier"], cfg["classes"])
+        net = network_from_checkpoint(self.ckpt.path(chosen["epoch"], "params"), cfg["model"],
+                                      cfg["multiplier"], cfg["classes"],
+                                      norm_kwargs=norm_kwargs_from(cfg))
         export_network(net, prefix, cfg["input_size"], synsets, info=describe_export(
-            net, cfg["input_size"], cfg, epoch=best["epoch"], val_top1=best["val_top1"]))
-        log.info("exported epoch %d (val top1 %.4f) to %s-symbol.json and %s-0000.params",
-                 best["epoch"], best["val_top1"], prefix, prefix)
+            net, cfg["input_size"], cfg, epoch=chosen["epoch"], val_top1=chosen["val_top1"],
+            export_epoch=cfg["export_epoch"], last_epoch=self.rows[-1]["epoch"],
+            best_epoch=best["epoch"], best_val_top1=best["val_top1"]))
+        log.info("exported the %s epoch, %d (val top1 %.4f), to %s-symbol.json and "
+                 "%s-0000.params", cfg["export_epoch"], chosen["epoch"], chosen["val_top1"],
+                 prefix, prefix)
         return prefix
+
+    def summary(self):
+        """One line naming the last and the best epoch and which one is exported."""
+        last, best = self.rows[-1], self.best
+        return ("last epoch %d val top1 %.4f | best epoch %d val top1 %.4f | exported: %s "
+                "(epoch %d)" % (last["epoch"], last["val_top1"], best["epoch"],
+                                best["val_top1"], self.cfg["export_epoch"],
+                                self.selected["epoch"]))
 
 
 def _train_epoch(step, train_data, acc, epoch_no, iters_per_epoch, done, stop, cfg,
@@ -636,8 +693,9 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     -------
     dict
         ``best_epoch``, ``best_val_top1``, ``last`` (the final metrics row), ``export``
-        (the exported prefix, or None on non-zero ranks), ``interrupted``, ``lr`` and
-        ``num_update``.
+        (the exported prefix, or None on non-zero ranks), ``export_epoch`` (``last`` or
+        ``best``, the recipe's), ``exported_epoch``, ``summary`` (the final log line, or
+        None), ``interrupted``, ``lr`` and ``num_update``.
     """
     ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
     if cfg["dtype"] == "float16" and ctxs[0].device_type == "cpu":
@@ -701,12 +759,16 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                      row["lr"])
 
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
-    best = run.best
+    best, chosen = run.best, run.selected
+    exported = run.export_selected(synsets) if rank == 0 and not interrupted and best else None
+    summary = run.summary() if exported else None
+    if summary:
+        log.info(summary)
     return {"best_epoch": best["epoch"] if best else None,
             "best_val_top1": best["val_top1"] if best else None,
             "last": run.rows[-1] if run.rows else None, "interrupted": interrupted,
-            "export": (run.export_best(synsets) if rank == 0 and not interrupted and best
-                       else None),
+            "export": exported, "export_epoch": cfg["export_epoch"],
+            "exported_epoch": chosen["epoch"] if exported else None, "summary": summary,
             "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
 
 

@@ -72,6 +72,9 @@ def test_base_cycle_and_missing_file(tmp_path):
     ({"lr": -1}, "lr must be positive"),
     ({"model": "resnet"}, "unknown model 'resnet'"),
     ({"batch_size": "many"}, "batch_size must be a int"),
+    ({"export_epoch": "first"}, "export_epoch must be one of last | best"),
+    ({"bn_eps": -1e-3}, "bn_eps must be positive"),
+    ({"preprocess_threads": "0"}, "preprocess_threads must be a positive number or auto"),
 ])
 def test_bad_values_are_clear(overrides, pattern):
     with pytest.raises(UserError, match=pattern):

@@ -222,6 +222,16 @@ def test_norm_layer_and_kwargs_are_threaded_through():
         assert bn._kwargs["momentum"] == 0.5 and bn._kwargs["eps"] == 1e-3
 
 
+def test_recipe_bn_keys_become_norm_kwargs():
+    kwargs = ms.models.norm_kwargs_from({"bn_momentum": 0.9997, "bn_eps": 1e-3})
+    assert kwargs == {"momentum": 0.9997, "epsilon": 1e-3}
+    net = ms.get_model("mobilenet", multiplier=0.25, norm_kwargs=kwargs)
+    norms = []
+    net.apply(lambda b: norms.append(b) if isinstance(b, nn.BatchNorm) else None)
+    assert len(norms) == 27 and {(bn._kwargs["momentum"], bn._kwargs["eps"]) for bn in norms} == {
+        (0.9997, 1e-3)}
+
+
 def _gluoncv_file(tmp_path, name):
     from gluoncv.model_zoo import get_model as gcv_get_model
     gnet = gcv_get_model(name)

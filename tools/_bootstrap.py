@@ -9,47 +9,17 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-def _cgroup_cpus():
-    """CPUs a container's CFS quota allows (cgroup v2 or v1), or None without a quota."""
-    for path, split in (("/sys/fs/cgroup/cpu.max", lambda t: t.split()[:2]),
-                        ("/sys/fs/cgroup/cpu/cpu.cfs_quota_us", None)):
-        try:
-            with open(path) as f:
-                text = f.read()
-            if split is None:
-                with open("/sys/fs/cgroup/cpu/cpu.cfs_period_us") as f:
-                    quota, period = text.strip(), f.read().strip()
-            else:
-                quota, period = split(text)
-            if quota in ("max", "-1"):
-                return None
-            return max(1, -(-int(quota) // int(period)))
-        except (OSError, ValueError):
-            continue
-    return None
+def _load_cores():
+    """mobilenet_skip/cores.py by path: importing the package would load MXNet too early."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "mobilenet_skip_cores", os.path.join(ROOT, "mobilenet_skip", "cores.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
-def physical_cores():
-    """Physical cores this process may run on (Linux), or None where that is unknown.
-
-    Hyper-threads of one core count once; a container's CPU quota caps the count.
-    """
-    try:
-        cpus = sorted(os.sched_getaffinity(0))
-    except AttributeError:  # not Linux
-        return None
-    cores = set()
-    for cpu in cpus:
-        topology = "/sys/devices/system/cpu/cpu%d/topology/" % cpu
-        try:
-            with open(topology + "physical_package_id") as f:
-                package = f.read().strip()
-            with open(topology + "core_id") as f:
-                cores.add((package, f.read().strip()))
-        except OSError:
-            return None
-    quota = _cgroup_cpus()
-    return min(len(cores), quota) if quota else len(cores)
+physical_cores = _load_cores().physical_cores
 
 
 # MXNet sizes its OpenMP pool to half the logical CPUs on x86, assuming two hyper-threads

@@ -5,7 +5,7 @@ Every step is the real command-line tool a user would type, run in order:
   1. tools/make_demo_data.py     scikit-learn's handwritten digits as JPEG folders
   2. tools/im2rec.py             pack train and val into .lst/.rec/.idx
   3. tools/train_imagenet.py     train full-connect-pre-act with recipes/demo.yaml,
-                                 export the best epoch to -symbol.json/-0000.params
+                                 export the last epoch to -symbol.json/-0000.params
   4. tools/eval_imagenet.py      the paper's centre-crop evaluation of the export
   5. examples/plain_mxnet_predict.py   reload the export in plain MXNet
   6. tools/predict.py            top-5 names for a few val images

@@ -6,8 +6,9 @@
 
 The recipe defaults to recipes/<model>.yaml (the paper's ImageNet setting); every
 recipe key can be overridden by the flag of the same name. Checkpoints, metrics.csv,
-curves.png, config.yaml and train.log go to --save-dir; at the end the best epoch is
-exported to <save-dir>/<model>-symbol.json and <model>-0000.params.
+curves.png, config.yaml and train.log go to --save-dir; at the end the last epoch (or the
+best, --export-epoch best) is exported to <save-dir>/<model>-symbol.json and
+<model>-0000.params.
 Exit status: 0 done (or stopped by Ctrl-C after saving), 2 bad input, 3 NaN/inf loss.
 """
 import argparse
@@ -52,10 +53,8 @@ def main(argv=None):
         print("stopped by Ctrl-C; checkpoint saved in %s, continue with --resume"
               % cfg["save_dir"])
     elif result["export"]:
-        last = result["last"]
-        print("done: %d epochs, last val top-1 %.4f, best %.4f (epoch %d); exported %s; curves "
-              "in %s/curves.png" % (last["epoch"], last["val_top1"], result["best_val_top1"],
-                                    result["best_epoch"], result["export"], cfg["save_dir"]))
+        print("done: %s to %s; curves in %s/curves.png"
+              % (result["summary"], result["export"], cfg["save_dir"]))
     return 0
 
 
