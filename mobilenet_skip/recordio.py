@@ -121,18 +121,19 @@ def _walk_once(root, skipped):
     """
     # Folders reachable without links are the real ones: a link to one of them is never
     # the name to list it under, even if the walk meets the link first.
-    own = {os.path.realpath(path) for path, _, _ in os.walk(root)}
-    seen = {os.path.realpath(root)}
+    own = {os.path.realpath(path): os.path.relpath(path, root) for path, _, _ in os.walk(root)}
+    seen = {os.path.realpath(root): "."}
     for path, dirs, files in os.walk(root, followlinks=True):
         keep = []
         for name in sorted(dirs):
             full = os.path.join(path, name)
             real = os.path.realpath(full)
-            if real in seen or (os.path.islink(full) and real in own):
+            first = seen.get(real) or (own.get(real) if os.path.islink(full) else None)
+            if first:
                 skipped.append((os.path.relpath(full, root), "link to a folder listed already "
-                                "(%s)" % real))
+                                "(ROOT/%s; a symlink loop or a second name)" % first))
                 continue
-            seen.add(real)
+            seen[real] = os.path.relpath(full, root)
             keep.append(name)
         dirs[:] = keep
         yield path, dirs, files
@@ -603,13 +604,18 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
     except Exception as err:
         if not fs.is_disk_full(err):
             raise
-        writer.close()
+        try:
+            writer.close()  # flushing the .idx can fail again; the files go anyway
+        except OSError:
+            pass
         _remove(rec_tmp, idx_tmp)  # first, so that the message shows the space they held
         done = max(packed + len(skipped), 1)
         raise fs.disk_full_error(rec, written * len(items) // done + 16 * len(items)) from None
     finally:
-        writer.close()
-        _remove(rec_tmp, idx_tmp)
+        try:
+            writer.close()
+        finally:
+            _remove(rec_tmp, idx_tmp)
     return {"rec": rec, "idx": idx, "packed": packed, "skipped": skipped,
             "skipped_file": skipped_file if skipped else None}
 
