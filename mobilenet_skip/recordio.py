@@ -201,7 +201,7 @@ def _write_text(path, lines):
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(lines)
         os.replace(tmp, path)
-    except OSError as err:
+    except BaseException as err:  # Ctrl-C too: leave no temporary file
         _remove(tmp)
         if fs.is_disk_full(err):
             raise fs.disk_full_error(path, sum(len(x) for x in lines)) from None
@@ -792,7 +792,14 @@ def _check_headers(f, rec_path, keys, offsets, size):
         return "record %d of %d (key %s) at byte %d" % (i + 1, n, keys[order[i]], starts[i])
 
     for i in np.flatnonzero(~bad_head & (cflag == 1)):  # split records: rare, follow parts
-        ends[i] = _record_end(f, int(starts[i]), size, rec_path)[0]
+        try:
+            ends[i] = _record_end(f, int(starts[i]), size, rec_path)[0]
+        except UserError as err:
+            if "truncated" in str(err):
+                raise
+            raise UserError("%s is damaged: a later part of %s has no record header (zeroed "
+                            "or overwritten bytes); copy it again or re-pack it with "
+                            "tools/im2rec.py" % (rec_path, where(i))) from None
     next_start = np.append(starts[1:], size)
     bad = np.flatnonzero(bad_head | (ends != next_start))
     for i in bad:

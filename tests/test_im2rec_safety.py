@@ -327,7 +327,10 @@ def test_disk_full_injected_while_packing(digits, tmp_path, capsys, monkeypatch,
 
 # 7. Ctrl-C ------------------------------------------------------------------------------
 
-def test_ctrl_c_while_packing_is_one_line_rc_130_and_leaves_no_temp_files(digits, tmp_path):
+@pytest.mark.parametrize("sig,rc,name", [(signal.SIGINT, 130, "Ctrl-C"),
+                                         (signal.SIGTERM, 143, "SIGTERM")])
+def test_ctrl_c_while_packing_is_one_line_rc_130_and_leaves_no_temp_files(digits, tmp_path, sig,
+                                                                          rc, name):
     images = os.path.join(digits[0], "images", "train")
     prefix = str(tmp_path / "p")
     _lst(prefix + ".lst", images, _relpaths(images)[:10])
@@ -343,13 +346,13 @@ def test_ctrl_c_while_packing_is_one_line_rc_130_and_leaves_no_temp_files(digits
             time.sleep(0.05)
         time.sleep(0.5)
         assert job.poll() is None, "packing finished before Ctrl-C"
-        job.send_signal(signal.SIGINT)
+        job.send_signal(sig)
         out, err = job.communicate(timeout=60)
     finally:
         if job.poll() is None:
             job.kill()
-    assert job.returncode == 130
-    assert "interrupted" in _one_error_line(err)
+    assert job.returncode == rc
+    assert "interrupted (%s)" % name in _one_error_line(err)
     assert not _tmp_files(str(tmp_path)) and open(prefix + ".rec", "rb").read() == before
 
 

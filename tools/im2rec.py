@@ -16,6 +16,7 @@ truncated, are skipped and listed in PREFIX.skipped.txt instead of aborting the 
 the PREFIX_[N_]train/val/test.lst that --list writes are packed, not any PREFIX*.lst.
 """
 import argparse
+import signal
 import sys
 import time
 
@@ -91,15 +92,28 @@ def check(prefix):
     return 0
 
 
+class _Terminated(BaseException):
+    """SIGTERM (SLURM, Kubernetes, kill), unwound like Ctrl-C so temporary files go."""
+
+
+def _on_sigterm(signum, frame):
+    raise _Terminated()
+
+
 def main(argv=None):
     args = parse_args(argv)
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return _run(args)
-    except KeyboardInterrupt:
+    except (KeyboardInterrupt, _Terminated) as err:
         # The packer removed its temporary files on the way out; earlier outputs stand.
-        print("error: interrupted (Ctrl-C); nothing half-written was left, the previous "
-              "files of %s are unchanged" % args.prefix, file=sys.stderr)
-        return 130
+        ctrl_c = isinstance(err, KeyboardInterrupt)
+        print("error: interrupted (%s); nothing half-written was left, the previous files of "
+              "%s are unchanged" % ("Ctrl-C" if ctrl_c else "SIGTERM", args.prefix),
+              file=sys.stderr)
+        return 130 if ctrl_c else 128 + signal.SIGTERM
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args):
