@@ -18,6 +18,7 @@ the PREFIX_[N_]train/val/test.lst that --list writes are packed, not any PREFIX*
 import argparse
 import signal
 import sys
+import threading
 import time
 
 import _bootstrap  # noqa: F401
@@ -102,7 +103,8 @@ def _on_sigterm(signum, frame):
 
 def main(argv=None):
     args = parse_args(argv)
-    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    in_main = threading.current_thread() is threading.main_thread()  # signal's own rule
+    previous = signal.signal(signal.SIGTERM, _on_sigterm) if in_main else None
     try:
         return _run(args)
     except (KeyboardInterrupt, _Terminated) as err:
@@ -113,7 +115,8 @@ def main(argv=None):
               file=sys.stderr)
         return 130 if ctrl_c else 128 + signal.SIGTERM
     finally:
-        signal.signal(signal.SIGTERM, previous)
+        if in_main:
+            signal.signal(signal.SIGTERM, previous)
 
 
 def _run(args):
