@@ -157,20 +157,23 @@ def test_unreadable_images_are_skipped_and_reported(demo, tmp_path):
     shutil.copytree(os.path.join(demo[0], "val", "digit_2"), root / "two")
     good = len(os.listdir(root / "one")) + len(os.listdir(root / "two"))
     real = (root / "one" / sorted(os.listdir(root / "one"))[0]).read_bytes()
-    (root / "one" / "corrupt.jpg").write_bytes(real[:40] + b"\x00garbage" * 8)
+    (root / "one" / "corrupt.jpg").write_bytes(b"\x00garbage" * 8)
+    (root / "one" / "cut.jpg").write_bytes(real[:len(real) // 2])
     (root / "two" / "empty.jpg").write_bytes(b"")
     prefix = str(tmp_path / "out" / "bad")
     assert _cli("im2rec.py", prefix, str(root), "--list", "--recursive").returncode == 0
     for argv in ([], ["--pass-through"]):
         res = _cli("im2rec.py", prefix, str(root), *argv)
         assert res.returncode == 0, res.stderr
-        assert "packed %d images" % good in res.stdout and "skipped 2" in res.stdout
+        assert "packed %d images" % good in res.stdout and "skipped 3" in res.stdout
         skipped = dict(line.split("\t") for line in
                        open(prefix + ".skipped.txt").read().splitlines())
         assert skipped == {"one/corrupt.jpg": "cannot decode as an image",
+                           "one/cut.jpg": "truncated: the JPEG has no end-of-image marker "
+                           "(FFD9); copy the file again",
                            "two/empty.jpg": "empty file"}
         assert data.check_record(prefix + ".rec") == good
-        assert not [n for n in os.listdir(tmp_path / "out") if n.endswith(".tmp")]
+        assert not [n for n in os.listdir(tmp_path / "out") if ".tmp" in n]
         assert len(_epoch(data.val_iter(dict(rec_val=prefix + ".rec", input_size=SIZE,
                                              batch_size=8)))[1]) == good
 
