@@ -197,9 +197,8 @@ ALIASES = {
     "lr_decay_epochs": (("--lr-decay-epoch",), "gluoncv's --lr-decay-epoch is the same list"),
     "label_smoothing": ((), "a bare --label-smoothing means 0.1, as gluoncv's switch; ours "
                             "also takes the epsilon"),
-    "no_wd_dw_bn": (("--no-wd",), "--no-wd is gluoncv's name; gluoncv spares BatchNorm and "
-                                  "biases, ours BatchNorm and depthwise filters (our convs "
-                                  "have no biases); --wd-dw-bn decays them too"),
+    "no_wd_dw_bn": (("--no-wd",), "--no-wd is gluoncv's name, but gluoncv spares BatchNorm "
+                                  "and every bias, ours BatchNorm and depthwise filters"),
 }
 NEGATIVE_FLAGS = {"no_wd_dw_bn": "--wd-dw-bn"}  # "--no-no-wd-dw-bn" would be unreadable
 
