@@ -453,3 +453,15 @@ def test_help_names_only_preprocess_threads(capsys):
             _tool_module(tool).parse_args(["--help"])
         out = capsys.readouterr().out
         assert "--preprocess-threads" in out and old not in out
+
+
+def test_a_full_disk_anywhere_in_a_tool_is_one_line(capsys):
+    from mobilenet_skip.cli import run_main
+
+    def main(argv):
+        raise OSError(errno.ENOSPC, "No space left on device", "/some/where/file.bin")
+    with pytest.raises(SystemExit) as exit_:
+        run_main(main, [])
+    err = capsys.readouterr().err
+    assert exit_.value.code == 2 and err.startswith("error: the disk holding /some/where is "
+                                                    "full") and err.count("\n") == 1, err
