@@ -107,8 +107,8 @@ def _rows(save_dir):
 
 def test_second_training_into_the_same_folder_is_refused_naming_the_pid(digits, tmp_path):
     save_dir = tmp_path / "run"
-    first = subprocess.Popen(_args(digits, save_dir, "--num-epochs", "3", "--lr", "0.1",
-                                   "--batches-per-epoch", "15"),
+    # long enough (4 x 44 batches) that the second job starts while the first trains
+    first = subprocess.Popen(_args(digits, save_dir, "--num-epochs", "4", "--lr", "0.1"),
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     _wait_for(str(save_dir / "train.log"), first)
     second = _run(digits, save_dir, "--num-epochs", "1", "--lr", "0.05", "--overwrite")
@@ -120,14 +120,14 @@ def test_second_training_into_the_same_folder_is_refused_naming_the_pid(digits, 
     with open(str(save_dir / "config.yaml")) as f:
         assert "\nlr: 0.1\n" in f.read()
     rows = _rows(save_dir)
-    assert [r["epoch"] for r in rows] == [1, 2, 3]
+    assert [r["epoch"] for r in rows] == [1, 2, 3, 4]
     markers = _markers(save_dir)
     assert markers, os.listdir(str(save_dir))
     for meta in markers.values():
         assert meta["val_top1"] == rows[meta["epoch"] - 1]["val_top1"]
-        assert meta["num_update"] == 15 * meta["epoch"]
+        assert meta["num_update"] == 44 * meta["epoch"]
     # The lock dies with its holder: the folder is free again.
-    assert _run(digits, save_dir, "--num-epochs", "4", "--batches-per-epoch", "15",
+    assert _run(digits, save_dir, "--num-epochs", "5", "--batches-per-epoch", "2",
                 "--resume").returncode == 0
 
 
@@ -238,14 +238,18 @@ def test_sigterm_mid_epoch_saves_and_resume_alone_continues(digits, tmp_path):
     proc = subprocess.Popen(_args(digits, save_dir, "--num-epochs", "2", "--log-interval",
                                   "1"), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
-    _wait_for(str(save_dir / "config.yaml"), proc)
-    time.sleep(1.0)
+    seen = []
+    for line in proc.stdout:  # a few batches into the first epoch, then SIGTERM
+        seen.append(line)
+        if "Epoch[1] Batch [3/44]" in line:
+            break
+    assert proc.poll() is None, "".join(seen)[-3000:]
     proc.send_signal(signal.SIGTERM)
-    out = proc.communicate(timeout=120)[0]
+    out = "".join(seen) + proc.communicate(timeout=120)[0]
     assert proc.returncode == 0, out[-3000:]
     assert "SIGTERM: finishing this batch" in out and "stopped by Ctrl-C or SIGTERM" in out
     stopped = _markers(save_dir)["%s-interrupted.json" % MODEL]
-    assert stopped["epoch"] == 0 and 0 < stopped["batches_done"] < 44
+    assert stopped["epoch"] == 0 and 3 <= stopped["batches_done"] < 44
     assert stopped["num_update"] == stopped["batches_done"]
     # --save-dir and --resume alone: the run's config.yaml says the recipe and data.
     res = subprocess.run([sys.executable, TRAIN, "--save-dir", str(save_dir), "--resume"],
