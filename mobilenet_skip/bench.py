@@ -5,6 +5,7 @@ a ``format(result) -> str`` for people, and optionally ``add_arguments(parser)``
 for its own options (shared ones, such as ``--input-size``, are the tool's).
 Rates are the median of several timed repeats after an untimed warm-up.
 """
+import argparse
 import gc
 import os
 import platform
@@ -110,9 +111,11 @@ def _add_data_arguments(p):
     g.add_argument("--image-size", type=int, default=None,
                    help="side of the temporary demo images (default: input size / 0.875, "
                    "as ImageNet val is packed at 256 for 224)")
-    g.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1),
-                   help="ImageRecordIter preprocess_threads and DataLoader num_workers "
-                   "(default: min(4, cores))")
+    g.add_argument("--preprocess-threads", dest="workers", type=int,
+                   default=min(4, os.cpu_count() or 1),
+                   help="ImageRecordIter preprocess_threads and DataLoader num_workers, the "
+                   "name train_imagenet.py and eval_imagenet.py use (default: min(4, cores))")
+    g.add_argument("--workers", dest="workers", type=int, help=argparse.SUPPRESS)
     g.add_argument("--batches", type=int, default=20, help="batches per timed repeat")
 
 

@@ -12,20 +12,50 @@ import json
 import os
 import re
 
+import numpy as np
+
+from .fs import disk_full_error, is_disk_full
+
 __all__ = ["atomic_write", "atomic_save", "atomic_save_csv", "CheckpointDir"]
 
 
-def atomic_write(path, write):
-    """Call ``write(tmp_path)``, then rename the temporary file over ``path``."""
+def _stage(path, write, size_hint=None):
+    """Call ``write(tmp)`` for a temporary ``path.tmp-PID`` and sync it; returns ``tmp``.
+
+    A full disk (``OSError`` ENOSPC, or MXNet's C++ ``FileStream.Write incomplete``)
+    becomes the one-line :func:`~mobilenet_skip.fs.disk_full_error`; the temporary file
+    is removed whatever happens.
+    """
     tmp = "%s.tmp-%d" % (path, os.getpid())
     try:
         write(tmp)
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
+    except BaseException as err:
+        _remove(tmp)
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(path, size_hint) from None
+        raise
+    return tmp
+
+
+def _remove(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def atomic_write(path, write, size_hint=None):
+    """Call ``write(tmp_path)``, then rename the temporary file over ``path``.
+
+    On a full disk the temporary file is removed, ``path`` keeps its old content and a
+    one-line :class:`~mobilenet_skip.errors.UserError` names the disk (and
+    ``size_hint``, the bytes needed, when given).
+    """
+    tmp = _stage(path, write, size_hint)
+    try:
         os.replace(tmp, path)
     finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+        _remove(tmp)
 
 
 def atomic_save(path, text):
@@ -67,10 +97,40 @@ class CheckpointDir(object):
         return os.path.join(self.save_dir, "%s-%s.%s" % (self.model, tag, ext))
 
     def save(self, tag, net, trainer, meta):
-        """Write params, trainer states and (last) the JSON marker for ``tag``."""
-        atomic_write(self.path(tag, "params"), net.save_parameters)
-        atomic_write(self.path(tag, "states"), trainer.save_states)
-        atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
+        """Write params, trainer states and (last) the JSON marker for ``tag``.
+
+        Both data files are written to temporary files first, so a full disk (a one-line
+        :class:`~mobilenet_skip.errors.UserError` naming the bytes needed) leaves every
+        earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
+        """
+        needed = self._size_hint(net)
+        staged = []
+        try:
+            staged.append(_stage(self.path(tag, "params"), net.save_parameters, needed))
+            staged.append(_stage(self.path(tag, "states"), trainer.save_states, needed))
+            _remove(self.path(tag, "json"))  # no marker over a half-replaced pair
+            for tmp in staged:
+                os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
+            atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
+        finally:
+            for tmp in staged:
+                _remove(tmp)
+
+    def _size_hint(self, net):
+        """Bytes one checkpoint takes: the newest one's, else twice the parameters (the
+        optimizer state is about their size)."""
+        last = self.epochs()[-1:]
+        if last:
+            try:
+                return sum(os.path.getsize(self.path(last[0]["tag"], ext))
+                           for ext in ("params", "states"))
+            except OSError:
+                pass
+        try:
+            return 2 * sum(p.data().size * np.dtype(p.data().dtype).itemsize
+                           for p in net.collect_params().values())
+        except Exception:  # deferred shapes: no estimate, the error still names the disk
+            return None
 
     def remove(self, tag):
         for ext in ("json", "params", "states"):  # marker first: never a marker without data

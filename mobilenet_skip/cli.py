@@ -12,10 +12,19 @@ def run_main(main, argv=None):
 
     ``ValueError`` (which :class:`~mobilenet_skip.errors.UserError` extends) and
     missing files are what bad input raises, so they print as ``error: ...`` and
-    exit 2. Anything else is a bug and keeps its traceback.
+    exit 2; so does a full disk (ENOSPC, or MXNet's ``FileStream.Write incomplete``).
+    Anything else is a bug and keeps its traceback.
     """
+    from .fs import disk_full_error, is_disk_full
     try:
-        status = main(argv)
+        try:
+            status = main(argv)
+        except Exception as err:
+            # A full disk met outside the writers that handle it (an MXNet C++ writer, a
+            # log file): still one line, not a traceback.
+            if is_disk_full(err) and not isinstance(err, ValueError):
+                raise disk_full_error(getattr(err, "filename", None) or os.getcwd() + "/.")
+            raise
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         if os.environ.get(DEBUG_ENV):
             raise

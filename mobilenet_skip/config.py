@@ -180,44 +180,139 @@ def _parser_for(default):
     return type(default)
 
 
+class _Switch(argparse.Action):
+    """A boolean recipe key as a switch: ``--key`` is true, ``--no-key`` false.
+
+    ``--key false`` (the old form, a value after the flag) still works, so scripts
+    written for it keep running; a bare ``--key`` no longer asks for an argument.
+    """
+
+    def __init__(self, option_strings, dest, negatives=(), **kwargs):
+        self.negatives = tuple(negatives)
+        super(_Switch, self).__init__(option_strings, dest, nargs="?", **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        if option_string in self.negatives:
+            if values is not None:
+                parser.error("%s takes no value (it means false); use %s %s instead"
+                             % (option_string, self.option_strings[0], values))
+            setattr(namespace, self.dest, False)
+        else:
+            setattr(namespace, self.dest, True if values is None else _parse_bool(values))
+
+
+# Flags that gluoncv's train_imagenet.py spells differently, or that mean one key:
+# key -> (extra option strings, note for --help).
+ALIASES = {
+    "lr_decay_epochs": (("--lr-decay-epoch",), "gluoncv's --lr-decay-epoch is the same list"),
+    "label_smoothing": ((), "a bare --label-smoothing means 0.1, as gluoncv's switch; ours "
+                            "also takes the epsilon"),
+    "no_wd_dw_bn": (("--no-wd",), "--no-wd is gluoncv's name, but gluoncv spares BatchNorm "
+                                  "and every bias, ours BatchNorm and depthwise filters"),
+}
+NEGATIVE_FLAGS = {"no_wd_dw_bn": "--wd-dw-bn"}  # "--no-no-wd-dw-bn" would be unreadable
+
+
 def add_flags(parser):
-    """Add one ``--flag`` per recipe key to an argparse parser (default: not given)."""
+    """Add one ``--flag`` per recipe key to an argparse parser (default: not given).
+
+    Booleans are switches (``--rand-mirror`` / ``--no-rand-mirror``); gluoncv's names
+    (``--lr-decay-epoch``, ``--no-wd``, ``--label-smoothing``, ``--num-gpus``) are
+    accepted where they mean the same, and ``--help`` says where they differ.
+    """
     group = parser.add_argument_group("recipe keys (each overrides the recipe's value)")
     for key, (default, help_text) in SCHEMA.items():
         shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
-        group.add_argument(_flag(key), dest=key, type=_parser_for(default), default=None,
-                           metavar=type(default).__name__.upper() if not isinstance(
-                               default, bool) else "BOOL",
-                           help="%s (schema default: %s)" % (help_text, shown))
+        extra, note = ALIASES.get(key, ((), ""))
+        help_text = "%s (schema default: %s)%s" % (help_text, shown, "; " + note if note else "")
+        flags = (_flag(key),) + tuple(extra)
+        if isinstance(default, bool):
+            negative = NEGATIVE_FLAGS.get(key, "--no-" + key.replace("_", "-"))
+            group.add_argument(*(flags + (negative,)), dest=key, action=_Switch,
+                               negatives=(negative,), default=None, metavar="BOOL",
+                               help=help_text + "; %s alone means true, %s false"
+                               % (flags[0], negative))
+        elif key == "label_smoothing":
+            group.add_argument(*flags, dest=key, type=float, nargs="?", const=0.1,
+                               default=None, metavar="EPS", help=help_text)
+        else:
+            group.add_argument(*flags, dest=key, type=_parser_for(default), default=None,
+                               metavar=type(default).__name__.upper(), help=help_text)
+    group.add_argument("--num-gpus", type=int, default=None, metavar="N",
+                       help="gluoncv's flag: the same as --gpus 0,1,...,N-1 (0 = CPU); "
+                       "not together with --gpus")
     return parser
 
 
 def flag_overrides(args):
-    """The recipe keys set explicitly on the command line."""
-    return {key: getattr(args, key) for key in SCHEMA if getattr(args, key, None) is not None}
+    """The recipe keys set explicitly on the command line (``--num-gpus`` as ``gpus``)."""
+    out = {key: getattr(args, key) for key in SCHEMA if getattr(args, key, None) is not None}
+    num_gpus = getattr(args, "num_gpus", None)
+    if num_gpus is not None:
+        if "gpus" in out:
+            raise UserError("--num-gpus %d and --gpus %s both name the GPUs; pass one of them"
+                            % (num_gpus, out["gpus"]))
+        if num_gpus < 0:
+            raise UserError("--num-gpus must be 0 (CPU) or more, got %d" % num_gpus)
+        out["gpus"] = ",".join(str(i) for i in range(num_gpus))
+    return out
+
+
+def _number(item_type, value):
+    """``value`` as an int or float, refusing NaN/inf and fractional ints."""
+    if isinstance(value, bool) or value is None:
+        raise ValueError
+    number = float(value)
+    if number != number or number in (float("inf"), float("-inf")):
+        raise ValueError
+    if item_type is int:
+        if not number.is_integer() or isinstance(value, str) and not value.strip().lstrip(
+                "+-").isdigit():
+            raise ValueError
+        return int(number)
+    return number
 
 
 def _coerce(key, value, source):
     default = SCHEMA[key][0]
+    kind = type(default).__name__
     try:
         if isinstance(default, bool):
             return value if isinstance(value, bool) else _parse_bool(value)
         if isinstance(default, list):
-            return list(value) if isinstance(value, (list, tuple)) else _list_parser(default)(value)
-        if isinstance(default, float):
-            return float(value)
-        if isinstance(default, int):
-            if isinstance(value, float) and not value.is_integer():
-                raise ValueError
-            return int(value)
+            item = type(default[0]) if default else str
+            kind = "list of %s" % item.__name__
+            items = (list(value) if isinstance(value, (list, tuple))
+                     else _list_parser(default)(value))
+            return [_number(item, v) for v in items] if item in (int, float) else items
+        if isinstance(default, (int, float)):
+            return _number(type(default), value)
         return "" if value is None else str(value)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
-        raise UserError("%s: %s must be a %s, got %r" % (source, key, type(default).__name__,
-                                                          value))
+        finite = " (finite: no NaN or infinity)" if kind not in ("str", "bool") else ""
+        raise UserError("%s: %s must be a %s%s, got %r" % (source, key, kind, finite, value))
+
+
+# Keys that may be zero (off) but never negative.
+NON_NEGATIVE = ("wd", "momentum", "label_smoothing", "clip_gradient", "warmup_epochs",
+                "warmup_lr", "keep_checkpoints", "batches_per_epoch", "color_jitter", "seed",
+                "rmsprop_decay", "lr_decay_epochs")
+BELOW_ONE = ("momentum", "label_smoothing", "rmsprop_decay")  # 1 or more makes no sense
+POSITIVE_EXTRA = ("lr_decay", "rmsprop_eps", "std_rgb", "min_random_area", "max_random_area",
+                  "min_aspect_ratio", "max_aspect_ratio", "crop_ratio")
+
+
+def _values(value):
+    return value if isinstance(value, list) else [value]
 
 
 def validate(cfg, source="config"):
-    """Check value types and ranges; returns the coerced config."""
+    """Check value types and ranges; returns the coerced config.
+
+    Every number must be finite (``lr: .inf`` or a NaN anywhere is refused), counts and
+    rates have their ranges (``wd``, ``--keep-checkpoints`` and ``--batches-per-epoch``
+    are never negative), and list items have the list's type.
+    """
     out = {}
     for key, value in cfg.items():
         if key not in SCHEMA:
@@ -228,10 +323,16 @@ def validate(cfg, source="config"):
         if key in out and out[key] not in choices:
             raise UserError("%s: %s must be one of %s, got %r" % (source, key,
                                                                   " | ".join(choices), out[key]))
-    for key in POSITIVE:
-        if key in out and not out[key] > 0:
+    for key in POSITIVE + POSITIVE_EXTRA:
+        if key in out and not all(v > 0 for v in _values(out[key])):
             raise UserError("%s: %s must be positive, got %r" % (source, key, out[key]))
     _check_bn_and_threads(out, source)
+    for key in NON_NEGATIVE:
+        if key in out and not all(v >= 0 for v in _values(out[key])):
+            raise UserError("%s: %s must be 0 or more, got %r" % (source, key, out[key]))
+    for key in BELOW_ONE:
+        if key in out and not out[key] < 1:
+            raise UserError("%s: %s must be below 1, got %r" % (source, key, out[key]))
     if "model" in out and out["model"] not in list_models():
         raise UserError("%s: unknown model %r; valid names: %s"
                         % (source, out["model"], ", ".join(list_models())))
@@ -269,10 +370,16 @@ def resolve(recipe_path=None, overrides=None):
         if not os.path.isfile(recipe_path):
             validate({"model": model}, "--model")
     cfg = {key: value for key, (value, _) in SCHEMA.items()}
-    cfg.update(validate(load_recipe(recipe_path), recipe_path))
+    recipe = validate(load_recipe(recipe_path), recipe_path)
+    cfg.update(recipe)
     cfg.update(validate(overrides, "command line"))
     cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
     cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
+    # Who set the class count: a stated value must agree with the data's synsets, the
+    # schema default gives way to them (see dataset.resolve_classes).
+    cfg["classes_from"] = ("--classes %d" % cfg["classes"] if "classes" in overrides else
+                           "classes: %d in %s" % (cfg["classes"], cfg["recipe"])
+                           if "classes" in recipe else None)
     return cfg
 
 

@@ -15,17 +15,19 @@ import os
 import signal
 import sys
 import time
+import weakref
 
 import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from . import config as config_mod
+from . import config as config_mod, dataset
 from .bnstats import sync_running_stats
 from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
 from .errors import UserError
+from .fs import OutputLock, remove_stale_tmp
 from .export import describe as describe_export, export_network, network_from_checkpoint
 from .models import DWUnit, get_model, norm_kwargs_from
 
@@ -392,28 +394,41 @@ def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
 
 
 class _StopRequest(object):
-    """SIGINT sets a flag the loop checks between batches; a second Ctrl-C aborts."""
+    """SIGINT (Ctrl-C) or SIGTERM sets a flag the loop checks between batches; a second
+    signal aborts.
+
+    SLURM and Kubernetes send SIGTERM some time before they kill a job, so it is treated
+    exactly like Ctrl-C: the batch finishes, ``<model>-interrupted.*`` is saved and the
+    tool exits 0, to be continued with ``--resume``.
+    """
+
+    SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
     def __init__(self):
         self.requested = False
-        self._previous = None
+        self.signal_name = None
+        self._previous = {}
 
     def __enter__(self):
         def handler(signum, frame):
             if self.requested:
                 raise KeyboardInterrupt
             self.requested = True
-            log.warning("Ctrl-C: finishing this batch, then saving a checkpoint "
-                        "(press again to abort without saving)")
-        try:
-            self._previous = signal.signal(signal.SIGINT, handler)
-        except ValueError:  # not the main thread: leave signals alone
-            self._previous = None
+            self.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(
+                signum).name
+            log.warning("%s: finishing this batch, then saving a checkpoint "
+                        "(send it again to abort without saving)", self.signal_name)
+        for signum in self.SIGNALS:
+            try:
+                self._previous[signum] = signal.signal(signum, handler)
+            except ValueError:  # not the main thread: leave signals alone
+                break
         return self
 
     def __exit__(self, *exc):
-        if self._previous is not None:
-            signal.signal(signal.SIGINT, self._previous)
+        for signum, previous in self._previous.items():
+            signal.signal(signum, previous)
+        self._previous = {}
         return False
 
 
@@ -423,7 +438,7 @@ def _kvstore(cfg, num_devices):
     if kind.startswith("dist"):
         if "DMLC_ROLE" not in os.environ:
             raise UserError("--kv-store %s needs MXNet's launcher: run through tools/launch.py "
-                            "(see README, Distributed training)" % kind)
+                            "(see README, 2. Train)" % kind)
         kv = mx.kv.create(kind)
         return kv, kv.rank, kv.num_workers
     if kind == "nccl" and not mx.runtime.Features().is_enabled("NCCL"):
@@ -487,6 +502,8 @@ def _record_iters(cfg, num_devices, rank, num_workers):
     if not cfg["rec_train"] or not cfg["rec_val"]:
         raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                         "tools/im2rec.py)")
+    dataset.resolve_classes(cfg)
+    dataset.check_same_classes(cfg["rec_train"], cfg["rec_val"])
     shard = data.shard_size(data.check_record(cfg["rec_train"]), num_workers, rank)
     data.check_record(cfg["rec_val"])
     train_data = data.train_iter(cfg, num_devices, num_parts=num_workers, part_index=rank,
@@ -496,10 +513,51 @@ def _record_iters(cfg, num_devices, rank, num_workers):
     # the shuffle puts different images there every epoch.
     batch = cfg["batch_size"] * num_devices
     if shard < batch:
-        raise UserError("%s has %d images for this worker, fewer than one batch of %d; lower "
-                        "--batch-size" % (cfg["rec_train"], shard, batch))
+        raise UserError("%s has %d images%s, fewer than one batch of %d (--batch-size %d x %d "
+                        "device(s)); every image would be left out. Lower --batch-size or "
+                        "add images" % (cfg["rec_train"], shard, " for worker %d" % rank
+                                        if num_workers > 1 else "", batch, cfg["batch_size"],
+                                        num_devices))
+    dropped = dataset.describe_dropped(cfg["rec_train"], shard, batch, shard // batch,
+                                       cfg["shuffle"], cfg["batches_per_epoch"])
+    if dropped:
+        log.info(dropped)
+    train_data = dataset.LabelCheck(train_data, cfg["classes"], cfg["rec_train"])
+    if val_data is not None:
+        val_data = dataset.LabelCheck(val_data, cfg["classes"], cfg["rec_val"])
     synsets = data.synsets_path(cfg["rec_train"])
     return train_data, val_data, shard // batch, synsets if os.path.isfile(synsets) else None
+
+
+class _RunLocks(object):
+    """The run-folder locks this process holds (``SAVE_DIR/.lock``, see ``fs.OutputLock``).
+
+    Another job into the same folder is refused for as long as a ``_RunDir`` of this
+    process uses it. One process may train into a folder again (``fit`` then ``fit
+    resume=True``): it shares the lock it holds, released when its last user is gone.
+    """
+
+    def __init__(self):
+        self.held = {}  # real path -> [OutputLock, users]
+
+    def hold(self, owner, save_dir):
+        key = os.path.realpath(save_dir)
+        if key not in self.held:
+            lock = OutputLock(os.path.join(save_dir, ".lock"), "run folder %s" % save_dir)
+            self.held[key] = [lock.acquire(), 0]
+        self.held[key][1] += 1
+        weakref.finalize(owner, self._drop, key)
+
+    def _drop(self, key):
+        entry = self.held.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                entry[0].release()
+                del self.held[key]
+
+
+_RUN_LOCKS = _RunLocks()
 
 
 class _RunDir(object):
@@ -510,6 +568,10 @@ class _RunDir(object):
 
     def __init__(self, cfg, rank):
         self.cfg, self.rank, self.path = cfg, rank, cfg["save_dir"]
+        if rank == 0:  # before anything is written: a second job into the folder stops here
+            _RUN_LOCKS.hold(self, self.path)
+            for path in remove_stale_tmp(self.path):
+                log.info("removed %s, left by a killed run", path)
         self.ckpt = CheckpointDir(self.path, cfg["model"])
         self.metrics = os.path.join(self.path, "metrics.csv")
         self.config = os.path.join(self.path, "config.yaml")

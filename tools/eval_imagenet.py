@@ -47,8 +47,10 @@ def parse_args(argv):
                    help="gluon SymbolBlock.imports or the symbolic mx.mod.Module (symbolblock)")
     p.add_argument("--gpus", default="", help="comma-separated GPU ids, e.g. 0,1 ('' = CPU)")
     p.add_argument("--batch-size", type=int, default=32, help="images per device (32)")
-    p.add_argument("--data-threads", type=int, default=None,
-                   help="decoding threads (default: min(4, cores))")
+    p.add_argument("--preprocess-threads", dest="data_threads", type=int, default=None,
+                   help="decoding threads of ImageRecordIter, as in train_imagenet.py "
+                   "(default: min(4, cores))")
+    p.add_argument("--data-threads", dest="data_threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     return p.parse_args(argv)
 

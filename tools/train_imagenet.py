@@ -9,13 +9,19 @@ recipe key can be overridden by the flag of the same name. Checkpoints, metrics.
 curves.png, config.yaml and train.log go to --save-dir; at the end the last epoch (or the
 best, --export-epoch best) is exported to <save-dir>/<model>-symbol.json and
 <model>-0000.params.
-Exit status: 0 done (or stopped by Ctrl-C after saving), 2 bad input, 3 NaN/inf loss.
+--save-dir X --resume without --recipe reads X/config.yaml, the run's own settings.
+Ctrl-C and SIGTERM (what SLURM and Kubernetes send before a kill) both finish the batch,
+save <model>-interrupted.* and exit 0; a second one aborts without saving.
+Exit status: 0 done (or stopped by Ctrl-C/SIGTERM after saving), 2 bad input (also a
+full disk, a run folder in use by another job, a label outside the classes), 3 NaN/inf
+loss.
 """
 import argparse
+import os
 import sys
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip import config, training
+from mobilenet_skip import config, dataset, training
 from mobilenet_skip.cli import run_main
 
 
@@ -26,7 +32,8 @@ def parse_args(argv):
     p.add_argument("--recipe", default=None,
                    help="recipe YAML (default: recipes/<model>.yaml)")
     p.add_argument("--resume", action="store_true",
-                   help="continue from the newest complete checkpoint in --save-dir")
+                   help="continue from the newest complete checkpoint in --save-dir (with "
+                   "no --recipe, the settings come from --save-dir's config.yaml)")
     p.add_argument("--overwrite", action="store_true",
                    help="start afresh in a --save-dir that holds checkpoints (deletes them)")
     p.add_argument("--print-config", action="store_true",
@@ -37,7 +44,13 @@ def parse_args(argv):
 
 def main(argv=None):
     args = parse_args(argv)
-    cfg = config.resolve(args.recipe, config.flag_overrides(args))
+    overrides = config.flag_overrides(args)
+    recipe = args.recipe
+    saved = os.path.join(overrides.get("save_dir", ""), "config.yaml")
+    if args.resume and recipe is None and overrides.get("save_dir") and os.path.isfile(saved):
+        recipe = saved  # the run's own settings, as export_model/eval_imagenet read them
+    cfg = config.resolve(recipe, overrides)
+    dataset.resolve_classes(cfg)  # before printing: the printed config is the one trained
     rank = training.worker_rank()
     training.setup_logging("[worker %d] " % rank if rank is not None else "")
     print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
@@ -50,7 +63,7 @@ def main(argv=None):
         print("error: %s" % err, file=sys.stderr)
         return 3
     if result["interrupted"]:
-        print("stopped by Ctrl-C; checkpoint saved in %s, continue with --resume"
+        print("stopped by Ctrl-C or SIGTERM; checkpoint saved in %s, continue with --resume"
               % cfg["save_dir"])
     elif result["export"]:
         print("done: %s to %s; curves in %s/curves.png"

@@ -1,0 +1,155 @@
+"""Your own dataset without traps: the checks that run before (and while) training on it.
+
+- The class count comes from ``train.synsets.txt`` unless ``--classes`` says it; a stated
+  count (flag, recipe or a resumed run's ``config.yaml``) that disagrees is refused.
+- Train and val must name the same classes in the same order: a val folder missing one
+  class shifts every later label by one, silently.
+- Every label the iterators hand out is checked against the class count on the host
+  (MXNet's ``pick`` clips an out-of-range label instead of failing, so -1 or 50 on 10
+  classes would train on the wrong class).
+- A training set smaller than one global batch is refused; the images a run leaves out
+  of every epoch (partial last batch) are counted in the log.
+"""
+import logging
+import os
+
+import mxnet as mx
+import numpy as np
+
+from .errors import UserError
+from .recordio import read_synsets, synsets_path
+
+__all__ = ["resolve_classes", "check_same_classes", "describe_dropped", "LabelCheck"]
+
+log = logging.getLogger("mobilenet_skip")
+
+
+def resolve_classes(cfg):
+    """Set ``cfg["classes"]`` from ``rec_train``'s synsets file and refuse disagreements.
+
+    Precedence: ``--classes`` > the synsets file > the recipe. A count that is stated
+    (``--classes``, a recipe's ``classes:`` line or a resumed run's ``config.yaml``) must
+    agree with the synsets file, else it is refused; the schema default (1000,
+    ImageNet's, which no shipped ImageNet recipe states) gives way to the data. Without
+    a synsets file the stated value stands.
+
+    Returns
+    -------
+    str or None
+        The synsets file, if there is one.
+    """
+    path = synsets_path(cfg["rec_train"]) if cfg.get("rec_train") else None
+    if not path or not os.path.isfile(path):
+        return None
+    count = len(read_synsets(path))
+    stated = cfg.get("classes_from", "classes: %d in the config" % cfg["classes"])
+    if cfg["classes"] != count and stated:
+        raise UserError("%s, but %s lists %d classes; pass --classes %d, or use the .rec "
+                        "that goes with %d classes" % (stated, path, count, count, cfg["classes"]))
+    if cfg["classes"] != count:
+        log.info("classes: %d, from %s", count, path)
+        cfg["classes"] = count
+        cfg["classes_from"] = "%d classes in %s" % (count, path)
+    return path
+
+
+def check_same_classes(rec_train, rec_val):
+    """Refuse a val set whose synsets file differs from train's, naming the first
+    differing class (both files are needed for the check; a missing one is skipped)."""
+    paths = [synsets_path(rec_train), synsets_path(rec_val)]
+    if not all(os.path.isfile(p) for p in paths):
+        return
+    train, val = (read_synsets(p) for p in paths)
+    if train == val:
+        return
+    i = next((i for i, (a, b) in enumerate(zip(train, val)) if a != b), min(len(train),
+                                                                             len(val)))
+    what = ("class %d is %r in train but %r in val" % (i, train[i], val[i])
+            if i < min(len(train), len(val)) else
+            "class %d, %r, is missing from val" % (i, train[i]) if len(train) > len(val) else
+            "val has an extra class %d, %r" % (i, val[i]))
+    raise UserError("%s and %s name different classes (%d and %d): %s. Labels follow the "
+                    "sorted folder names, so every later label would be shifted; give val the "
+                    "same class folders as train (an empty folder is skipped too: put at least "
+                    "one image in each), then re-run tools/im2rec.py --list --recursive"
+                    % (paths[0], paths[1], len(train), len(val), what))
+
+
+def describe_dropped(rec, images, batch, batches, shuffle, capped=0):
+    """The log line for the images a run leaves out of every epoch, or None.
+
+    Parameters
+    ----------
+    rec : str
+        The training ``.rec``.
+    images, batch, batches : int
+        This worker's images, its batch (all devices) and its full batches per epoch.
+    shuffle : bool
+        Whether a different set is left out every epoch.
+    capped : int
+        ``--batches-per-epoch`` (0 = none).
+    """
+    if capped and capped < batches:
+        return ("%s: %d images, %d batches of %d per epoch, capped to %d by "
+                "--batches-per-epoch" % (rec, images, batches, batch, capped))
+    left = images - batches * batch
+    if not left:
+        return None
+    return ("%s: %d images, %d batches of %d per epoch: %d image%s left out each epoch, %s"
+            % (rec, images, batches, batch, left, "" if left == 1 else "s",
+               "a different %d each epoch (shuffled)" % left if shuffle else
+               "the same %d every epoch (shuffle is off)" % left))
+
+
+class LabelCheck(mx.io.DataIter):
+    """Pass batches through, refusing any label outside ``0 .. classes - 1``.
+
+    The labels of an ``ImageRecordIter`` batch are a small host NDArray, so the check
+    costs one copy of ``batch_size`` floats per batch and no device sync.
+
+    Parameters
+    ----------
+    data_iter : mx.io.DataIter
+        The iterator to wrap.
+    classes : int
+        The network's class count.
+    source : str
+        The file the records come from, for the error.
+    """
+
+    def __init__(self, data_iter, classes, source):
+        super(LabelCheck, self).__init__(getattr(data_iter, "batch_size", 0))
+        self.data_iter, self.classes, self.source = data_iter, int(classes), source
+        self._batch = 0
+
+    @property
+    def provide_data(self):
+        return self.data_iter.provide_data
+
+    @property
+    def provide_label(self):
+        return self.data_iter.provide_label
+
+    def reset(self):
+        self._batch = 0
+        self.data_iter.reset()
+
+    def next(self):
+        batch = self.data_iter.next()
+        self._batch += 1
+        n = batch.data[0].shape[0] - (batch.pad or 0)
+        labels = batch.label[0][:n].asnumpy() if n else np.zeros((0,))
+        bad = (labels < 0) | (labels >= self.classes) | (labels != np.floor(labels))
+        if bad.any():
+            raise UserError(
+                "%s holds label %g (batch %d of this pass), but the network has %d classes "
+                "(labels 0-%d); nothing was trained on it. Re-pack from a .lst whose labels "
+                "are class indices, or pass the right --classes"
+                % (self.source, labels[bad.argmax()], self._batch, self.classes,
+                   self.classes - 1))
+        return batch
+
+    def __getattr__(self, name):  # anything else (e.g. getindex) from the wrapped iterator
+        if name == "data_iter":
+            raise AttributeError(name)
+        return getattr(self.data_iter, name)
