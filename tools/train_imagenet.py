@@ -8,7 +8,8 @@ The recipe defaults to recipes/<model>.yaml (the paper's ImageNet setting); ever
 recipe key can be overridden by the flag of the same name. Checkpoints, metrics.csv,
 curves.png, config.yaml and train.log go to --save-dir; at the end the best epoch is
 exported to <save-dir>/<model>-symbol.json and <model>-0000.params.
-Exit status: 0 done (or stopped by Ctrl-C after saving), 2 bad input, 3 NaN/inf loss.
+Exit status: 0 done (or stopped by Ctrl-C after saving), 2 bad input, 3 NaN/inf loss,
+4 dist_sync: no step finished for --dist-timeout seconds (a worker or server is gone).
 """
 import argparse
 import sys
@@ -37,12 +38,18 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     cfg = config.resolve(args.recipe, config.flag_overrides(args))
-    rank = training.worker_rank()
-    training.setup_logging("[worker %d] " % rank if rank is not None else "")
-    print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
-          flush=True)
     if args.print_config:
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+              flush=True)
         return 0
+    # Under dist_sync the rank is the kvstore's (it picks the shard and the validating
+    # worker), known once every node has joined; all workers resolve the same recipe,
+    # so rank 0 alone prints it.
+    rank = training.worker_rank(cfg)
+    training.setup_logging("[rank %d] " % rank if rank is not None else "")
+    if not rank:
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+              flush=True)
     try:
         result = training.fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except training.NonFiniteLoss as err:
