@@ -54,6 +54,24 @@ def _env():
     return dict(os.environ, OMP_NUM_THREADS="1", PS_VERBOSE="0", PYTHONUNBUFFERED="1")
 
 
+def _run(cmd, **kwargs):
+    """subprocess.run for a launcher job; on timeout the whole job is killed, not only
+    the launcher (its children would live on)."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), **kwargs)
+    try:
+        out, err = proc.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        for pid in list(_children(proc.pid)) + [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+        out, err = proc.communicate()
+        raise AssertionError("the job hung past %d s:\n%s" % (BOUND, (out + err)[-3000:]))
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
 def _checksums(out):
     return {int(r): s for r, s in
             re.findall(r"final trained-parameter checksum \(rank (\d+)\): (\w+)", out)}
@@ -101,8 +119,7 @@ def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
     """Every worker runs the shortest shard's count, ends in time, with equal weights."""
     save_dir = tmp_path / "run"
     tic = time.time()
-    res = subprocess.run(_job(subset, save_dir, workers, "--num-epochs", "2"),
-                         capture_output=True, text=True, timeout=BOUND, env=_env())
+    res = _run(_job(subset, save_dir, workers, "--num-epochs", "2"))
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     sums = _checksums(out)
@@ -178,8 +195,13 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
         proc.wait(timeout=60)
         took = time.time() - tic
     finally:
-        if proc.poll() is None:
-            proc.kill()
+        if proc.poll() is None:  # a failed test must not leave the job behind
+            for pid in list(_children(proc.pid)) + [proc.pid]:
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except OSError:
+                    pass
+            proc.wait()
     with open(out_path) as f:
         text = f.read()
     assert proc.returncode == 1, text[-3000:]
@@ -195,8 +217,7 @@ def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
     """A --save-dir with a space and a ';' is one argument: nothing runs from it, and
     the run writes into exactly that folder."""
     name = "out dir;touch CANARY"  # unquoted: --save-dir out, then `touch CANARY` runs
-    res = subprocess.run(_job(subset, name, 2, "--num-epochs", "1"), capture_output=True,
-                         text=True, timeout=BOUND, env=_env(), cwd=str(tmp_path))
+    res = _run(_job(subset, name, 2, "--num-epochs", "1"), cwd=str(tmp_path))
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
     assert os.listdir(str(tmp_path)) == [name]
