@@ -54,19 +54,28 @@ def _env():
     return dict(os.environ, OMP_NUM_THREADS="1", PS_VERBOSE="0", PYTHONUNBUFFERED="1")
 
 
+# MXNet's tracker picks the scheduler's port by binding 9091, 9092, ... and closing it
+# again; another job on the machine can take it in between ("bind failed").
+PORT_RACE = "bind failed"
+
+
 def _run(cmd, **kwargs):
-    """subprocess.run for a launcher job; on timeout the whole job is killed, not only
-    the launcher (its children would live on)."""
+    """subprocess.run for a launcher job, retried after a port race; on timeout the whole
+    job is killed, not only the launcher (its children would live on)."""
+    for _ in range(3):
+        res = _run_once(cmd, **kwargs)
+        if PORT_RACE not in res.stdout + res.stderr:
+            break
+    return res
+
+
+def _run_once(cmd, **kwargs):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
                             env=_env(), **kwargs)
     try:
         out, err = proc.communicate(timeout=BOUND)
     except subprocess.TimeoutExpired:
-        for pid in list(_children(proc.pid)) + [proc.pid]:
-            try:
-                os.kill(pid, signal.SIGKILL)
-            except OSError:
-                pass
+        _kill_tree(proc)
         out, err = proc.communicate()
         raise AssertionError("the job hung past %d s:\n%s" % (BOUND, (out + err)[-3000:]))
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
@@ -174,17 +183,41 @@ def _children(pid):
     return found
 
 
+def _kill_tree(proc):
+    """SIGKILL a launcher and every process it started, if still running."""
+    if proc.poll() is None:
+        for pid in list(_children(proc.pid)) + [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    proc.wait()
+
+
+def _start_job(subset, tmp_path, out_path):
+    """A long 2-worker job, running past its first epoch (retried after a port race)."""
+    for attempt in range(3):
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen(_job(subset, tmp_path / "run", 2, "--num-epochs", "50",
+                                         "--dist-timeout", "60", "--overwrite"),
+                                    stdout=out, stderr=subprocess.STDOUT, env=_env())
+        try:
+            _wait_for(proc, r"Epoch\[2\] Batch", out_path, BOUND)
+            return proc
+        except AssertionError:
+            _kill_tree(proc)
+            with open(out_path) as f:
+                if PORT_RACE not in f.read() or attempt == 2:
+                    raise
+
+
 @pytest.mark.parametrize("victim", ["worker", "server"])
 def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
     """SIGKILL of a worker or the server: the launcher names it and every process is gone
     within the bound (before: all of them waited forever)."""
     out_path = str(tmp_path / "out.txt")
-    with open(out_path, "w") as out:
-        proc = subprocess.Popen(_job(subset, tmp_path / "run", 2, "--num-epochs", "50",
-                                     "--dist-timeout", "60"),
-                                stdout=out, stderr=subprocess.STDOUT, env=_env())
+    proc = _start_job(subset, tmp_path, out_path)
     try:
-        _wait_for(proc, r"Epoch\[2\] Batch", out_path, BOUND)
         procs = _children(proc.pid)
         role = {p: e.get("DMLC_ROLE") for p, e in procs.items() if "DMLC_ROLE" in e}
         targets = [p for p, r in role.items() if r == victim and
@@ -195,13 +228,7 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
         proc.wait(timeout=60)
         took = time.time() - tic
     finally:
-        if proc.poll() is None:  # a failed test must not leave the job behind
-            for pid in list(_children(proc.pid)) + [proc.pid]:
-                try:
-                    os.kill(pid, signal.SIGKILL)
-                except OSError:
-                    pass
-            proc.wait()
+        _kill_tree(proc)  # a failed test must not leave the job behind
     with open(out_path) as f:
         text = f.read()
     assert proc.returncode == 1, text[-3000:]
