@@ -418,6 +418,43 @@ class Supervisor(object):
     def failed(self):
         return self._failed
 
+    def finish(self, linger=30.0):
+        """After MXNet's launcher returned (it waits for the scheduler alone): give the
+        workers and servers ``linger`` s to end too, then stop any left, saying so.
+
+        A scheduler ends once every node has said goodbye, so a process still running
+        after it is stuck, e.g. registered with another job's scheduler that took the
+        port this one probed (MXNet's tracker probes a free port, then lets it go).
+        """
+        if self._failed:  # _fail is stopping the job and ends the launcher itself
+            time.sleep(self.grace + 10)
+            os._exit(1)
+        deadline = time.monotonic() + linger
+        with self._lock:
+            procs = list(self._procs)
+        for _, p in procs:
+            try:
+                p.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                pass
+        left = [(n, p) for n, p in procs if p.poll() is None]
+        if not left:
+            return
+        with self._lock:
+            self._failed = True
+        self.stream.write("error: the scheduler has ended but %s (pid %s) %s still running "
+                          "%d s later; stopping %s\n" % (
+                              ", ".join(n for n, _ in left),
+                              ", ".join(str(p.pid) for _, p in left),
+                              "is" if len(left) == 1 else "are", linger,
+                              "it" if len(left) == 1 else "them"))
+        self.stream.flush()
+        for _, p in left:
+            _send(p, signal.SIGKILL)
+            p.wait()
+        sys.stdout.flush()
+        os._exit(1)
+
     def _fail(self, name, proc, returncode):
         with self._lock:
             if self._failed:
@@ -475,7 +512,5 @@ def run(argv, supervise=True):
     # "--" ends MXNet's options: a command word such as -n is then the command's own
     sys.argv = [script] + options + ["--"] + quote_command(command, _launcher_kind(options))
     runpy.run_path(script, run_name="__main__")
-    if supervise and supervisor.failed:
-        # the scheduler ended because _fail stopped it: let _fail finish and exit 1
-        time.sleep(supervisor.grace + 10)
-        os._exit(1)
+    if supervise:
+        supervisor.finish()

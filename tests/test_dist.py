@@ -1,5 +1,6 @@
 """dist_sync through MXNet's local launcher: equal steps on shards of unequal length, and
 no hang when a worker or the server dies."""
+import io
 import json
 import os
 import re
@@ -7,12 +8,15 @@ import shutil
 import signal
 import subprocess
 import sys
+import threading
 import time
 
 import mxnet as mx
 import pytest
 
 from mobilenet_skip import data, dist, training
+from mobilenet_skip import launcher as launcher_mod
+from mobilenet_skip.launcher import Supervisor
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS
@@ -76,7 +80,10 @@ def _run_once(cmd, **kwargs):
         out, err = proc.communicate(timeout=BOUND)
     except subprocess.TimeoutExpired:
         _kill_tree(proc)
-        out, err = proc.communicate()
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # an orphan still holds the pipes
+            out, err = "", ""
         raise AssertionError("the job hung past %d s:\n%s" % (BOUND, (out + err)[-3000:]))
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
@@ -273,3 +280,26 @@ def test_split_and_quote_the_launcher_command():
     assert twice.stdout.splitlines() == words
     with pytest.raises(UserError, match="single quotes"):
         launcher.quote_command(["it's"], "ssh")
+
+
+def test_the_launcher_outlives_no_process(tmp_path):
+    """A process still running when the scheduler has ended is stopped and named, so the
+    launcher never returns leaving an orphan that waits forever."""
+    err = io.StringIO()
+    sup = Supervisor(stream=err)
+    threading.Thread(target=sup.call, args=(["sleep", "600"],),
+                     kwargs={"env": dict(os.environ, DMLC_ROLE="worker", DMLC_TASK_ID="1")},
+                     daemon=True).start()
+    time.sleep(0.5)
+    pid = sup._procs[0][1].pid
+    code = {}
+    real_exit = launcher_mod.os._exit
+    try:
+        launcher_mod.os._exit = lambda c: code.setdefault("rc", c)
+        sup.finish(linger=1.0)
+    finally:
+        launcher_mod.os._exit = real_exit
+    assert code == {"rc": 1}
+    assert "error: the scheduler has ended but worker #1 (pid %d) is still running" % pid \
+        in err.getvalue()
+    assert sup._procs[0][1].poll() is not None
