@@ -489,6 +489,30 @@ def _send(proc, sig):
         pass
 
 
+def _first_port_from_env():
+    """``DMLC_PS_ROOT_PORT`` set for the launcher is the first scheduler port it tries.
+
+    MXNet's tracker always probes 9091 upwards and hands the first free port to the
+    scheduler, which binds it a moment later; two jobs started together on one machine
+    can then pick the same port, and one fails ("bind failed") or, worse, its workers
+    join the other's scheduler. A port of your own keeps such jobs apart.
+    """
+    text = os.environ.get("DMLC_PS_ROOT_PORT")
+    if not text:
+        return
+    try:
+        port = int(text)
+        ok = 1024 <= port <= 64535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError("DMLC_PS_ROOT_PORT=%r: the scheduler's first port must be a number "
+                        "from 1024 to 64535" % text)
+    import dmlc_tracker.tracker
+    init = dmlc_tracker.tracker.PSTracker.__init__
+    init.__defaults__ = (port, port + 1000) + tuple(init.__defaults__[2:])
+
+
 def run(argv, supervise=True):
     """Run MXNet's ``launch.py`` with ``argv``: the user's command quoted, Python 3.9+'s
     ``Thread.isAlive`` restored, and its processes under a :class:`Supervisor`."""
@@ -501,6 +525,7 @@ def run(argv, supervise=True):
     if not command and not ({"-h", "--help"} & set(options)):
         raise UserError("no command to launch: put it after the launcher's options, e.g. "
                         "`-n 2 -s 1 --launcher local python tools/train_imagenet.py ...`")
+    _first_port_from_env()
     if supervise:
         import dmlc_tracker.local
         import dmlc_tracker.ssh

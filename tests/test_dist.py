@@ -3,6 +3,7 @@ no hang when a worker or the server dies."""
 import io
 import json
 import os
+import random
 import re
 import shutil
 import signal
@@ -55,7 +56,9 @@ def _job(subset, save_dir, workers, *extra):
 
 
 def _env():
-    return dict(os.environ, OMP_NUM_THREADS="1", PS_VERBOSE="0", PYTHONUNBUFFERED="1")
+    # a scheduler port of its own: other jobs on this machine probe from 9091 upwards
+    return dict(os.environ, OMP_NUM_THREADS="1", PS_VERBOSE="0", PYTHONUNBUFFERED="1",
+                DMLC_PS_ROOT_PORT=str(random.randrange(20000, 60000)))
 
 
 # MXNet's tracker picks the scheduler's port by binding 9091, 9092, ... and closing it

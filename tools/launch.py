@@ -16,6 +16,8 @@ The differences from MXNet's launcher:
   shell line, so a path with a space or a `;` stays one argument;
 - when a worker, server or the scheduler ends unsuccessfully, the launcher stops the
   others (SIGTERM, SIGKILL 10 s later), names the one that failed and exits with 1;
+- DMLC_PS_ROOT_PORT, if set, is the first port tried for the scheduler (MXNet always
+  starts at 9091, so two jobs started together on one machine could collide);
 - Thread.isAlive (gone since Python 3.9) is restored for dmlc_tracker, and dmlc_tracker
   itself, which the mxnet wheel lacks, is installed by `make venv` or
   `python tools/launch.py --install-tracker [--target DIR]`: a hash-checked download of
