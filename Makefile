@@ -8,8 +8,10 @@ PY := $(VENV)/bin/python
 # An interpreter given on the command line (`make demo PY=python3`, as the Docker images
 # do) already holds the pinned set: use it as it is and build no .venv.
 STAMP := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed-$(FLAVOUR))
-REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt \
-        requirements/tracker.txt
+# dmlc_tracker, for tools/launch.py only: its own step, so that `make demo` never needs it
+# (no download, nothing to fail); `make venv` and `make test` install it.
+TRACKER := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed-tracker)
+REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt
 PYTEST_ARGS ?=
 
 .PHONY: venv test demo compare clean-venv help
@@ -20,23 +22,27 @@ help:
 	@echo "make compare the five variants x 3 seeds x 2 lrs on the digits (CPU, ~25 min)"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu)"
 
-venv: $(STAMP)
+venv: $(STAMP) $(TRACKER)
 
 # --no-deps: the requirement files are a complete lock (see requirements/base.txt).
 $(STAMP): $(REQS) setup.py
 	@case "$(FLAVOUR)" in cpu|gpu) ;; *) echo "error: FLAVOUR must be cpu or gpu, not '$(FLAVOUR)'"; exit 2;; esac
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	@# the two MXNet flavours install the same module: never keep both
-	@if ls $(VENV)/.installed-* >/dev/null 2>&1 && [ ! -e $@ ]; then \
+	@if { [ -e $(VENV)/.installed-cpu ] || [ -e $(VENV)/.installed-gpu ]; } && [ ! -e $@ ]; then \
 		$(PY) -m pip uninstall -y -q mxnet mxnet-cu112 || true; fi
 	$(PY) -m pip install -q --no-deps -r requirements/$(FLAVOUR).txt -r requirements/test.txt
 	$(PY) -m pip install -q --no-deps --no-build-isolation -e .
-	@# dmlc_tracker: what MXNet's launcher imports but the wheel lacks (tools/launch.py)
-	$(PY) tools/launch.py --install-tracker
-	@rm -f $(VENV)/.installed-*
+	@rm -f $(VENV)/.installed-cpu $(VENV)/.installed-gpu
 	@touch $@
 
-test: $(STAMP)
+# dmlc_tracker: what MXNet's launcher imports but the wheel lacks. A hash-checked download
+# of its .py files from pip's index (requirements/tracker.txt): nothing is built.
+$(TRACKER): requirements/tracker.txt $(STAMP)
+	$(PY) tools/launch.py --install-tracker
+	@touch $@
+
+test: $(STAMP) $(TRACKER)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
 
 demo: $(STAMP)

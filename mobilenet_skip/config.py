@@ -75,6 +75,9 @@ SCHEMA = {
     "gpus": ("", "comma-separated GPU ids, e.g. 0,1 ('' = CPU)"),
     "cpu_contexts": (1, "number of CPU contexts when no GPU is used"),
     "kv_store": ("device", "device | local | nccl | dist_sync | dist_device_sync"),
+    "dist_timeout": (600, "dist_sync: a worker exits when no step finishes for this many "
+                     "seconds (a dead peer); must exceed rank 0's validation + checkpoint; "
+                     "0 = wait forever"),
     "seed": (0, "random seed"),
     # bookkeeping
     "save_dir": ("runs/{model}", "checkpoints, logs and exports go here ({model} is expanded)"),

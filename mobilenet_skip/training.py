@@ -22,7 +22,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from . import config as config_mod, dataset
+from . import config as config_mod, dataset, dist
 from .bnstats import sync_running_stats
 from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
@@ -432,15 +432,28 @@ class _StopRequest(object):
         return False
 
 
+_DIST_KV = {}
+
+
 def _kvstore(cfg, num_devices):
-    """(kvstore for the Trainer, rank, number of workers)."""
+    """(kvstore for the Trainer, rank, number of workers).
+
+    A ``dist`` kvstore is created once per process and kept, so that the tool can learn
+    its rank (for log prefixes) before :func:`fit` trains with the same store.
+    """
     kind = cfg["kv_store"]
     if kind.startswith("dist"):
         if "DMLC_ROLE" not in os.environ:
             raise UserError("--kv-store %s needs MXNet's launcher: run through tools/launch.py "
                             "(see README, 2. Train)" % kind)
-        kv = mx.kv.create(kind)
+        if kind not in _DIST_KV:
+            _DIST_KV[kind] = mx.kv.create(kind)
+        kv = _DIST_KV[kind]
         return kv, kv.rank, kv.num_workers
+    if os.environ.get("DMLC_ROLE") == "worker":
+        raise UserError("started by MXNet's launcher (tools/launch.py) but --kv-store is %s: "
+                        "pass --kv-store dist_sync, or run train_imagenet.py without the "
+                        "launcher" % kind)
     if kind == "nccl" and not mx.runtime.Features().is_enabled("NCCL"):
         raise UserError("--kv-store nccl needs an MXNet built with NCCL (mxnet-cu112 has it); "
                         "use --kv-store device")
@@ -504,21 +517,27 @@ def _record_iters(cfg, num_devices, rank, num_workers):
                         "tools/im2rec.py)")
     dataset.resolve_classes(cfg)
     dataset.check_same_classes(cfg["rec_train"], cfg["rec_val"])
-    shard = data.shard_size(data.check_record(cfg["rec_train"]), num_workers, rank)
+    num_records = data.check_record(cfg["rec_train"])
+    shortest = data.shard_size(num_records, num_workers, num_workers - 1)
     data.check_record(cfg["rec_val"])
     train_data = data.train_iter(cfg, num_devices, num_parts=num_workers, part_index=rank,
                                  seed=cfg["seed"] + rank)
     val_data = data.val_iter(cfg, num_devices) if rank == 0 else None
     # Partial last batches are dropped (they would change the static input shape);
-    # the shuffle puts different images there every epoch.
+    # the shuffle puts different images there every epoch. Every worker runs the
+    # shortest shard's count (dist.common_iters): under dist_sync one step more on a
+    # single worker blocks the whole job.
     batch = cfg["batch_size"] * num_devices
-    if shard < batch:
+    if shortest < batch:
         raise UserError("%s has %d images%s, fewer than one batch of %d (--batch-size %d x %d "
                         "device(s)); every image would be left out. Lower --batch-size or "
-                        "add images" % (cfg["rec_train"], shard, " for worker %d" % rank
+                        "add images" % (cfg["rec_train"], shortest,
+                                        " for the last of %d workers" % num_workers
                                         if num_workers > 1 else "", batch, cfg["batch_size"],
                                         num_devices))
-    dropped = dataset.describe_dropped(cfg["rec_train"], shard, batch, shard // batch,
+    iters = dist.common_iters(num_records, num_workers, batch)
+    shard = data.shard_size(num_records, num_workers, rank)
+    dropped = dataset.describe_dropped(cfg["rec_train"], shard, batch, iters,
                                        cfg["shuffle"], cfg["batches_per_epoch"])
     if dropped:
         log.info(dropped)
@@ -526,7 +545,7 @@ def _record_iters(cfg, num_devices, rank, num_workers):
     if val_data is not None:
         val_data = dataset.LabelCheck(val_data, cfg["classes"], cfg["rec_val"])
     synsets = data.synsets_path(cfg["rec_train"])
-    return train_data, val_data, shard // batch, synsets if os.path.isfile(synsets) else None
+    return train_data, val_data, iters, synsets if os.path.isfile(synsets) else None
 
 
 class _RunLocks(object):
@@ -781,12 +800,18 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     if cfg["batches_per_epoch"]:
         iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
 
+    distributed = str(cfg["kv_store"]).startswith("dist")
+    dog = dist.Watchdog(dist.check_timeout(cfg.get("dist_timeout", 0)) if distributed else 0,
+                        rank)
+    if distributed:
+        train_data = _BeatingIter(train_data, dog.beat)
     run = _RunDir(cfg, rank)
     net = build_net(cfg, ctxs)
     step = make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch)
     trainer = step.trainer
     begin_epoch, done = run.start(net, trainer, ctxs, resume, overwrite)
     init_kvstore(trainer)
+    dog.start()
     hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
@@ -808,18 +833,21 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
             done = 0
             if rank != 0:
                 continue
-            tic = time.time()
-            val = evaluate(net, val_data, ctxs, cfg["dtype"])
-            row = {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1,
-                   "val_top1": val["top1"], "val_top5": val["top5"],
-                   "lr": trainer.learning_rate, "epoch_time_s": train_time + time.time() - tic,
-                   "samples_per_s": acc.epoch_count * num_workers / max(train_time, 1e-9)}
-            run.end_epoch(row, net, trainer)
+            with dog.paused():  # rank 0 alone: validation and checkpoint wait for no peer
+                tic = time.time()
+                val = evaluate(net, val_data, ctxs, cfg["dtype"])
+                row = {"epoch": epoch + 1, "train_loss": loss, "train_top1": top1,
+                       "val_top1": val["top1"], "val_top5": val["top5"],
+                       "lr": trainer.learning_rate,
+                       "epoch_time_s": train_time + time.time() - tic,
+                       "samples_per_s": acc.epoch_count * num_workers / max(train_time, 1e-9)}
+                run.end_epoch(row, net, trainer)
             log.info("Epoch[%d] val top1=%.4f top5=%.4f | train loss=%.4f top1=%.4f | "
                      "%.1fs, %.1f samples/sec, lr=%.6g", row["epoch"], val["top1"],
                      val["top5"], loss, top1, row["epoch_time_s"], row["samples_per_s"],
                      row["lr"])
 
+    dog.stop()
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
     best, chosen = run.best, run.selected
     exported = run.export_selected(synsets) if rank == 0 and not interrupted and best else None
@@ -832,6 +860,30 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
             "export": exported, "export_epoch": cfg["export_epoch"],
             "exported_epoch": chosen["epoch"] if exported else None, "summary": summary,
             "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
+
+
+class _BeatingIter(object):
+    """``train_data`` that tells the dist watchdog each time the loop asks for a batch:
+    the loop only gets there once the previous step's push was accepted."""
+
+    def __init__(self, data_iter, beat):
+        self._it, self._beat = data_iter, beat
+
+    def __getattr__(self, name):
+        return getattr(self._it, name)
+
+    def reset(self):
+        self._beat()
+        self._it.reset()
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        self._beat()
+        return self._it.next()
+
+    next = __next__
 
 
 def _nan_message(epoch, batch, ckpt):
@@ -862,11 +914,19 @@ def _attach_file_log(path):
     log.addHandler(handler)
 
 
-def worker_rank():
-    """This process's worker rank under MXNet's launcher, or None outside it."""
-    if os.environ.get("DMLC_ROLE") == "worker":
-        return int(os.environ.get("DMLC_WORKER_ID", os.environ.get("DMLC_TASK_ID", 0)))
-    return None
+def worker_rank(cfg=None):
+    """This process's worker rank under MXNet's launcher, or None outside it.
+
+    With a ``dist`` kv_store in ``cfg`` it is the kvstore's rank, the one that picks the
+    data shard and makes rank 0 the validating worker; ps-lite's scheduler hands ranks out
+    in the order workers connect, so the launcher's ``DMLC_TASK_ID`` is not it. Creating
+    the kvstore here waits, as :func:`fit` would, until every node of the job is up.
+    """
+    if os.environ.get("DMLC_ROLE") != "worker":
+        return None
+    if cfg is not None and str(cfg.get("kv_store", "")).startswith("dist"):
+        return _kvstore(cfg, 1)[1]
+    return int(os.environ.get("DMLC_WORKER_ID", os.environ.get("DMLC_TASK_ID", 0)))
 
 
 def setup_logging(rank_prefix=""):

@@ -11,21 +11,33 @@ or across machines (one line per host in `hosts`, passwordless ssh, same paths):
   python tools/launch.py -n 4 -s 4 --launcher ssh -H hosts \\
       python tools/train_imagenet.py --kv-store dist_sync --gpus 0,1 ...
 
-The only differences from MXNet's launcher: Thread.isAlive (gone since Python 3.9) is
-restored for dmlc_tracker, and dmlc_tracker itself, which the mxnet wheel lacks, is
-installed by `make venv` or `python tools/launch.py --install-tracker`.
+The differences from MXNet's launcher:
+- every word of the command is shell-quoted before MXNet's launcher joins them into a
+  shell line, so a path with a space or a `;` stays one argument;
+- when a worker, server or the scheduler ends unsuccessfully, the launcher stops the
+  others (SIGTERM, SIGKILL 10 s later), names the one that failed and exits with 1;
+- DMLC_PS_ROOT_PORT, if set, is the first port tried for the scheduler (MXNet always
+  starts at 9091, so two jobs started together on one machine could collide);
+- Thread.isAlive (gone since Python 3.9) is restored for dmlc_tracker, and dmlc_tracker
+  itself, which the mxnet wheel lacks, is installed by `make venv` or
+  `python tools/launch.py --install-tracker [--target DIR]`: a hash-checked download of
+  its .py files from pip's configured index, which builds and compiles nothing.
 """
 import sys
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip import launcher
 from mobilenet_skip.cli import run_main
+from mobilenet_skip.errors import UserError
 
 
 def main(argv=None):
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["--install-tracker"]:
-        print("installed %s" % launcher.install_tracker())
+        rest = argv[1:]
+        if rest and (rest[0] != "--target" or len(rest) != 2):
+            raise UserError("usage: launch.py --install-tracker [--target DIR]")
+        print("installed %s" % launcher.install_tracker(rest[1] if rest else None))
         return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())

@@ -14,7 +14,8 @@ Ctrl-C and SIGTERM (what SLURM and Kubernetes send before a kill) both finish th
 save <model>-interrupted.* and exit 0; a second one aborts without saving.
 Exit status: 0 done (or stopped by Ctrl-C/SIGTERM after saving), 2 bad input (also a
 full disk, a run folder in use by another job, a label outside the classes), 3 NaN/inf
-loss.
+loss, 4 dist_sync: no step finished for --dist-timeout seconds (a worker or
+server is gone).
 """
 import argparse
 import os
@@ -51,12 +52,18 @@ def main(argv=None):
         recipe = saved  # the run's own settings, as export_model/eval_imagenet read them
     cfg = config.resolve(recipe, overrides)
     dataset.resolve_classes(cfg)  # before printing: the printed config is the one trained
-    rank = training.worker_rank()
-    training.setup_logging("[worker %d] " % rank if rank is not None else "")
-    print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
-          flush=True)
     if args.print_config:
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+              flush=True)
         return 0
+    # Under dist_sync the rank is the kvstore's (it picks the shard and the validating
+    # worker), known once every node has joined; all workers resolve the same recipe,
+    # so rank 0 alone prints it.
+    rank = training.worker_rank(cfg)
+    training.setup_logging("[rank %d] " % rank if rank is not None else "")
+    if not rank:
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+              flush=True)
     try:
         result = training.fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except training.NonFiniteLoss as err:

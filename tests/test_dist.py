@@ -1,0 +1,308 @@
+"""dist_sync through MXNet's local launcher: equal steps on shards of unequal length, and
+no hang when a worker or the server dies."""
+import io
+import json
+import os
+import random
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import mxnet as mx
+import pytest
+
+from mobilenet_skip import data, dist, training
+from mobilenet_skip import launcher as launcher_mod
+from mobilenet_skip.launcher import Supervisor
+from mobilenet_skip.errors import UserError
+
+from conftest import ROOT, TOOLS
+
+LAUNCH = os.path.join(TOOLS, "launch.py")
+TRAIN = os.path.join(TOOLS, "train_imagenet.py")
+DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
+# 95 records: 2 workers read 48 and 47 (3 and 2 batches of 16), 3 workers 32, 32 and 31
+# (2, 2 and 1): under the old per-shard count the longer shards pushed once more and hung.
+RECORDS, BATCH = 95, 16
+BOUND = 240  # seconds: a small job on 2 busy cores; a hang is infinite
+
+
+@pytest.fixture(scope="module")
+def subset(demo_run, tmp_path_factory):
+    """The first RECORDS demo digits as their own .rec/.idx (and synsets)."""
+    folder = str(tmp_path_factory.mktemp("dist_subset"))
+    prefix = os.path.join(folder, "train")
+    src = mx.recordio.MXIndexedRecordIO(demo_run.train_rec[:-4] + ".idx", demo_run.train_rec,
+                                        "r")
+    dst = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "w")
+    for i, key in enumerate(sorted(src.keys)[:RECORDS]):
+        dst.write_idx(i, src.read_idx(key))
+    src.close()
+    dst.close()
+    shutil.copy(data.synsets_path(demo_run.train_rec), data.synsets_path(prefix + ".rec"))
+    return {"train": prefix + ".rec", "val": demo_run.val_rec}
+
+
+def _job(subset, save_dir, workers, *extra):
+    return [sys.executable, LAUNCH, "-n", str(workers), "-s", "1", "--launcher", "local",
+            sys.executable, TRAIN, "--recipe", DEMO_RECIPE, "--rec-train", subset["train"],
+            "--rec-val", subset["val"], "--save-dir", str(save_dir), "--kv-store", "dist_sync", "--multiplier", "0.25",
+            "--batch-size", str(BATCH), "--log-interval", "1", "--keep-checkpoints", "1"] + \
+        list(extra)
+
+
+def _env():
+    # a scheduler port of its own: other jobs on this machine probe from 9091 upwards
+    return dict(os.environ, OMP_NUM_THREADS="1", PS_VERBOSE="0", PYTHONUNBUFFERED="1",
+                DMLC_PS_ROOT_PORT=str(random.randrange(20000, 60000)))
+
+
+# MXNet's tracker picks the scheduler's port by binding 9091, 9092, ... and closing it
+# again; another job on the machine can take it in between ("bind failed").
+PORT_RACE = "bind failed"
+
+
+def _run(cmd, **kwargs):
+    """subprocess.run for a launcher job, retried after a port race; on timeout the whole
+    job is killed, not only the launcher (its children would live on)."""
+    for _ in range(3):
+        res = _run_once(cmd, **kwargs)
+        if PORT_RACE not in res.stdout + res.stderr:
+            break
+    return res
+
+
+def _run_once(cmd, **kwargs):
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=_env(), **kwargs)
+    try:
+        out, err = proc.communicate(timeout=BOUND)
+    except subprocess.TimeoutExpired:
+        _kill_tree(proc)
+        try:
+            out, err = proc.communicate(timeout=30)
+        except subprocess.TimeoutExpired:  # an orphan still holds the pipes
+            out, err = "", ""
+        raise AssertionError("the job hung past %d s:\n%s" % (BOUND, (out + err)[-3000:]))
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
+
+
+def _checksums(out):
+    return {int(r): s for r, s in
+            re.findall(r"final trained-parameter checksum \(rank (\d+)\): (\w+)", out)}
+
+
+def test_common_iters_is_the_shortest_shard():
+    # ImageNet on 15 workers at 32: shards of 85,412 and a last one of 85,399 records
+    assert data.shard_size(1281167, 15, 0) // 32 == 2669
+    assert dist.common_iters(1281167, 15, 32) == 2668
+    assert dist.common_iters(12799, 2, 64) == 99            # 6400 and 6399 records
+    # (n // W) // batch is not enough: 13 records on 4 workers are 4, 4, 4 and 1
+    assert dist.common_iters(13, 4, 1) == 1 and (13 // 4) // 1 == 3
+    assert [dist.common_iters(RECORDS, w, BATCH) for w in (1, 2, 3)] == [5, 2, 1]
+    assert [data.shard_size(RECORDS, 2, r) // BATCH for r in (0, 1)] == [3, 2]
+
+
+def test_record_iters_gives_every_rank_the_common_count(subset):
+    cfg = {"rec_train": subset["train"], "rec_val": subset["val"], "batch_size": BATCH,
+           "seed": 0, "input_size": 32, "preprocess_threads": 1}
+    counts = [training._record_iters(cfg, 1, rank, 3)[2] for rank in range(3)]
+    assert counts == [1, 1, 1]
+    with pytest.raises(UserError, match="the last of 3 workers"):
+        training._record_iters(dict(cfg, batch_size=32), 1, 0, 3)
+
+
+def test_watchdog_exits_with_one_line_when_no_step_finishes(tmp_path):
+    code = ("import time, sys; sys.path.insert(0, %r)\n"
+            "from mobilenet_skip.dist import Watchdog\n"
+            "dog = Watchdog(1.0, 1).start()\n"
+            "with dog.paused():\n    time.sleep(2.5)\n"   # paused time does not count
+            "print('survived the pause', flush=True)\n"
+            "time.sleep(30)\n" % ROOT)
+    tic = time.time()
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=60)
+    assert res.returncode == dist.EXIT_PEER_LOST
+    assert "survived the pause" in res.stdout
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "worker rank 1: no training step finished" in lines[0]
+    assert time.time() - tic < 10
+
+
+@pytest.mark.parametrize("workers", [2, 3])
+def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
+    """Every worker runs the shortest shard's count, ends in time, with equal weights."""
+    save_dir = tmp_path / "run"
+    tic = time.time()
+    res = _run(_job(subset, save_dir, workers, "--num-epochs", "2"))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    sums = _checksums(out)
+    assert sorted(sums) == list(range(workers)), out[-3000:]
+    assert len(set(sums.values())) == 1, sums
+    iters = dist.common_iters(RECORDS, workers, BATCH)
+    # every worker logged the common count, and stopped there
+    logged = re.findall(r"\[rank (\d+)\] .*Epoch\[2\] Batch \[(\d+)/(\d+)\]", out)
+    assert {int(r) for r, _, _ in logged} == set(range(workers)), out[-3000:]
+    assert all(int(total) == iters and int(done) <= iters for _, done, total in logged)
+    meta = json.load(open(str(save_dir / "full-connect-pre-act-0002.json")))
+    assert meta["num_update"] == 2 * iters
+    # rank 0 alone prints the configuration
+    assert out.count("configuration (recipe") == 1
+    assert time.time() - tic < BOUND
+
+
+def _wait_for(proc, pattern, out_path, limit):
+    deadline = time.time() + limit
+    while time.time() < deadline:
+        with open(out_path) as f:
+            text = f.read()
+        if re.search(pattern, text):
+            return text
+        if proc.poll() is not None:
+            break
+        time.sleep(0.5)
+    raise AssertionError("never saw %r:\n%s" % (pattern, text[-3000:]))
+
+
+def _children(pid):
+    """{pid: environ} of every live descendant of ``pid``."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open("/proc/%s/stat" % entry) as f:
+                    parents[int(entry)] = int(f.read().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = {}, [pid]
+    while todo:
+        parent = todo.pop()
+        for kid in [p for p, pp in parents.items() if pp == parent]:
+            try:
+                with open("/proc/%d/environ" % kid, "rb") as f:
+                    env = dict(kv.split(b"=", 1) for kv in f.read().split(b"\0") if b"=" in kv)
+            except OSError:
+                continue
+            found[kid] = {k.decode(): v.decode() for k, v in env.items()}
+            todo.append(kid)
+    return found
+
+
+def _kill_tree(proc):
+    """SIGKILL a launcher and every process it started, if still running."""
+    if proc.poll() is None:
+        for pid in list(_children(proc.pid)) + [proc.pid]:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except OSError:
+                pass
+    proc.wait()
+
+
+def _start_job(subset, tmp_path, out_path):
+    """A long 2-worker job, running past its first epoch (retried after a port race)."""
+    for attempt in range(3):
+        with open(out_path, "w") as out:
+            proc = subprocess.Popen(_job(subset, tmp_path / "run", 2, "--num-epochs", "50",
+                                         "--dist-timeout", "60", "--overwrite"),
+                                    stdout=out, stderr=subprocess.STDOUT, env=_env())
+        try:
+            _wait_for(proc, r"Epoch\[2\] Batch", out_path, BOUND)
+            return proc
+        except AssertionError:
+            _kill_tree(proc)
+            with open(out_path) as f:
+                if PORT_RACE not in f.read() or attempt == 2:
+                    raise
+
+
+@pytest.mark.parametrize("victim", ["worker", "server"])
+def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
+    """SIGKILL of a worker or the server: the launcher names it and every process is gone
+    within the bound (before: all of them waited forever)."""
+    out_path = str(tmp_path / "out.txt")
+    proc = _start_job(subset, tmp_path, out_path)
+    try:
+        procs = _children(proc.pid)
+        role = {p: e.get("DMLC_ROLE") for p, e in procs.items() if "DMLC_ROLE" in e}
+        targets = [p for p, r in role.items() if r == victim and
+                   (victim != "worker" or procs[p].get("DMLC_TASK_ID") == "1")]
+        assert len(targets) >= 1, role
+        tic = time.time()
+        os.kill(targets[0], signal.SIGKILL)
+        proc.wait(timeout=60)
+        took = time.time() - tic
+    finally:
+        _kill_tree(proc)  # a failed test must not leave the job behind
+    with open(out_path) as f:
+        text = f.read()
+    assert proc.returncode == 1, text[-3000:]
+    assert re.search(r"error: %s #\d+ \(pid %d\) was killed by SIGKILL; stopping the other"
+                     % (victim, targets[0]), text), text[-3000:]
+    assert took < 30, took
+    left = [p for p in role if os.path.exists("/proc/%d" % p)
+            and open("/proc/%d/stat" % p).read().split()[2] != "Z"]
+    assert not left, left
+
+
+def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
+    """A --save-dir with a space and a ';' is one argument: nothing runs from it, and
+    the run writes into exactly that folder."""
+    name = "out dir;touch CANARY"  # unquoted: --save-dir out, then `touch CANARY` runs
+    res = _run(_job(subset, name, 2, "--num-epochs", "1"), cwd=str(tmp_path))
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-3000:]
+    assert os.listdir(str(tmp_path)) == [name]
+    assert os.path.isfile(os.path.join(str(tmp_path), name, "full-connect-pre-act-0001.params"))
+
+
+def test_split_and_quote_the_launcher_command():
+    from mobilenet_skip import launcher
+    opts, cmd = launcher.split_argv(["-n", "2", "--launcher=local", "-s", "1", "python",
+                                     "x.py", "-n", "5"])
+    assert opts == ["-n", "2", "--launcher=local", "-s", "1"]
+    assert cmd == ["python", "x.py", "-n", "5"]
+    assert launcher.split_argv(["-n", "1", "--", "-weird"]) == (["-n", "1"], ["-weird"])
+    with pytest.raises(UserError, match="unknown launcher option --bogus"):
+        launcher.split_argv(["--bogus", "python"])
+    words = ["python", "a b", "x;touch F", "$(id)", 'q"uote']
+    # bash gives back exactly the words, through one shell (local) ...
+    line = " ".join(launcher.quote_command(words, "local"))
+    echo = subprocess.run(["bash", "-c", "printf '%s\\n' " + line], capture_output=True,
+                          text=True)
+    assert echo.stdout.splitlines() == words
+    # ... and through ssh's two: the local shell's '...' and then the remote shell
+    line = " ".join(launcher.quote_command(words, "ssh"))
+    twice = subprocess.run(["bash", "-c", "bash -c 'printf \"%s\\n\" " + line + "'"],
+                           capture_output=True, text=True)
+    assert twice.stdout.splitlines() == words
+    with pytest.raises(UserError, match="single quotes"):
+        launcher.quote_command(["it's"], "ssh")
+
+
+def test_the_launcher_outlives_no_process(tmp_path):
+    """A process still running when the scheduler has ended is stopped and named, so the
+    launcher never returns leaving an orphan that waits forever."""
+    err = io.StringIO()
+    sup = Supervisor(stream=err)
+    threading.Thread(target=sup.call, args=(["sleep", "600"],),
+                     kwargs={"env": dict(os.environ, DMLC_ROLE="worker", DMLC_TASK_ID="1")},
+                     daemon=True).start()
+    time.sleep(0.5)
+    pid = sup._procs[0][1].pid
+    code = {}
+    real_exit = launcher_mod.os._exit
+    try:
+        launcher_mod.os._exit = lambda c: code.setdefault("rc", c)
+        sup.finish(linger=1.0)
+    finally:
+        launcher_mod.os._exit = real_exit
+    assert code == {"rc": 1}
+    assert "error: the scheduler has ended but worker #1 (pid %d) is still running" % pid \
+        in err.getvalue()
+    assert sup._procs[0][1].poll() is not None
