@@ -110,7 +110,7 @@ def test_common_iters_is_the_shortest_shard():
 def test_record_iters_gives_every_rank_the_common_count(subset):
     cfg = {key: value for key, (value, _) in config.SCHEMA.items()}
     cfg.update({"rec_train": subset["train"], "rec_val": subset["val"], "batch_size": BATCH,
-                "seed": 0, "input_size": 32, "preprocess_threads": 1})
+                "seed": 0, "input_size": 32, "preprocess_threads": 1, "classes": 10})
     counts = [training._record_iters(cfg, 1, rank, 3)[2] for rank in range(3)]
     assert counts == [1, 1, 1]
     with pytest.raises(UserError, match="the last of 3 workers"):
