@@ -1,10 +1,11 @@
 """Epoch checkpoints written atomically, so a crash never corrupts the last good one.
 
 An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
-``<model>-NNNN.states`` (``Trainer.save_states``) and ``<model>-NNNN.json``, the
-marker written last: a checkpoint counts only once its marker exists. Ctrl-C writes
-the same trio as ``<model>-interrupted.*``, recording how far into the next epoch
-training had gone.
+``<model>-NNNN.states`` (the optimizer's state arrays, ``mx.nd.save``: never a
+pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
+state (:func:`mobilenet_skip.optim.save_states`): a checkpoint counts only once its
+marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
+far into the next epoch training had gone.
 """
 import csv
 import glob
@@ -67,9 +68,12 @@ class CheckpointDir(object):
         return os.path.join(self.save_dir, "%s-%s.%s" % (self.model, tag, ext))
 
     def save(self, tag, net, trainer, meta):
-        """Write params, trainer states and (last) the JSON marker for ``tag``."""
+        """Write params, optimizer state arrays and (last) the JSON marker for ``tag``;
+        the marker's ``optimizer_state`` describes the arrays."""
+        from .optim import save_states
         atomic_write(self.path(tag, "params"), net.save_parameters)
-        atomic_write(self.path(tag, "states"), trainer.save_states)
+        meta = dict(meta, optimizer_state=save_states(trainer, self.path(tag, "states"),
+                                                      atomic_write))
         atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
 
     def remove(self, tag):
