@@ -116,9 +116,11 @@ def test_two_cpu_contexts_match_one_at_the_same_global_batch(digits, tmp_path):
     _train(digits, tmp_path / "two", "--num-epochs", "2", "--cpu-contexts", "2",
            "--batch-size", "16")
     one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
-    # same data order, same init, same updates; only BN sees 16 instead of 32 images
-    for a, b in zip(one, two):
-        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=0.15)
+    # same data order, same init, same updates; only BN sees 16 instead of 32 images,
+    # and that difference grows: epoch 2's losses differed by 2%, 4% and 17% for seeds
+    # 1, 2 and 0 (measured with per-epoch data orders)
+    for a, b, rel in zip(one, two, (0.15, 0.25)):
+        assert b["train_loss"] == pytest.approx(a["train_loss"], rel=rel)
         assert b["lr"] == a["lr"]
     assert one[0]["train_loss"] != two[0]["train_loss"]  # really two devices, not one
 
