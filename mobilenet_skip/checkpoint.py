@@ -1,10 +1,11 @@
 """Epoch checkpoints written atomically, so a crash never corrupts the last good one.
 
 An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
-``<model>-NNNN.states`` (``Trainer.save_states``) and ``<model>-NNNN.json``, the
-marker written last: a checkpoint counts only once its marker exists. Ctrl-C writes
-the same trio as ``<model>-interrupted.*``, recording how far into the next epoch
-training had gone.
+``<model>-NNNN.states`` (the optimizer's state arrays, ``mx.nd.save``: never a
+pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
+state (:func:`mobilenet_skip.optim.save_states`): a checkpoint counts only once its
+marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
+far into the next epoch training had gone.
 """
 import csv
 import glob
@@ -97,17 +98,21 @@ class CheckpointDir(object):
         return os.path.join(self.save_dir, "%s-%s.%s" % (self.model, tag, ext))
 
     def save(self, tag, net, trainer, meta):
-        """Write params, trainer states and (last) the JSON marker for ``tag``.
+        """Write params, optimizer state arrays and (last) the JSON marker for ``tag``;
+        the marker's ``optimizer_state`` describes the arrays.
 
         Both data files are written to temporary files first, so a full disk (a one-line
         :class:`~mobilenet_skip.errors.UserError` naming the bytes needed) leaves every
         earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
         """
+        from .optim import save_states
         needed = self._size_hint(net)
         staged = []
         try:
             staged.append(_stage(self.path(tag, "params"), net.save_parameters, needed))
-            staged.append(_stage(self.path(tag, "states"), trainer.save_states, needed))
+            meta = dict(meta, optimizer_state=save_states(
+                trainer, self.path(tag, "states"),
+                lambda path, write: staged.append(_stage(path, write, needed))))
             _remove(self.path(tag, "json"))  # no marker over a half-replaced pair
             for tmp in staged:
                 os.replace(tmp, tmp[:tmp.rindex(".tmp-")])

@@ -49,9 +49,12 @@ SCHEMA = {
     "shuffle": (DATA_DEFAULTS["shuffle"], "shuffle training records every epoch"),
     # optimisation
     "num_epochs": (100, "epochs to train"),
-    "optimizer": ("sgd", "sgd | nag | rmsprop"),
-    "lr": (0.045, "base learning rate (for the recipe's global batch)"),
-    "momentum": (0.9, "momentum of sgd/nag (and of rmsprop when centred)"),
+    "optimizer": ("sgd", "sgd | nag | rmsprop (TensorFlow's RMSProp with momentum, "
+                  "Inception-v3's optimiser)"),
+    "lr": (0.045, "base learning rate, for a global batch of lr_batch"),
+    "lr_batch": (0, "global batch the lr is for: the lr is scaled by global batch / "
+                    "lr_batch (0 = use lr as given)"),
+    "momentum": (0.9, "momentum of sgd, nag and rmsprop"),
     "wd": (4e-5, "weight decay"),
     "no_wd_dw_bn": (True, "no weight decay on depthwise filters and BatchNorm"),
     "wd_bias": (True, "weight decay on biases too (the classifier's; MXNet decays every "
@@ -59,14 +62,14 @@ SCHEMA = {
     "bn_momentum": (BN_DEFAULTS["bn_momentum"], "BatchNorm running-average momentum per step "
                     "(MXNet 0.9, TF-slim's decay 0.9997)"),
     "bn_eps": (BN_DEFAULTS["bn_eps"], "BatchNorm epsilon (MXNet Gluon 1e-5, TF-slim 1e-3)"),
-    "rmsprop_decay": (0.9, "RMSProp gamma1 (decay of the squared-gradient average)"),
-    "rmsprop_eps": (1.0, "RMSProp epsilon"),
+    "rmsprop_decay": (0.9, "RMSProp decay of the mean-square average (TF's decay)"),
+    "rmsprop_eps": (1.0, "RMSProp epsilon, under the square root as in TF"),
     "lr_mode": ("exponential", "exponential | step | cosine"),
     "lr_decay": (0.94, "lr factor per decay (exponential and step modes)"),
     "lr_decay_period": (2, "epochs between exponential decays"),
     "lr_decay_epochs": ([30, 60, 90], "epochs at which step mode decays"),
     "warmup_epochs": (0, "linear warm-up epochs from warmup_lr to lr"),
-    "warmup_lr": (0.0, "learning rate at the start of warm-up"),
+    "warmup_lr": (0.0, "learning rate at the start of warm-up (scaled like lr)"),
     "label_smoothing": (0.1, "label smoothing epsilon"),
     "clip_gradient": (2.0, "clip the global gradient norm to this (0 = off)"),
     "dtype": ("float32", "float32 | float16 (float16 keeps float32 master weights)"),

@@ -15,6 +15,7 @@ NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The la
 batch of an epoch is usually partial: its ``batch.pad`` trailing samples are filler
 and the consumer must drop them (``batch.data[0][:batch_size - batch.pad]``).
 """
+import hashlib
 import logging
 import os
 
@@ -25,7 +26,8 @@ from .errors import UserError
 from .recordio import check_record, read_synsets, synsets_path
 
 __all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
-           "synsets_path", "shard_size", "RecordIter", "resolve_threads"]
+           "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
+           "resolve_threads"]
 
 DEFAULTS = {
     "rec_train": None,            # path to train .rec (its .idx beside it)
@@ -186,6 +188,65 @@ def _record_iter(c, rec_key, num_devices, num_parts, part_index, **augment):
     return RecordIter(it, part, batch)
 
 
+def epoch_seed(seed, epoch, part_index=0):
+    """The shuffle/augmentation seed of one epoch of one shard: a hash of all three, so
+    neighbouring seeds, epochs and ranks get unrelated orders."""
+    digest = hashlib.sha256(("%d/%d/%d" % (seed, epoch, part_index)).encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+class EpochRecordIter(mx.io.DataIter):
+    """Training batches whose order is a function of (seed, epoch, shard) alone.
+
+    A fresh ImageRecordIter replays its first epoch's shuffle, and ``reset()`` moves
+    on in an order that depends on how many epochs came before; so
+    :meth:`set_epoch` builds the iterator of that epoch from :func:`epoch_seed`,
+    which is what lets a resumed run see the batches an uninterrupted one would.
+    ``reset()`` alone keeps ImageRecordIter's own behaviour.
+
+    Parameters
+    ----------
+    make : callable
+        ``make(seed)`` -> :class:`RecordIter`.
+    seed, part_index : int
+        Base seed and shard.
+    """
+
+    def __init__(self, make, seed, part_index=0):
+        self._make, self.seed, self.part_index = make, int(seed), int(part_index)
+        self.epoch, self._fresh = 0, True
+        self.it = make(epoch_seed(self.seed, 0, self.part_index))
+        super(EpochRecordIter, self).__init__(self.it.batch_size)
+
+    @property
+    def num_records(self):
+        return self.it.num_records
+
+    @property
+    def provide_data(self):
+        return self.it.provide_data
+
+    @property
+    def provide_label(self):
+        return self.it.provide_label
+
+    def set_epoch(self, epoch):
+        """Start epoch ``epoch`` (from 0) at its first batch, in its own order."""
+        if self._fresh and epoch == self.epoch:
+            return
+        self.it = None  # free the old decoder threads before starting new ones
+        self.it = self._make(epoch_seed(self.seed, epoch, self.part_index))
+        self.epoch, self._fresh = int(epoch), True
+
+    def reset(self):
+        self.it.reset()
+        self._fresh = False
+
+    def next(self):
+        self._fresh = False
+        return self.it.next()
+
+
 def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     """Training batches from ``cfg["rec_train"]`` with the recipe's augmentation.
 
@@ -198,12 +259,14 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     num_parts, part_index : int
         Distributed training: this worker reads only shard ``part_index``.
     seed : int
-        Seeds shuffling and augmentation.
+        Seeds shuffling and augmentation, with the epoch and ``part_index``
+        (:func:`epoch_seed`).
 
     Returns
     -------
-    RecordIter
+    EpochRecordIter
         Yields ``DataBatch`` es; drop the ``pad`` trailing samples of the last one.
+        ``set_epoch(e)`` starts epoch ``e`` in its own order.
     """
     c = _resolve(cfg)
     if str((cfg or {}).get("preprocess_threads", "")).lower() in ("", "auto"):
@@ -211,13 +274,16 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
             "preprocess_threads auto: %d decode threads (physical cores minus GPUs)",
             c["preprocess_threads"])
     jitter = c["color_jitter"]
-    return _record_iter(
-        c, "rec_train", num_devices, num_parts, part_index,
-        random_resized_crop=True, min_random_area=c["min_random_area"],
-        max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
-        max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
-        brightness=jitter, contrast=jitter, saturation=jitter,
-        shuffle=bool(c["shuffle"]), seed=seed, seed_aug=seed)
+
+    def make(epoch_seed_):
+        return _record_iter(
+            c, "rec_train", num_devices, num_parts, part_index,
+            random_resized_crop=True, min_random_area=c["min_random_area"],
+            max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
+            max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
+            brightness=jitter, contrast=jitter, saturation=jitter,
+            shuffle=bool(c["shuffle"]), seed=epoch_seed_, seed_aug=epoch_seed_)
+    return EpochRecordIter(make, seed, part_index)
 
 
 def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):

@@ -134,6 +134,15 @@ class LabelCheck(mx.io.DataIter):
         self._batch = 0
         self.data_iter.reset()
 
+    def set_epoch(self, epoch):
+        """Start ``epoch`` of an iterator whose order depends on it (``EpochRecordIter``);
+        without it, :meth:`reset` as for any iterator."""
+        self._batch = 0
+        if hasattr(self.data_iter, "set_epoch"):
+            self.data_iter.set_epoch(epoch)
+        else:
+            self.data_iter.reset()
+
     def next(self):
         batch = self.data_iter.next()
         self._batch += 1

@@ -22,7 +22,7 @@ import numpy as np
 from mxnet import autograd, gluon
 from mxnet.gluon import nn
 
-from . import config as config_mod, dataset, dist
+from . import config as config_mod, dataset, dist, optim
 from .bnstats import sync_running_stats
 from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
@@ -145,59 +145,23 @@ def init_net(net, cfg, ctxs):
     return net
 
 
-class _PerUpdate(mx.lr_scheduler.LRScheduler):
-    """Feeds a schedule the number of updates done *before* the current one.
+def make_lr_scheduler(cfg, global_batch=None):
+    """The recipe's lr as a function of progress in epochs (``epoch + batch / batches``),
+    scaled to ``global_batch`` (:func:`mobilenet_skip.optim.schedule`).
 
-    MXNet's optimizer counts the update in progress (1 for the first), so without
-    this shift an epoch's last update would already use the next epoch's rate.
+    The loop sets it before every update, so it depends on no update count and no
+    batches-per-epoch: a resume with other devices, workers or batch size gets the
+    recipe's lr(e).
     """
-
-    def __init__(self, schedule):
-        super(_PerUpdate, self).__init__(base_lr=schedule(0))
-        self.schedule = schedule
-
-    def __call__(self, num_update):
-        return self.schedule(max(num_update - 1, 0))
+    return optim.schedule(cfg, global_batch)
 
 
-def make_lr_scheduler(cfg, iters_per_epoch):
-    """The recipe's schedule as gluoncv ``LRScheduler`` s (stateless in the update count,
-    which is what makes resume exact), with optional linear warm-up in front."""
-    from gluoncv.utils import LRScheduler, LRSequential
-
-    warmup, epochs = int(cfg["warmup_epochs"]), int(cfg["num_epochs"])
-    main_epochs = max(epochs - warmup, 1)
-    if cfg["lr_mode"] == "cosine":
-        main = LRScheduler("cosine", base_lr=cfg["lr"], target_lr=0, nepochs=main_epochs,
-                           iters_per_epoch=iters_per_epoch)
-    else:
-        if cfg["lr_mode"] == "exponential":
-            period = int(cfg["lr_decay_period"])
-            steps = list(range(period, main_epochs + 1, period))
-        else:
-            steps = [e - warmup for e in cfg["lr_decay_epochs"] if e > warmup]
-        main = LRScheduler("step", base_lr=cfg["lr"], nepochs=main_epochs,
-                           iters_per_epoch=iters_per_epoch, step_epoch=steps,
-                           step_factor=cfg["lr_decay"])
-    parts = [main]
-    if warmup > 0:
-        parts.insert(0, LRScheduler("linear", base_lr=cfg["warmup_lr"], target_lr=cfg["lr"],
-                                    nepochs=warmup, iters_per_epoch=iters_per_epoch))
-    return _PerUpdate(LRSequential(parts))
-
-
-def make_trainer(net, cfg, kvstore, iters_per_epoch):
-    """A Gluon Trainer with the recipe's optimizer; updates happen on the workers so
-    that gradients can be clipped after the all-reduce."""
-    common = dict(wd=cfg["wd"],
-                  lr_scheduler=make_lr_scheduler(cfg, iters_per_epoch),
-                  multi_precision=cfg["dtype"] == "float16")
-    if cfg["optimizer"] == "rmsprop":
-        opt = mx.optimizer.RMSProp(gamma1=cfg["rmsprop_decay"], epsilon=cfg["rmsprop_eps"],
-                                   **common)
-    else:
-        opt = mx.optimizer.create(cfg["optimizer"], momentum=cfg["momentum"], **common)
-    return gluon.Trainer(net.collect_params(), opt, kvstore=kvstore, update_on_kvstore=False)
+def make_trainer(net, cfg, kvstore, global_batch):
+    """A Gluon Trainer with the recipe's optimizer (lr scaled to ``global_batch``, no
+    MXNet lr_scheduler); updates happen on the workers so that gradients can be
+    clipped after the all-reduce."""
+    return gluon.Trainer(net.collect_params(), optim.create_optimizer(cfg, global_batch),
+                         kvstore=kvstore, update_on_kvstore=False)
 
 
 class TrainStep(object):
@@ -279,8 +243,11 @@ def init_kvstore(trainer):
 
 def make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch):
     """The recipe's Trainer and :class:`TrainStep` for an initialised ``net``: what
-    ``fit`` trains with and what ``tools/benchmark.py train`` times."""
-    trainer = make_trainer(net, cfg, kvstore, iters_per_epoch)
+    ``fit`` trains with and what ``tools/benchmark.py train`` times.
+
+    ``iters_per_epoch`` is no longer used (the lr is a function of epochs, set by the
+    loop); it stays for the benchmark's calls."""
+    trainer = make_trainer(net, cfg, kvstore, global_batch)
     return TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
                      global_batch, cfg["dtype"])
 
@@ -503,10 +470,29 @@ def _check_resume_config(saved, cfg, save_dir):
                         % (", ".join(clashes), save_dir,
                            ", ".join("%s=%s" % (k, saved.get(k)) for k in clashes),
                            ", ".join("%s=%s" % (k, cfg[k]) for k in clashes)))
+    # The state's layout depends on these: it cannot carry over to another one.
+    fixed = [k for k in RESUME_FIXED_KEYS if k in saved and saved[k] != cfg[k]]
+    if fixed:
+        raise UserError("--resume: %s in %s was trained with %s, not %s; its optimizer state "
+                        "does not carry over: resume with %s, or pass --overwrite (or another "
+                        "--save-dir) to start again"
+                        % (", ".join(fixed), save_dir,
+                           ", ".join("%s=%s" % (k, saved[k]) for k in fixed),
+                           ", ".join("%s=%s" % (k, cfg[k]) for k in fixed),
+                           " ".join("--%s %s" % (k.replace("_", "-"), saved[k]) for k in fixed)))
     changed = [k for k in config_mod.SCHEMA if k not in config_mod.ARCH_KEYS
                and k in saved and saved[k] != cfg[k]]
     if changed:
-        log.warning("--resume: using the new values of %s", ", ".join(changed))
+        log.warning("--resume: using the new settings: %s", ", ".join(
+            "%s %s -> %s" % (k, _show(saved[k]), _show(cfg[k])) for k in changed))
+    return changed
+
+
+RESUME_FIXED_KEYS = ("optimizer", "dtype")
+
+
+def _show(value):
+    return ",".join(str(v) for v in value) if isinstance(value, list) else "%s" % (value,)
 
 
 def _record_iters(cfg, num_devices, rank, num_workers):
@@ -614,14 +600,19 @@ class _RunDir(object):
             return None
         return self.best if self.cfg["export_epoch"] == "best" else self.rows[-1]
 
-    def start(self, net, trainer, ctxs, resume, overwrite):
+    def start(self, net, trainer, ctxs, resume, overwrite, global_batch=None):
         """Refuse, clear or resume from earlier checkpoints.
+
+        A resume restores the weights, the optimizer's state arrays and update counts;
+        the optimizer itself (lr, wd, momentum, ...) is the new configuration's.
+        ``self.carried`` becomes the interrupted epoch's running sums, or None.
 
         Returns
         -------
         tuple of int
             Epochs already done, and batches already done of the next one.
         """
+        self.carried, self.global_batch = None, global_batch
         ckpt, begin = self.ckpt, (0, 0)
         earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
         if earlier and not resume and self.rank == 0:
@@ -641,13 +632,22 @@ class _RunDir(object):
             else:
                 net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs,
                                     cast_dtype=True)
-                trainer.load_states(ckpt.path(start["tag"], "states"))
+                fresh = optim.load_states(trainer, ckpt.path(start["tag"], "states"),
+                                          start.get("optimizer_state"))
+                if fresh:
+                    log.warning("--resume: the optimizer state of %d parameter(s) does not fit "
+                                "the new settings (such as momentum 0 -> 0.9) and starts "
+                                "afresh", len(fresh))
+                saved_batch = start.get("global_batch")
+                if global_batch and saved_batch and saved_batch != global_batch:
+                    log.warning("--resume: global batch %d -> %d", saved_batch, global_batch)
                 begin = (start["epoch"], start.get("batches_done", 0))
+                self.carried = start.get("epoch_sums") if begin[1] else None
                 self.rows = [r for r in _read_metrics(self.metrics) if r["epoch"] <= begin[0]]
-                log.info("resumed from %s: epoch %d done%s, lr %.6g",
+                log.info("resumed from %s: epoch %d done%s, %d updates",
                          ckpt.path(start["tag"], "params"), begin[0],
                          (", %d batches into epoch %d" % (begin[1], begin[0] + 1))
-                         if begin[1] else "", trainer.learning_rate)
+                         if begin[1] else "", trainer.optimizer.num_update)
         if self.rank == 0:
             config_mod.dump(self.cfg, self.config)
             if self.rows or not resume:
@@ -665,18 +665,23 @@ class _RunDir(object):
         row["best_epoch"] = self.best["epoch"]
         self.ckpt.save(row["epoch"], net, trainer, {
             "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
-            "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update})
+            "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update,
+            "global_batch": self.global_batch})
         self.ckpt.remove("interrupted")
         self.ckpt.prune(self.cfg["keep_checkpoints"], self.best["epoch"])
         atomic_save_csv(self.metrics, METRIC_COLUMNS, self.rows)
         _plot(self.metrics, self.path, self.cfg)
 
-    def save_interrupted(self, net, trainer, epochs_done, batches_done, iters_per_epoch):
+    def save_interrupted(self, net, trainer, epochs_done, batches_done, iters_per_epoch,
+                         epoch_sums=None):
+        """The Ctrl-C checkpoint, with the epoch's running sums so that its metrics row
+        still covers the whole epoch after ``--resume``."""
         if self.rank != 0:
             return
         self.ckpt.save("interrupted", net, trainer, {
             "epoch": epochs_done, "batches_done": batches_done, "model": self.cfg["model"],
-            "num_update": trainer.optimizer.num_update})
+            "num_update": trainer.optimizer.num_update, "global_batch": self.global_batch,
+            "epoch_sums": epoch_sums})
         log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
                  self.ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
                  iters_per_epoch)
@@ -707,23 +712,64 @@ class _RunDir(object):
                                 self.selected["epoch"]))
 
 
+def _epoch_sums(acc, seconds):
+    """The epoch's running sums so far (per device), JSON-ready, for an interrupted
+    checkpoint."""
+    return {"loss": [float(v.asscalar()) for v in acc.epoch_loss],
+            "correct": [float(v.asscalar()) for v in acc.epoch_correct],
+            "count": int(acc.epoch_count), "seconds": float(seconds)}
+
+
+def _restore_sums(acc, sums):
+    """Start an epoch from an interrupted run's sums (device by device when the device
+    count is the same, so the float32 additions happen in the same order)."""
+    for name in ("loss", "correct"):
+        values, target = sums[name], getattr(acc, "epoch_" + name)
+        if len(values) != len(target):
+            values = [sum(values)] + [0.0] * (len(target) - 1)
+        for arr, v in zip(target, values):
+            arr[:] = v
+    acc.epoch_count = int(sums["count"])
+
+
 def _train_epoch(step, train_data, acc, epoch_no, iters_per_epoch, done, stop, cfg,
-                 num_workers, nan_message):
+                 num_workers, nan_message, lr_at=None, carried=None):
     """Train the rest of one epoch, from batch ``done``.
+
+    The epoch's batches come in the order of (seed, epoch) (``set_epoch``), and the
+    ``done`` batches an earlier run trained on are read and skipped, so a resumed
+    epoch sees exactly the batches of an uninterrupted one. Before each update the lr
+    is set to ``lr_at(epoch + batch / iters_per_epoch)``. ``carried`` are the running
+    sums of the epoch's first part (:func:`_epoch_sums`).
 
     Returns
     -------
     tuple
         (mean train loss, train top-1, batches done, seconds).
     """
-    train_data.reset()
+    if hasattr(train_data, "set_epoch"):
+        train_data.set_epoch(epoch_no - 1)
+    else:
+        train_data.reset()
     acc.reset_epoch()
+    earlier = 0.0
+    if carried:
+        _restore_sums(acc, carried)
+        earlier = carried.get("seconds", 0.0)
     tic = last_log = time.time()
-    todo = iters_per_epoch - done
+    skip = done
+    if lr_at is not None and done:  # the rate of the last update, should none remain
+        step.trainer.set_learning_rate(lr_at(epoch_no - 1 + (done - 1) / float(iters_per_epoch)))
     bar = _progress(iters_per_epoch, "epoch %d" % epoch_no)
+    if bar is not None and done:
+        bar.update(done)
     for i, batch in enumerate(train_data):
-        if i >= todo or batch.pad:
+        if i < skip:
+            continue
+        if done >= iters_per_epoch or batch.pad:
             break
+        if lr_at is not None:
+            step.trainer.set_learning_rate(lr_at(epoch_no - 1 + done / float(iters_per_epoch)))
         xs, ys = step.split(batch.data[0], batch.label[0])
         losses, outputs = step(xs, ys)
         acc.add(done, losses, outputs, ys)
@@ -749,7 +795,7 @@ def _train_epoch(step, train_data, acc, epoch_no, iters_per_epoch, done, stop, c
     if bad is not None or not np.isfinite(loss):
         raise NonFiniteLoss(nan_message(epoch_no, bad if bad is not None else done - 1))
     mx.nd.waitall()
-    return loss, top1, done, time.time() - tic
+    return loss, top1, done, earlier + time.time() - tic
 
 
 def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
@@ -809,7 +855,14 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     net = build_net(cfg, ctxs)
     step = make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch)
     trainer = step.trainer
-    begin_epoch, done = run.start(net, trainer, ctxs, resume, overwrite)
+    lr_at = make_lr_scheduler(cfg, global_batch)
+    begin_epoch, done = run.start(net, trainer, ctxs, resume, overwrite, global_batch)
+    log.info("lr %g for a global batch of %s -> effective lr %g at global batch %d%s",
+             cfg["lr"], cfg["lr_batch"] or "any", optim.effective_lr(cfg, global_batch)[0],
+             global_batch,
+             "; at epoch %d%s: %g" % (begin_epoch + 1, " batch %d" % done if done else "",
+                                      lr_at(begin_epoch + done / float(iters_per_epoch)))
+             if (begin_epoch or done) else "")
     init_kvstore(trainer)
     dog.start()
     hybridize(net, cfg)
@@ -821,14 +874,17 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     acc = _Accumulator(ctxs)
     interrupted = False
     nan_message = lambda epoch, batch: _nan_message(epoch, batch, run.ckpt)  # noqa: E731
+    carried = run.carried
     with _StopRequest() as stop:
         for epoch in range(begin_epoch, cfg["num_epochs"]):
             loss, top1, done, train_time = _train_epoch(
                 step, train_data, acc, epoch + 1, iters_per_epoch, done, stop, cfg,
-                num_workers, nan_message)
+                num_workers, nan_message, lr_at, carried)
+            carried = None
             if stop.requested:
                 interrupted = True
-                run.save_interrupted(net, trainer, epoch, done, iters_per_epoch)
+                run.save_interrupted(net, trainer, epoch, done, iters_per_epoch,
+                                     _epoch_sums(acc, train_time))
                 break
             done = 0
             if rank != 0:
