@@ -581,6 +581,7 @@ class _RunDir(object):
         self.metrics = os.path.join(self.path, "metrics.csv")
         self.config = os.path.join(self.path, "config.yaml")
         self.rows = []
+        self.carried, self.global_batch = None, None  # set by start()
         if rank == 0:
             _attach_file_log(os.path.join(self.path, "train.log"))
 

@@ -32,10 +32,14 @@ def _seed():
     np.random.seed(0)
 
 
-def run_tool(name, *argv):
+TOOL_TIMEOUT = 900  # s; a hung tool (seen once: gluon's forked DataLoader) fails its test
+                    # instead of eating CI's whole time limit
+
+
+def run_tool(name, *argv, timeout=TOOL_TIMEOUT):
     """Run ``tools/<name>.py`` in a fresh interpreter, as a user would."""
     return subprocess.run([sys.executable, os.path.join(TOOLS, name + ".py")] + list(argv),
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def tool_main(name):

@@ -263,7 +263,7 @@ def test_wd_bias_decides_whether_the_classifier_bias_decays(wd_bias):
     mults = {n: p.wd_mult for n, p in net._collect_params_with_prefix().items()}
     assert mults["output.bias"] == (1.0 if wd_bias else 0.0) and mults["output.weight"] == 1.0
     # what the optimizer does with it: a zero-gradient step only decays
-    trainer = training.make_trainer(net, cfg, None, 10)
+    trainer = training.make_trainer(net, cfg, None, cfg["lr_batch"])  # lr as given
     net.output.bias.set_data(mx.nd.ones(net.output.bias.shape))
     with mx.autograd.record():
         zero = net(mx.nd.zeros((1, 3, 32, 32))).sum() * 0
