@@ -17,7 +17,7 @@ PYTEST_ARGS ?=
 .PHONY: venv test demo compare clean-venv help
 
 help:
-	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~5 min)"
+	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
 	@echo "make test    run the test suite"
 	@echo "make compare the five variants x 3 seeds x 2 lrs on the digits (CPU, ~25 min)"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu)"
