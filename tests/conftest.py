@@ -42,6 +42,33 @@ def run_tool(name, *argv, timeout=TOOL_TIMEOUT):
                           capture_output=True, text=True, timeout=timeout)
 
 
+TRAIN = os.path.join(TOOLS, "train_imagenet.py")
+DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
+
+
+def train_args(digits, save_dir, flags, *extra):
+    """``train_imagenet.py`` on the packed digits (``{"train": rec, "val": rec}``) with the
+    demo recipe, the test file's ``flags`` and ``extra``."""
+    return [sys.executable, TRAIN, "--recipe", DEMO_RECIPE, "--rec-train", digits["train"],
+            "--rec-val", digits["val"], "--save-dir", str(save_dir)] + list(flags) + list(extra)
+
+
+def train_digits(digits, save_dir, flags, *extra, check=True):
+    """Run :func:`train_args`; with ``check`` assert it succeeded (showing its output)."""
+    res = subprocess.run(train_args(digits, save_dir, flags, *extra), capture_output=True,
+                         text=True, timeout=TOOL_TIMEOUT)
+    if check:
+        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    return res
+
+
+def read_metrics(save_dir):
+    """A run's metrics.csv as rows of floats."""
+    import csv
+    with open(os.path.join(str(save_dir), "metrics.csv")) as f:
+        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+
+
 def tool_main(name):
     """The ``main`` of ``tools/<name>.py``, to run a tool in this process."""
     if TOOLS not in sys.path:

@@ -1,6 +1,5 @@
 """Exact resume that honours new settings: the lr as a function of epochs, scaled to the
 global batch; optimizer state without pickle; per-epoch data order; TF's RMSProp."""
-import csv
 import json
 import os
 import pickle
@@ -17,10 +16,8 @@ from mobilenet_skip import config, optim, training
 from mobilenet_skip.checkpoint import CheckpointDir
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT, TOOLS
+from conftest import DEMO_RECIPE, ROOT, read_metrics, train_args, train_digits
 
-TRAIN = os.path.join(TOOLS, "train_imagenet.py")
-DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
 IMAGENET_RECIPE = os.path.join(ROOT, "recipes", "imagenet.yaml")
 MODEL = "full-connect-pre-act"
 # width 0.25, 32 px digits, 20 batches of 32 an epoch, 3 epochs: a few seconds a run
@@ -34,20 +31,14 @@ def digits(demo_run):
 
 
 def _args(digits, save_dir, *extra):
-    return [sys.executable, TRAIN, "--recipe", DEMO_RECIPE, "--rec-train", digits["train"],
-            "--rec-val", digits["val"], "--save-dir", str(save_dir)] + SHORT + list(extra)
+    return train_args(digits, save_dir, SHORT, *extra)
 
 
 def _train(digits, save_dir, *extra, check=True):
-    res = subprocess.run(_args(digits, save_dir, *extra), capture_output=True, text=True)
-    if check:
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    return res
+    return train_digits(digits, save_dir, SHORT, *extra, check=check)
 
 
-def _metrics(save_dir):
-    with open(os.path.join(str(save_dir), "metrics.csv")) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+_metrics = read_metrics
 
 
 def _checksum(out):

@@ -1,5 +1,4 @@
 """The training job end to end on the demo digits: learning, devices, resume, failures."""
-import csv
 import hashlib
 import json
 import os
@@ -17,10 +16,8 @@ from mobilenet_skip.checkpoint import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.export import network_from_checkpoint
 
-from conftest import ROOT, TOOLS
+from conftest import DEMO_RECIPE, TOOLS, TRAIN, read_metrics, train_args, train_digits
 
-TRAIN = os.path.join(TOOLS, "train_imagenet.py")
-DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
 # Small and fast: 1,438 digits at 32 px, 44 batches an epoch.
 FAST = ["--multiplier", "0.25", "--log-interval", "10"]
 
@@ -32,20 +29,14 @@ def digits(demo_run):
 
 
 def _train_args(digits, save_dir, *extra):
-    return [sys.executable, TRAIN, "--recipe", DEMO_RECIPE, "--rec-train", digits["train"],
-            "--rec-val", digits["val"], "--save-dir", str(save_dir)] + FAST + list(extra)
+    return train_args(digits, save_dir, FAST, *extra)
 
 
 def _train(digits, save_dir, *extra, check=True):
-    res = subprocess.run(_train_args(digits, save_dir, *extra), capture_output=True, text=True)
-    if check:
-        assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    return res
+    return train_digits(digits, save_dir, FAST, *extra, check=check)
 
 
-def _metrics(save_dir):
-    with open(os.path.join(str(save_dir), "metrics.csv")) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+_metrics = read_metrics
 
 
 def _md5(path):
