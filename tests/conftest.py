@@ -63,20 +63,30 @@ def train_digits(digits, save_dir, flags, *extra, check=True):
 
 
 def read_metrics(save_dir):
-    """A run's metrics.csv as rows of floats."""
-    import csv
-    with open(os.path.join(str(save_dir), "metrics.csv")) as f:
-        return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
+    """A run's metrics.csv as rows of floats (``epoch`` an int), as the package reads it."""
+    from mobilenet_skip.plots import read_metrics as read
+    return read(os.path.join(str(save_dir), "metrics.csv"))
 
 
-def tool_main(name):
-    """The ``main`` of ``tools/<name>.py``, to run a tool in this process."""
+def tool_module(name):
+    """``tools/<name>.py`` imported as a module, to call its functions in this process."""
     if TOOLS not in sys.path:
         sys.path.insert(0, TOOLS)
     spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    return module.main
+    return module
+
+
+def tool_main(name):
+    """The ``main`` of ``tools/<name>.py``, to run a tool in this process."""
+    return tool_module(name).main
+
+
+@pytest.fixture(scope="module")
+def digits(demo_run):
+    """The demo digits packed into RecordIO (1,438 train images: 44 batches of 32)."""
+    return {"train": demo_run.train_rec, "val": demo_run.val_rec}
 
 
 @pytest.fixture(scope="session")

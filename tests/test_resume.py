@@ -25,11 +25,6 @@ SHORT = ["--multiplier", "0.25", "--log-interval", "5", "--batches-per-epoch", "
 EXACT_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr")
 
 
-@pytest.fixture(scope="module")
-def digits(demo_run):
-    return {"train": demo_run.train_rec, "val": demo_run.val_rec}
-
-
 def _args(digits, save_dir, *extra):
     return train_args(digits, save_dir, SHORT, *extra)
 

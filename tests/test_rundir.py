@@ -18,7 +18,7 @@ from mobilenet_skip.demo_data import make_demo_data
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import make_list, pack
 
-from conftest import ROOT, TOOLS, call_tool
+from conftest import ROOT, TOOLS, call_tool, tool_module
 
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
 DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
@@ -435,22 +435,12 @@ def test_flag_mistakes_are_clear(capsys):
         assert said in text, said
 
 
-def _tool_module(name):
-    import importlib.util
-    if TOOLS not in sys.path:
-        sys.path.insert(0, TOOLS)
-    spec = importlib.util.spec_from_file_location(name, os.path.join(TOOLS, name + ".py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.mark.parametrize("tool,argv,dest", [
     ("eval_imagenet", ["--prefix", "p", "--rec-val", "v.rec"], "data_threads"),
     ("benchmark", ["data"], "workers"),
 ])
 def test_one_name_for_decode_threads_and_old_names_still_work(tool, argv, dest):
-    module = _tool_module(tool)
+    module = tool_module(tool)
     for flag in ("--preprocess-threads", {"eval_imagenet": "--data-threads",
                                           "benchmark": "--workers"}[tool]):
         assert getattr(module.parse_args(argv + [flag, "3"]), dest) == 3
@@ -461,7 +451,7 @@ def test_one_name_for_decode_threads_and_old_names_still_work(tool, argv, dest):
 def test_help_names_only_preprocess_threads(capsys):
     for tool, old in (("eval_imagenet", "--data-threads"), ("benchmark", "--workers")):
         with pytest.raises(SystemExit):
-            _tool_module(tool).parse_args(["--help"])
+            tool_module(tool).parse_args(["--help"])
         out = capsys.readouterr().out
         assert "--preprocess-threads" in out and old not in out
 

@@ -22,11 +22,6 @@ from conftest import DEMO_RECIPE, TOOLS, TRAIN, read_metrics, train_args, train_
 FAST = ["--multiplier", "0.25", "--log-interval", "10"]
 
 
-@pytest.fixture(scope="module")
-def digits(demo_run):
-    """The demo digits packed into RecordIO (1,438 train images: 44 batches of 32)."""
-    return {"train": demo_run.train_rec, "val": demo_run.val_rec}
-
 
 def _train_args(digits, save_dir, *extra):
     return train_args(digits, save_dir, FAST, *extra)
