@@ -18,7 +18,7 @@ import numpy as np
 from . import data
 from .errors import UserError
 from .export import load_symbolic, open_export
-from .training import evaluate
+from .evaluation import evaluate
 
 __all__ = ["resize_side", "decode_image", "preprocess", "load_image", "read_image_bytes",
            "top_k", "softmax", "ModuleNet", "OnnxNet", "evaluate_export", "evaluate_onnx",
@@ -152,7 +152,7 @@ class ModuleNet(object):
 
     ``mx.model.load_checkpoint``, ``Module.bind`` and ``set_params``: the classic
     symbolic API. ``net(x)`` runs the Module of ``x``'s context (rebinding for a
-    smaller last batch) and returns its logits, so :func:`training.evaluate` takes
+    smaller last batch) and returns its logits, so :func:`~mobilenet_skip.evaluation.evaluate` takes
     it as it takes a ``SymbolBlock``. MXNet's CPU executor applies the MKLDNN
     subgraph backend on bind, so this path runs the fused graph; its logits differ
     from the ``SymbolBlock`` ones by float rounding only.
@@ -254,7 +254,7 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
 class OnnxNet(object):
     """An ONNX file in an ONNX Runtime CPU session, called like a block on NDArrays.
 
-    Returns the logits as an NDArray, so :func:`training.evaluate` scores it exactly as
+    Returns the logits as an NDArray, so :func:`~mobilenet_skip.evaluation.evaluate` scores it exactly as
     it scores a ``SymbolBlock``, on batches from the same validation iterator.
     """
 
@@ -301,7 +301,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
 
     The images come from the same validation iterator as :func:`evaluate_export` (the
     C++ ``ImageRecordIter``, same resize, crop and normalisation) and are scored by
-    the same :func:`training.evaluate`; only the network runs in ONNX Runtime. The
+    the same :func:`~mobilenet_skip.evaluation.evaluate`; only the network runs in ONNX Runtime. The
     preprocessing is the one stored in the file by ``export_onnx``.
 
     Returns

@@ -29,6 +29,7 @@ from .compat import load_gluoncv_params
 from .errors import UserError
 from .fs import OutputLock, remove_stale_tmp
 from .export import describe as describe_export, export_network, network_from_checkpoint
+from .evaluation import evaluate
 from .models import DWUnit, get_model, norm_kwargs_from
 
 __all__ = ["parse_contexts", "LabelSmoothingLoss", "build_net", "init_net", "make_lr_scheduler",
@@ -318,46 +319,6 @@ class _Accumulator(object):
         self.pending = []
         return (self._mean(self.epoch_loss, self.epoch_count),
                 self._mean(self.epoch_correct, self.epoch_count), bad)
-
-
-def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
-    """Single-crop top-1/top-5 over a validation iterator, dropping padded samples.
-
-    ``net`` is a Gluon block or any callable on one device's batch. With several
-    devices a block's BatchNorm running statistics are first set to what a checkpoint
-    saves (:func:`~mobilenet_skip.bnstats.sync_running_stats`), so the figure is the
-    checkpoint's whichever device scores a sample.
-
-    Returns
-    -------
-    dict
-        ``top1``, ``top5`` (fractions), ``images``, ``seconds``.
-    """
-    if len(ctxs) > 1 and isinstance(net, gluon.Block):  # a ModuleNet holds one file's stats
-        sync_running_stats(net)
-    val_data.reset()
-    correct1 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
-    correct5 = [mx.nd.zeros((1,), ctx=c) for c in ctxs]
-    images, start = 0, time.time()
-    for i, batch in enumerate(val_data):
-        if max_batches and i >= max_batches:
-            break
-        n = batch.data[0].shape[0] - (batch.pad or 0)
-        data = gluon.utils.split_and_load(batch.data[0][:n], ctxs, even_split=False)
-        label = gluon.utils.split_and_load(batch.label[0][:n], ctxs, even_split=False)
-        for k, (x, y) in enumerate(zip(data, label)):
-            out = net(x.astype(dtype, copy=False)).astype("float32")
-            top = mx.nd.topk(out, axis=1, k=min(5, out.shape[1]), ret_typ="indices")
-            hit = top == y.reshape((-1, 1))
-            correct1[k] += hit[:, 0].sum()
-            correct5[k] += hit.sum()
-        images += n
-    mx.nd.waitall()
-    seconds = time.time() - start
-    n = max(images, 1)
-    return {"top1": sum(c.asscalar() for c in correct1) / n,
-            "top5": sum(c.asscalar() for c in correct5) / n,
-            "images": images, "seconds": seconds}
 
 
 class _StopRequest(object):
