@@ -1,0 +1,24 @@
+"""Image folders to MXNet RecordIO (what tools/im2rec.py runs), and checks of packed files.
+
+The list and record formats, label order and image transforms are those of MXNet's
+own ``tools/im2rec.py``, and records are written with :mod:`mxnet.recordio`, so files
+from either tool are interchangeable. Beyond it: a ``.synsets.txt`` beside each list,
+unreadable or truncated images skipped and listed instead of aborting the job,
+``.rec``/``.idx`` written under temporary names and renamed together at the end, one job
+per prefix (``PREFIX.lock``), symlink loops walked once, ``.lst`` entries kept inside
+ROOT, and a check of every record header before a C++ iterator can abort on a damaged
+file.
+
+Modules: :mod:`.listing` (folders to ``.lst``, synsets), :mod:`.encoding` (an image to a
+record), :mod:`.packing` (``.lst`` to ``.rec``/``.idx``), :mod:`.check` (a packed file is
+whole) and :mod:`.files` (safe writes and the prefix lock).
+"""
+from .check import RECORDIO_MAGIC, check_record
+from .encoding import PackOptions, encode_image, incomplete_reason
+from .listing import (IMAGE_EXTS, find_lists, find_records, list_images, make_list, read_list,
+                      read_synsets, synsets_path)
+from .packing import pack, pack_list
+
+__all__ = ["IMAGE_EXTS", "PackOptions", "synsets_path", "read_synsets", "list_images",
+           "make_list", "read_list", "find_lists", "encode_image", "pack_list", "pack",
+           "check_record", "find_records", "incomplete_reason", "RECORDIO_MAGIC"]

@@ -1,0 +1,88 @@
+"""Output files of im2rec written safely: temporary names, whole-or-nothing text, the prefix lock.
+
+Also the checks of a prefix and an image root that every step makes first.
+"""
+import contextlib
+import os
+import sys
+
+from .. import fs
+from ..errors import UserError
+
+
+def tmp_name(path):
+    """A temporary name ending in our PID, so a later run can sweep it once we are dead."""
+    return "%s.tmp-%d" % (path, os.getpid())
+
+
+def check_prefix(prefix):
+    if os.path.isdir(prefix):
+        raise UserError("prefix %s is a directory; im2rec writes PREFIX.lst/.rec/.idx, so give "
+                        "a file prefix such as %s" % (prefix, os.path.join(prefix, "train")))
+
+
+def check_root(root):
+    if not os.path.exists(root):
+        raise UserError("image root %s does not exist; pass the folder that holds the images "
+                        "(with --recursive, the one with a subfolder per class)" % root)
+    if not os.path.isdir(root):
+        raise UserError("image root %s is a file, not a folder of images" % root)
+
+
+def output_dir(prefix):
+    """Create the folder that will hold ``prefix``'s files and prove it is writable."""
+    folder = os.path.dirname(os.path.abspath(prefix))
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise UserError("cannot create output folder %s (%s); choose a prefix in a writable "
+                        "folder" % (folder, err.strerror)) from None
+    if not os.access(folder, os.W_OK):
+        raise UserError("output folder %s is not writable; choose a prefix in a writable folder "
+                        "or fix its permissions" % folder)
+    return folder
+
+
+def write_text(path, lines):
+    """Write ``lines`` to ``path`` whole or not at all (a full disk leaves the old file)."""
+    tmp = tmp_name(path)
+    try:
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.writelines(lines)
+        os.replace(tmp, path)
+    except BaseException as err:  # Ctrl-C too: leave no temporary file
+        remove_files(tmp)
+        if fs.is_disk_full(err):
+            raise fs.disk_full_error(path, sum(len(x) for x in lines)) from None
+        raise
+
+
+@contextlib.contextmanager
+def prefix_lock(prefix):
+    """Hold the exclusive lock of everything named after ``prefix`` (``PREFIX.lock``)."""
+    lock = fs.OutputLock(prefix + ".lock", "prefix %s" % prefix)
+    try:
+        lock.acquire()
+    except OSError as err:
+        raise UserError("cannot create the lock file %s (%s); choose a prefix in a writable "
+                        "folder" % (lock.path, err.strerror)) from None
+    try:
+        yield lock
+    finally:
+        lock.release()
+
+
+def report_skipped(skipped, stream, limit=20):
+    """One ``warning:`` line per file or link left out, at most ``limit`` of them."""
+    stream = stream if stream is not None else sys.stderr
+    for path, reason in skipped[:limit]:
+        # repr: a name with a line break must not break the one-line report
+        print("warning: skipped %s: %s" % (repr(path)[1:-1], reason), file=stream)
+    if len(skipped) > limit:
+        print("warning: ... and %d more skipped" % (len(skipped) - limit), file=stream)
+
+
+def remove_files(*paths):
+    for path in paths:
+        if os.path.lexists(path) and not os.path.isdir(path):
+            os.remove(path)
