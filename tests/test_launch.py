@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from mobilenet_skip import launcher
+from mobilenet_skip import tracker
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS
@@ -99,9 +99,9 @@ def index(tmp_path, monkeypatch):
 
 
 def test_pip_config_names_the_index(index):
-    assert launcher.index_urls() == [index["root"].as_uri()]
-    assert launcher.index_urls({}) == ["https://pypi.org/simple"]
-    assert launcher.index_urls({"index-url": "https://a/simple",
+    assert tracker.index_urls() == [index["root"].as_uri()]
+    assert tracker.index_urls({}) == ["https://pypi.org/simple"]
+    assert tracker.index_urls({"index-url": "https://a/simple",
                                 "extra-index-url": "file:///x https://a/simple"}) == \
         ["https://a/simple", "file:///x"]
 
@@ -113,9 +113,9 @@ def test_install_extracts_only_the_tracker_and_runs_nothing(index, tmp_path, mon
     def spy(cmd, *args, **kwargs):
         ran.append(list(cmd))
         return real_run(cmd, *args, **kwargs)
-    monkeypatch.setattr(launcher.subprocess, "run", spy)
-    monkeypatch.setattr(launcher.subprocess, "call", lambda *a, **k: ran.append(a) or 1)
-    dest = launcher.install_tracker(str(tmp_path / "site"), index["req"])
+    monkeypatch.setattr(tracker.subprocess, "run", spy)
+    monkeypatch.setattr(tracker.subprocess, "call", lambda *a, **k: ran.append(a) or 1)
+    dest = tracker.install_tracker(str(tmp_path / "site"), index["req"])
     # pip is only asked for its settings: it neither downloads nor prepares the archive
     assert ran == [[sys.executable, "-m", "pip", "config", "list"]]
     assert sorted(os.listdir(dest)) == ["__init__.py", "local.py", "tracker.py"]
@@ -124,7 +124,7 @@ def test_install_extracts_only_the_tracker_and_runs_nothing(index, tmp_path, mon
     assert not index["canary"].exists()
     # the verified archive is cached: a second install needs no index at all
     os.environ["PIP_INDEX_URL"] = "http://127.0.0.1:9/simple"
-    assert launcher.install_tracker(str(tmp_path / "site2"), index["req"])
+    assert tracker.install_tracker(str(tmp_path / "site2"), index["req"])
 
 
 def test_hash_mismatch_is_named(index, tmp_path):
@@ -132,20 +132,20 @@ def test_hash_mismatch_is_named(index, tmp_path):
         f.write("xgboost==1.0.2 --hash=sha256:%s\n" % ("0" * 64))
     with pytest.raises(UserError, match=r"hash mismatch: xgboost-1.0.2.tar.gz .* has sha256 "
                                         r"[0-9a-f]{64}, but .* pins 0{64}; refusing it"):
-        launcher.install_tracker(str(tmp_path / "site"), index["req"])
+        tracker.install_tracker(str(tmp_path / "site"), index["req"])
     assert not (tmp_path / "site" / "dmlc_tracker").exists()
 
 
 def test_a_missing_file_is_named(index, tmp_path):
     (index["root"] / "xgboost" / "index.html").write_text("<html></html>")
     with pytest.raises(UserError, match="does not list xgboost-1.0.2.tar.gz"):
-        launcher.install_tracker(str(tmp_path / "site"), index["req"])
+        tracker.install_tracker(str(tmp_path / "site"), index["req"])
 
 
 def test_an_unreachable_index_is_a_network_error(index, tmp_path, monkeypatch):
     monkeypatch.setenv("PIP_INDEX_URL", "http://127.0.0.1:9/simple")
     with pytest.raises(UserError, match=r"127.0.0.1:9/simple/xgboost/: network error"):
-        launcher.install_tracker(str(tmp_path / "site"), index["req"], timeout=5)
+        tracker.install_tracker(str(tmp_path / "site"), index["req"], timeout=5)
 
 
 def test_an_archive_without_the_tracker_is_named(index, tmp_path):
@@ -154,14 +154,14 @@ def test_an_archive_without_the_tracker_is_named(index, tmp_path):
     with open(index["req"], "w") as f:
         f.write("xgboost==1.0.2 --hash=sha256:%s\n" % hashlib.sha256(archive).hexdigest())
     with pytest.raises(UserError, match="holds no dmlc_tracker package"):
-        launcher.install_tracker(str(tmp_path / "site"), index["req"])
+        tracker.install_tracker(str(tmp_path / "site"), index["req"])
 
 
 def test_a_malformed_pin_is_refused(tmp_path):
     req = tmp_path / "tracker.txt"
     req.write_text("xgboost==1.0.2\n")
     with pytest.raises(UserError, match="exactly one line"):
-        launcher.install_tracker(str(tmp_path / "site"), str(req))
+        tracker.install_tracker(str(tmp_path / "site"), str(req))
 
 
 # --- what runs it ----------------------------------------------------------------------

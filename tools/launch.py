@@ -26,7 +26,7 @@ The differences from MXNet's launcher:
 import sys
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip import launcher
+from mobilenet_skip import launcher, tracker
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
 
@@ -37,7 +37,7 @@ def main(argv=None):
         rest = argv[1:]
         if rest and (rest[0] != "--target" or len(rest) != 2):
             raise UserError("usage: launch.py --install-tracker [--target DIR]")
-        print("installed %s" % launcher.install_tracker(rest[1] if rest else None))
+        print("installed %s" % tracker.install_tracker(rest[1] if rest else None))
         return 0
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
