@@ -1,6 +1,6 @@
 #!/usr/bin/env python
 """Draw docs/blocks.png: the three DW block types of the paper (Fig. 3-4), as built in
-mobilenet_skip/models.py. Run `python docs/draw_blocks.py` after changing a block."""
+mobilenet_skip/models/blocks.py. Run `python docs/draw_blocks.py` after changing a block."""
 import os
 
 import matplotlib

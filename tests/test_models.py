@@ -61,6 +61,23 @@ def test_unknown_name_lists_valid_names():
         assert name in str(err.value)
 
 
+def test_a_registered_variant_is_built_and_run_by_name(monkeypatch):
+    """A new variant is one registry entry: get_model then builds, names and runs it."""
+    from mobilenet_skip import models
+    monkeypatch.setattr(models.registry, "VARIANTS", dict(models.VARIANTS))
+    key = models.register_variant("Full_Connect_Post", connect="full", preact=False)
+    assert key == "full-connect-post" and ms.list_models()[-1] == key
+    net = _init(ms.get_model("full_connect_post", multiplier=0.25, classes=7))
+    ref = _init(ms.get_model("full-connect", multiplier=0.25, classes=7))
+    x = mx.nd.random.uniform(shape=(2, 3, 64, 64))
+    assert net.variant == key and net(x).shape == (2, 7)
+    np.testing.assert_allclose(net(x).asnumpy(), ref(x).asnumpy(), rtol=1e-5, atol=1e-6)
+    with pytest.raises(ValueError, match="registered already"):
+        models.register_variant(key, connect="full")
+    with pytest.raises(ValueError, match="connect must be"):
+        models.register_variant("diagonal", connect="diagonal")
+
+
 def test_underscore_alias():
     assert ms.get_model("full_connect_pre_act", multiplier=0.25).variant == "full-connect-pre-act"
 
