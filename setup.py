@@ -3,6 +3,10 @@
 MXNet is not in install_requires because it comes in two flavours that must not
 be installed together; pick one with an extra (`pip install .[cpu]` or `.[gpu]`)
 or, for the exact pinned set, `make FLAVOUR=cpu|gpu` (see README).
+gluoncv is required: the benchmark trains and times gluoncv's own MobileNet beside ours
+(mobilenet_skip.bench, .bench_train, behind tools/benchmark.py).
+It declares the GUI `opencv-python`; the lock in requirements/ installs with --no-deps
+and keeps only the headless build of the same API.
 """
 import os
 import re
@@ -22,11 +26,10 @@ setup(
     packages=find_packages(include=["mobilenet_skip", "mobilenet_skip.*"]),
     python_requires=">=3.8",
     install_requires=["numpy==1.23.5", "pyyaml", "opencv-python-headless==4.8.1.78",
-                      "matplotlib<3.9"],
+                      "matplotlib<3.9", "gluoncv==0.10.5.post0"],
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu112==1.9.1"],
-        "gluoncv": ["gluoncv==0.10.5.post0"],
         "onnx": ["onnx<1.19", "onnxruntime"],
         "demo": ["scikit-learn"],
     },
