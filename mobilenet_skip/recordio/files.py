@@ -16,12 +16,14 @@ def tmp_name(path):
 
 
 def check_prefix(prefix):
+    """Refuse a prefix that names a folder: im2rec appends .lst/.rec/.idx to it."""
     if os.path.isdir(prefix):
         raise UserError("prefix %s is a directory; im2rec writes PREFIX.lst/.rec/.idx, so give "
                         "a file prefix such as %s" % (prefix, os.path.join(prefix, "train")))
 
 
 def check_root(root):
+    """Refuse an image root that is missing or is a file."""
     if not os.path.exists(root):
         raise UserError("image root %s does not exist; pass the folder that holds the images "
                         "(with --recursive, the one with a subfolder per class)" % root)
