@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from mobilenet_skip import config
+from mobilenet_skip import config, data, data_settings, flags
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT
@@ -82,10 +82,10 @@ def test_bad_values_are_clear(overrides, pattern):
 
 
 def test_flags_cover_every_key_and_override():
-    parser = config.add_flags(argparse.ArgumentParser(allow_abbrev=False))
+    parser = flags.add_flags(argparse.ArgumentParser(allow_abbrev=False))
     args = parser.parse_args(["--lr-mode", "step", "--lr-decay-epochs", "30,60",
                               "--rand-mirror", "false", "--multiplier", "0.5"])
-    assert config.flag_overrides(args) == {"lr_mode": "step", "lr_decay_epochs": [30, 60],
+    assert flags.flag_overrides(args) == {"lr_mode": "step", "lr_decay_epochs": [30, 60],
                                            "rand_mirror": False, "multiplier": 0.5}
     for key in config.SCHEMA:
         assert "--" + key.replace("_", "-") in parser.format_help()
@@ -99,3 +99,43 @@ def test_dump_round_trips(tmp_path):
     config.dump(cfg, path)
     back = config.load_dumped(path)
     assert all(back[k] == cfg[k] for k in config.SCHEMA)
+
+
+# --- data settings: declared once (data_settings.SCHEMA), checked once (check) -----------
+
+def test_data_keys_are_declared_once_in_data_settings():
+    assert {k: config.SCHEMA[k] for k in data_settings.SCHEMA} == {
+        k: (default, help_text) for k, (default, help_text, _) in data_settings.SCHEMA.items()}
+    assert data.DEFAULTS == data_settings.DEFAULTS
+    assert data_settings.DEFAULTS["crop_ratio"] == data.Preprocessing().crop_ratio
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"crop_ratio": 1.5}, "crop_ratio=1.5 is invalid: it must be in (0, 1]"),
+    ({"std_rgb": [1.0, 0.0, 1.0]}, "std_rgb=[1.0, 0.0, 1.0] is invalid"),
+    ({"mean_rgb": [1.0, 2.0]}, "mean_rgb=[1.0, 2.0] is invalid: it must be three numbers"),
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"max_aspect_ratio": 0.9}, "max_aspect_ratio must be at least 1, got 0.9"),
+    ({"min_random_area": 0.5, "max_random_area": 0.4},
+     "max_random_area must be at least min_random_area (0.5), got 0.4"),
+    ({"color_jitter": -0.1}, "color_jitter must be 0 (off) or a positive strength"),
+])
+def test_a_bad_data_setting_is_refused_alike_by_recipe_and_iterator(tmp_path, bad, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: imagenet.yaml\n" + "".join(
+        "%s: %s\n" % item for item in bad.items()))
+    for source, attempt in ((str(recipe), lambda: config.resolve(str(recipe))),
+                            ("command line", lambda: config.resolve(None, bad)),
+                            ("data setting", lambda: data.val_iter(dict(bad, lr=0.1)))):
+        with pytest.raises(UserError) as err:
+            attempt()
+        assert str(err.value).startswith(source + ":") and message in str(err.value)
+
+
+def test_a_data_pair_split_between_recipe_and_flags_is_checked(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: imagenet.yaml\nmin_random_area: 0.6\n")
+    assert config.resolve(str(recipe), {"max_random_area": 0.7})["max_random_area"] == 0.7
+    with pytest.raises(UserError, match=r"r.yaml with the command line: max_random_area must "
+                       r"be at least min_random_area \(0.6\), got 0.5"):
+        config.resolve(str(recipe), {"max_random_area": 0.5})

@@ -24,6 +24,7 @@ import sys
 import _bootstrap  # noqa: F401
 from mobilenet_skip import config, dataset, training
 from mobilenet_skip.cli import run_main
+from mobilenet_skip.flags import add_flags, flag_overrides
 
 
 def parse_args(argv):
@@ -39,13 +40,13 @@ def parse_args(argv):
                    help="start afresh in a --save-dir that holds checkpoints (deletes them)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
-    config.add_flags(p)
+    add_flags(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    overrides = config.flag_overrides(args)
+    overrides = flag_overrides(args)
     recipe = args.recipe
     saved = os.path.join(overrides.get("save_dir", ""), "config.yaml")
     if args.resume and recipe is None and overrides.get("save_dir") and os.path.isfile(saved):
