@@ -3,7 +3,8 @@
 Every key is declared once in :data:`SCHEMA` (default, help), the data keys in
 :mod:`mobilenet_skip.data_settings`; the recipe files set values and say where each
 comes from, and :func:`mobilenet_skip.flags.add_flags` turns every key into a
-command-line flag of the same name (``lr_mode`` -> ``--lr-mode``).
+command-line flag of the same name (``lr_mode`` -> ``--lr-mode``). Every ``--model``
+starts from ``recipes/imagenet.yaml`` unless a ``recipes/<model>.yaml`` exists.
 """
 import os
 
@@ -15,10 +16,11 @@ from .errors import UserError
 from .models import BN_DEFAULTS, list_models
 from .values import coerce
 
-__all__ = ["SCHEMA", "RECIPE_DIR", "ARCH_KEYS", "load_recipe",
+__all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
            "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every model
 
 # Keys that fix the network's parameter shapes: a resume must not change them.
 ARCH_KEYS = ("model", "multiplier", "classes")
@@ -92,8 +94,11 @@ POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_in
 
 
 def default_recipe_path(model):
-    """``recipes/<model>.yaml`` of the checkout."""
-    return os.path.join(RECIPE_DIR, "%s.yaml" % model)
+    """The recipe of ``--model`` without ``--recipe``: ``recipes/<model>.yaml`` where a
+    model's setting differs from the paper's (no shipped model's does), else
+    ``recipes/imagenet.yaml``."""
+    own = os.path.join(RECIPE_DIR, "%s.yaml" % model)
+    return own if os.path.isfile(own) else os.path.join(RECIPE_DIR, DEFAULT_RECIPE)
 
 
 def _find_recipe(path, relative_to=None):
@@ -197,15 +202,13 @@ def _check_bn(out, source):
 def resolve(recipe_path=None, overrides=None):
     """Defaults < recipe chain < overrides, validated, with ``{model}`` expanded.
 
-    With no ``recipe_path`` the model's own recipe (``recipes/<model>.yaml``) is
-    used, the model coming from the overrides or the schema default.
+    With no ``recipe_path`` it is :func:`default_recipe_path` of the model from the
+    overrides or the schema default; the model stays the one given.
     """
     overrides = dict(overrides or {})
     if recipe_path is None:
-        model = overrides.get("model", SCHEMA["model"][0])
-        recipe_path = default_recipe_path(str(model).lower().replace("_", "-"))
-        if not os.path.isfile(recipe_path):
-            validate({"model": model}, "--model")
+        model = validate({"model": overrides.get("model", SCHEMA["model"][0])}, "--model")
+        recipe_path = default_recipe_path(model["model"])
     cfg = {key: value for key, (value, _) in SCHEMA.items()}
     recipe = validate(load_recipe(recipe_path), recipe_path)
     cfg.update(recipe)

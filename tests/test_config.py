@@ -2,20 +2,21 @@
 import argparse
 import os
 import re
+import shutil
 
 import pytest
 
 from mobilenet_skip import config, data, data_settings, flags
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT
+from conftest import ROOT, call_tool
 
 RECIPES = os.path.join(ROOT, "recipes")
 
 
 def test_paper_settings_resolve():
     cfg = config.resolve(None, {"model": "full-connect-pre-act"})
-    assert cfg["recipe"] == os.path.join(RECIPES, "full-connect-pre-act.yaml")
+    assert cfg["recipe"] == os.path.join(RECIPES, "imagenet.yaml")
     expected = {"batch_size": 32, "num_epochs": 100, "optimizer": "sgd", "momentum": 0.9,
                 "lr": 0.045, "lr_mode": "exponential", "lr_decay": 0.94, "lr_decay_period": 2,
                 "label_smoothing": 0.1, "clip_gradient": 2.0, "wd": 4e-5, "no_wd_dw_bn": True,
@@ -29,8 +30,34 @@ def test_paper_settings_resolve():
 def test_every_recipe_resolves_and_names_its_model(name):
     cfg = config.resolve(os.path.join(RECIPES, name))
     stem = name[:-len(".yaml")]
-    if stem in config.list_models():
+    if stem in config.list_models():  # a model's own recipe exists only for that model
         assert cfg["model"] == stem
+
+
+@pytest.mark.parametrize("model", config.list_models())
+def test_every_model_trains_from_the_imagenet_recipe(model):
+    cfg = config.resolve(None, {"model": model})
+    paper = config.resolve(os.path.join(RECIPES, "imagenet.yaml"), {"model": model})
+    assert cfg == paper and cfg["model"] == model and cfg["save_dir"] == "runs/" + model
+    assert cfg["classes_from"] is None  # the data's synsets decide the class count
+
+
+def test_a_model_recipe_wins_where_one_exists(tmp_path, monkeypatch):
+    shutil.copy(os.path.join(RECIPES, "imagenet.yaml"), str(tmp_path))
+    (tmp_path / "simple-connect.yaml").write_text("base: imagenet.yaml\nlr: 0.01\n")
+    monkeypatch.setattr(config, "RECIPE_DIR", str(tmp_path))
+    own = config.resolve(None, {"model": "simple-connect"})
+    assert own["recipe"] == str(tmp_path / "simple-connect.yaml") and own["lr"] == 0.01
+    other = config.resolve(None, {"model": "mobilenet"})
+    assert other["recipe"] == str(tmp_path / "imagenet.yaml") and other["lr"] == 0.045
+    assert (own["model"], other["model"]) == ("simple-connect", "mobilenet")
+
+
+def test_model_flag_alone_uses_the_imagenet_recipe(capsys):
+    code, out, _ = call_tool(capsys, "train_imagenet", "--model", "simple-connect",
+                             "--print-config")
+    assert code == 0 and "recipe %s)" % os.path.join(RECIPES, "imagenet.yaml") in out
+    assert re.search(r"^  model +\"simple-connect\"$", out, re.M), out
 
 
 def test_every_imagenet_key_names_its_source():
