@@ -1,23 +1,26 @@
 """Training recipes: YAML files of flat keys, composed by ``base:`` plus overrides.
 
-Every key is declared once in :data:`SCHEMA` (default, help); the recipe files set
-values and say where each comes from, and :func:`add_flags` turns every key into a
-command-line flag of the same name (``lr_mode`` -> ``--lr-mode``).
+Every key is declared once in :data:`SCHEMA` (default, help), the data keys in
+:mod:`mobilenet_skip.data_settings`; the recipe files set values and say where each
+comes from, and :func:`mobilenet_skip.flags.add_flags` turns every key into a
+command-line flag of the same name (``lr_mode`` -> ``--lr-mode``). Every ``--model``
+starts from ``recipes/imagenet.yaml`` unless a ``recipes/<model>.yaml`` exists.
 """
-import argparse
 import os
 
 import yaml
 
+from . import data_settings
 from .checkpoint import atomic_save
-from .data import DEFAULTS as DATA_DEFAULTS
 from .errors import UserError
 from .models import BN_DEFAULTS, list_models
+from .values import coerce
 
-__all__ = ["SCHEMA", "RECIPE_DIR", "ARCH_KEYS", "load_recipe", "default_recipe_path",
-           "add_flags", "flag_overrides", "resolve", "dump", "validate"]
+__all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
+           "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
 
 RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every model
 
 # Keys that fix the network's parameter shapes: a resume must not change them.
 ARCH_KEYS = ("model", "multiplier", "classes")
@@ -29,24 +32,9 @@ SCHEMA = {
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
-    # data: defaults live in mobilenet_skip.data.DEFAULTS
-    "rec_train": ("", "training .rec (its .idx beside it)"),
-    "rec_val": ("", "validation .rec (its .idx beside it)"),
-    "input_size": (DATA_DEFAULTS["input_size"], "training and validation crop side"),
-    "crop_ratio": (DATA_DEFAULTS["crop_ratio"], "validation centre crop / resized short side (224/256)"),
-    "batch_size": (DATA_DEFAULTS["batch_size"], "images per device per step"),
-    "min_random_area": (DATA_DEFAULTS["min_random_area"], "smallest random-resized-crop area fraction"),
-    "max_random_area": (DATA_DEFAULTS["max_random_area"], "largest random-resized-crop area fraction"),
-    "min_aspect_ratio": (DATA_DEFAULTS["min_aspect_ratio"], "smallest random crop aspect ratio"),
-    "max_aspect_ratio": (DATA_DEFAULTS["max_aspect_ratio"], "largest random crop aspect ratio"),
-    "rand_mirror": (DATA_DEFAULTS["rand_mirror"], "random horizontal flips"),
-    "color_jitter": (DATA_DEFAULTS["color_jitter"], "brightness/contrast/saturation jitter strength (0 = off)"),
-    "mean_rgb": (DATA_DEFAULTS["mean_rgb"], "per-channel mean subtracted from pixels"),
-    "std_rgb": (DATA_DEFAULTS["std_rgb"], "per-channel std dividing pixels"),
-    "preprocess_threads": (DATA_DEFAULTS["preprocess_threads"],
-                           "decode threads of ImageRecordIter: a number, or auto = physical "
-                           "cores minus GPUs, at least 1"),
-    "shuffle": (DATA_DEFAULTS["shuffle"], "shuffle training records every epoch"),
+    # data: declared (default, help, rule) in mobilenet_skip.data_settings
+    **{key: (default, help_text)
+       for key, (default, help_text, _) in data_settings.SCHEMA.items()},
     # optimisation
     "num_epochs": (100, "epochs to train"),
     "optimizer": ("sgd", "sgd | nag | rmsprop (TensorFlow's RMSProp with momentum, "
@@ -100,13 +88,17 @@ CHOICES = {
     "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),
     "export_epoch": ("last", "best"),
 }
-POSITIVE = ("multiplier", "classes", "input_size", "batch_size", "num_epochs", "lr",
-            "cpu_contexts", "log_interval", "lr_decay_period")
+# Ranges of the keys other than the data keys (data_settings.check has theirs).
+POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_interval",
+            "lr_decay_period", "lr_decay", "rmsprop_eps")
 
 
 def default_recipe_path(model):
-    """``recipes/<model>.yaml`` of the checkout."""
-    return os.path.join(RECIPE_DIR, "%s.yaml" % model)
+    """The recipe of ``--model`` without ``--recipe``: ``recipes/<model>.yaml`` where a
+    model's setting differs from the paper's (no shipped model's does), else
+    ``recipes/imagenet.yaml``."""
+    own = os.path.join(RECIPE_DIR, "%s.yaml" % model)
+    return own if os.path.isfile(own) else os.path.join(RECIPE_DIR, DEFAULT_RECIPE)
 
 
 def _find_recipe(path, relative_to=None):
@@ -153,159 +145,11 @@ def load_recipe(path, _seen=None, _relative_to=None):
     return merged
 
 
-def _flag(key):
-    return "--" + key.replace("_", "-")
-
-
-def _parse_bool(text):
-    value = str(text).strip().lower()
-    if value in ("1", "true", "yes", "on"):
-        return True
-    if value in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError("expected true or false, got %r" % text)
-
-
-def _list_parser(example):
-    item = type(example[0]) if example else str
-
-    def parse(text):
-        try:
-            return [item(v) for v in str(text).replace(" ", "").split(",") if v != ""]
-        except ValueError:
-            raise argparse.ArgumentTypeError("expected a comma-separated list of %s, got %r"
-                                             % (item.__name__, text))
-    return parse
-
-
-def _parser_for(default):
-    if isinstance(default, bool):
-        return _parse_bool
-    if isinstance(default, list):
-        return _list_parser(default)
-    return type(default)
-
-
-class _Switch(argparse.Action):
-    """A boolean recipe key as a switch: ``--key`` is true, ``--no-key`` false.
-
-    ``--key false`` (the old form, a value after the flag) still works, so scripts
-    written for it keep running; a bare ``--key`` no longer asks for an argument.
-    """
-
-    def __init__(self, option_strings, dest, negatives=(), **kwargs):
-        self.negatives = tuple(negatives)
-        super(_Switch, self).__init__(option_strings, dest, nargs="?", **kwargs)
-
-    def __call__(self, parser, namespace, values, option_string=None):
-        if option_string in self.negatives:
-            if values is not None:
-                parser.error("%s takes no value (it means false); use %s %s instead"
-                             % (option_string, self.option_strings[0], values))
-            setattr(namespace, self.dest, False)
-        else:
-            setattr(namespace, self.dest, True if values is None else _parse_bool(values))
-
-
-# Flags that gluoncv's train_imagenet.py spells differently, or that mean one key:
-# key -> (extra option strings, note for --help).
-ALIASES = {
-    "lr_decay_epochs": (("--lr-decay-epoch",), "gluoncv's --lr-decay-epoch is the same list"),
-    "label_smoothing": ((), "a bare --label-smoothing means 0.1, as gluoncv's switch; ours "
-                            "also takes the epsilon"),
-    "no_wd_dw_bn": (("--no-wd",), "--no-wd is gluoncv's name, but gluoncv spares BatchNorm "
-                                  "and every bias, ours BatchNorm and depthwise filters"),
-}
-NEGATIVE_FLAGS = {"no_wd_dw_bn": "--wd-dw-bn"}  # "--no-no-wd-dw-bn" would be unreadable
-
-
-def add_flags(parser):
-    """Add one ``--flag`` per recipe key to an argparse parser (default: not given).
-
-    Booleans are switches (``--rand-mirror`` / ``--no-rand-mirror``); gluoncv's names
-    (``--lr-decay-epoch``, ``--no-wd``, ``--label-smoothing``, ``--num-gpus``) are
-    accepted where they mean the same, and ``--help`` says where they differ.
-    """
-    group = parser.add_argument_group("recipe keys (each overrides the recipe's value)")
-    for key, (default, help_text) in SCHEMA.items():
-        shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
-        extra, note = ALIASES.get(key, ((), ""))
-        help_text = "%s (schema default: %s)%s" % (help_text, shown, "; " + note if note else "")
-        flags = (_flag(key),) + tuple(extra)
-        if isinstance(default, bool):
-            negative = NEGATIVE_FLAGS.get(key, "--no-" + key.replace("_", "-"))
-            group.add_argument(*(flags + (negative,)), dest=key, action=_Switch,
-                               negatives=(negative,), default=None, metavar="BOOL",
-                               help=help_text + "; %s alone means true, %s false"
-                               % (flags[0], negative))
-        elif key == "label_smoothing":
-            group.add_argument(*flags, dest=key, type=float, nargs="?", const=0.1,
-                               default=None, metavar="EPS", help=help_text)
-        else:
-            group.add_argument(*flags, dest=key, type=_parser_for(default), default=None,
-                               metavar=type(default).__name__.upper(), help=help_text)
-    group.add_argument("--num-gpus", type=int, default=None, metavar="N",
-                       help="gluoncv's flag: the same as --gpus 0,1,...,N-1 (0 = CPU); "
-                       "not together with --gpus")
-    return parser
-
-
-def flag_overrides(args):
-    """The recipe keys set explicitly on the command line (``--num-gpus`` as ``gpus``)."""
-    out = {key: getattr(args, key) for key in SCHEMA if getattr(args, key, None) is not None}
-    num_gpus = getattr(args, "num_gpus", None)
-    if num_gpus is not None:
-        if "gpus" in out:
-            raise UserError("--num-gpus %d and --gpus %s both name the GPUs; pass one of them"
-                            % (num_gpus, out["gpus"]))
-        if num_gpus < 0:
-            raise UserError("--num-gpus must be 0 (CPU) or more, got %d" % num_gpus)
-        out["gpus"] = ",".join(str(i) for i in range(num_gpus))
-    return out
-
-
-def _number(item_type, value):
-    """``value`` as an int or float, refusing NaN/inf and fractional ints."""
-    if isinstance(value, bool) or value is None:
-        raise ValueError
-    number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
-        raise ValueError
-    if item_type is int:
-        if not number.is_integer() or isinstance(value, str) and not value.strip().lstrip(
-                "+-").isdigit():
-            raise ValueError
-        return int(number)
-    return number
-
-
-def _coerce(key, value, source):
-    default = SCHEMA[key][0]
-    kind = type(default).__name__
-    try:
-        if isinstance(default, bool):
-            return value if isinstance(value, bool) else _parse_bool(value)
-        if isinstance(default, list):
-            item = type(default[0]) if default else str
-            kind = "list of %s" % item.__name__
-            items = (list(value) if isinstance(value, (list, tuple))
-                     else _list_parser(default)(value))
-            return [_number(item, v) for v in items] if item in (int, float) else items
-        if isinstance(default, (int, float)):
-            return _number(type(default), value)
-        return "" if value is None else str(value)
-    except (TypeError, ValueError, argparse.ArgumentTypeError):
-        finite = " (finite: no NaN or infinity)" if kind not in ("str", "bool") else ""
-        raise UserError("%s: %s must be a %s%s, got %r" % (source, key, kind, finite, value))
-
-
 # Keys that may be zero (off) but never negative.
 NON_NEGATIVE = ("wd", "momentum", "label_smoothing", "clip_gradient", "warmup_epochs",
-                "warmup_lr", "keep_checkpoints", "batches_per_epoch", "color_jitter", "seed",
+                "warmup_lr", "keep_checkpoints", "batches_per_epoch", "seed",
                 "rmsprop_decay", "lr_decay_epochs")
 BELOW_ONE = ("momentum", "label_smoothing", "rmsprop_decay")  # 1 or more makes no sense
-POSITIVE_EXTRA = ("lr_decay", "rmsprop_eps", "std_rgb", "min_random_area", "max_random_area",
-                  "min_aspect_ratio", "max_aspect_ratio", "crop_ratio")
 
 
 def _values(value):
@@ -319,20 +163,21 @@ def validate(cfg, source="config"):
     rates have their ranges (``wd``, ``--keep-checkpoints`` and ``--batches-per-epoch``
     are never negative), and list items have the list's type.
     """
-    out = {}
-    for key, value in cfg.items():
+    for key in cfg:
         if key not in SCHEMA:
             raise UserError("unknown key %r in %s; valid keys: %s" % (key, source,
                                                                       ", ".join(SCHEMA)))
-        out[key] = _coerce(key, value, source)
+    data = data_settings.check(cfg, source)
+    out = {key: data[key] if key in data else coerce(key, SCHEMA[key][0], value, source)
+           for key, value in cfg.items()}
     for key, choices in CHOICES.items():
         if key in out and out[key] not in choices:
             raise UserError("%s: %s must be one of %s, got %r" % (source, key,
                                                                   " | ".join(choices), out[key]))
-    for key in POSITIVE + POSITIVE_EXTRA:
+    for key in POSITIVE:
         if key in out and not all(v > 0 for v in _values(out[key])):
             raise UserError("%s: %s must be positive, got %r" % (source, key, out[key]))
-    _check_bn_and_threads(out, source)
+    _check_bn(out, source)
     for key in NON_NEGATIVE:
         if key in out and not all(v >= 0 for v in _values(out[key])):
             raise UserError("%s: %s must be 0 or more, got %r" % (source, key, out[key]))
@@ -345,40 +190,31 @@ def validate(cfg, source="config"):
     return out
 
 
-def _check_bn_and_threads(out, source):
+def _check_bn(out, source):
     if "bn_momentum" in out and not 0 <= out["bn_momentum"] < 1:
         raise UserError("%s: bn_momentum must be in [0, 1) (MXNet 0.9, TF-slim 0.9997), got %r"
                         % (source, out["bn_momentum"]))
     if "bn_eps" in out and not out["bn_eps"] > 0:
         raise UserError("%s: bn_eps must be positive (MXNet Gluon 1e-5, TF-slim 1e-3), got %r"
                         % (source, out["bn_eps"]))
-    if "preprocess_threads" in out:
-        text = str(out["preprocess_threads"]).strip().lower()
-        if text == "auto":
-            out["preprocess_threads"] = "auto"
-        elif text.isdigit() and int(text) >= 1:
-            out["preprocess_threads"] = int(text)
-        else:
-            raise UserError("%s: preprocess_threads must be a positive number or auto, got %r"
-                            % (source, out["preprocess_threads"]))
 
 
 def resolve(recipe_path=None, overrides=None):
     """Defaults < recipe chain < overrides, validated, with ``{model}`` expanded.
 
-    With no ``recipe_path`` the model's own recipe (``recipes/<model>.yaml``) is
-    used, the model coming from the overrides or the schema default.
+    With no ``recipe_path`` it is :func:`default_recipe_path` of the model from the
+    overrides or the schema default; the model stays the one given.
     """
     overrides = dict(overrides or {})
     if recipe_path is None:
-        model = overrides.get("model", SCHEMA["model"][0])
-        recipe_path = default_recipe_path(str(model).lower().replace("_", "-"))
-        if not os.path.isfile(recipe_path):
-            validate({"model": model}, "--model")
+        model = validate({"model": overrides.get("model", SCHEMA["model"][0])}, "--model")
+        recipe_path = default_recipe_path(model["model"])
     cfg = {key: value for key, (value, _) in SCHEMA.items()}
     recipe = validate(load_recipe(recipe_path), recipe_path)
     cfg.update(recipe)
     cfg.update(validate(overrides, "command line"))
+    # A pair of data keys may be split between the recipe and the flags.
+    data_settings.check(cfg, "%s with the command line" % recipe_path)
     cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
     cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
     # Who set the class count: a stated value must agree with the data's synsets, the

@@ -7,8 +7,10 @@ Train augmentation is the paper's light one, MobileNet-style: a random resized c
 keeping 25% to 100% of the image area (``min_random_area`` 0.25, where Inception
 uses 0.08: the MobileNet paper notes small models overfit less and need less
 augmentation), aspect 3/4 to 4/3, random mirror, colour jitter off by default.
-Val is the paper's single centre crop: shorter side to ``input_size / crop_ratio``
-(256 for 224), then the central ``input_size`` square.
+Val is the paper's single centre crop of
+:class:`~mobilenet_skip.preprocess.Preprocessing` (shorter side to 256 for 224, then
+the central ``input_size`` square). The settings and their checks are
+:mod:`mobilenet_skip.data_settings`.
 
 Batches hold ``batch_size * num_devices`` samples as ``(data, label)``: data float32
 NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The last
@@ -22,31 +24,14 @@ import os
 import mxnet as mx
 
 from .cores import physical_cores
+from .data_settings import DEFAULTS, check
 from .errors import UserError
+from .preprocess import Preprocessing
 from .recordio import check_record, read_synsets, synsets_path
 
 __all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
            "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
            "resolve_threads"]
-
-DEFAULTS = {
-    "rec_train": None,            # path to train .rec (its .idx beside it)
-    "rec_val": None,              # path to val .rec
-    "input_size": 224,            # side of the square network input
-    "crop_ratio": 0.875,          # val: centre crop / resized shorter side (224 / 256)
-    "batch_size": 32,             # per device; a batch holds batch_size * num_devices
-    "min_random_area": 0.25,      # light, MobileNet-style (Inception: 0.08)
-    "max_random_area": 1.0,
-    "min_aspect_ratio": 0.75,
-    "max_aspect_ratio": 4.0 / 3.0,
-    "rand_mirror": True,
-    "color_jitter": 0.0,          # brightness/contrast/saturation strength; 0 = off
-    "mean_rgb": [123.68, 116.779, 103.939],
-    "std_rgb": [58.393, 57.12, 57.375],
-    "preprocess_threads": "auto",  # decode threads: auto = physical cores not driving a GPU
-    "shuffle": True,
-}
-
 
 def resolve_threads(cfg, cores=None):
     """``preprocess_threads`` of ``cfg`` as a number; ``auto`` (the default) becomes one
@@ -74,34 +59,12 @@ def resolve_threads(cfg, cores=None):
 
 
 def _resolve(cfg):
-    """DEFAULTS overlaid with cfg's data keys, checked; other keys are the recipe's business."""
+    """The data settings of ``cfg`` over the defaults, checked, threads as a number;
+    other keys are the recipe's business."""
     c = dict(DEFAULTS)
-    c.update({k: v for k, v in (cfg or {}).items() if k in DEFAULTS})
+    c.update(check(cfg or {}, "data setting"))
     c["preprocess_threads"] = resolve_threads(
         {"preprocess_threads": c["preprocess_threads"], "gpus": (cfg or {}).get("gpus")})
-
-    positive_int = (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
-                    "a positive integer")
-    rules = [
-        ("input_size",) + positive_int, ("batch_size",) + positive_int,
-        ("preprocess_threads",) + positive_int,
-        ("crop_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("min_random_area", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("max_random_area", lambda v: c["min_random_area"] <= v <= 1, "in [min_random_area, 1]"),
-        ("min_aspect_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
-        ("max_aspect_ratio", lambda v: v >= 1, "at least 1"),
-        ("color_jitter", lambda v: v >= 0, "0 (off) or a positive strength"),
-        ("mean_rgb", lambda v: len(v) == 3 and all(float(x) == x for x in v),
-         "three numbers, R G B"),
-        ("std_rgb", lambda v: len(v) == 3 and min(v) > 0, "three positive numbers, R G B"),
-    ]
-    for key, ok, what in rules:
-        try:
-            good = ok(c[key])
-        except (TypeError, ValueError):
-            good = False
-        if not good:
-            raise UserError("data setting %s=%r is invalid: it must be %s" % (key, c[key], what))
     return c
 
 
@@ -168,7 +131,7 @@ class RecordIter(mx.io.DataIter):
         return batch
 
 
-def _record_iter(c, rec_key, num_devices, num_parts, part_index, **augment):
+def _record_iter(c, rec_key, num_devices, num_parts, part_index, **transform):
     rec = c[rec_key]
     if not rec:
         raise UserError("data setting %s is not set; point it at a .rec packed with "
@@ -178,13 +141,10 @@ def _record_iter(c, rec_key, num_devices, num_parts, part_index, **augment):
     idx = os.path.splitext(rec)[0] + ".idx"
     part = shard_size(check_record(rec, idx), num_parts, part_index)
     batch = c["batch_size"] * num_devices
-    side = c["input_size"]
     it = mx.io.ImageRecordIter(
-        path_imgrec=rec, path_imgidx=idx, data_shape=(3, side, side), batch_size=batch,
-        label_width=1, preprocess_threads=c["preprocess_threads"],
-        num_parts=num_parts, part_index=part_index, round_batch=False, verbose=False,
-        mean_r=c["mean_rgb"][0], mean_g=c["mean_rgb"][1], mean_b=c["mean_rgb"][2],
-        std_r=c["std_rgb"][0], std_g=c["std_rgb"][1], std_b=c["std_rgb"][2], **augment)
+        path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
+        preprocess_threads=c["preprocess_threads"], num_parts=num_parts,
+        part_index=part_index, round_batch=False, verbose=False, **transform)
     return RecordIter(it, part, batch)
 
 
@@ -253,7 +213,8 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     Parameters
     ----------
     cfg : dict
-        Recipe values; the keys of :data:`DEFAULTS` are used, others ignored.
+        Recipe values; the keys of :data:`DEFAULTS` are used, others ignored
+        (checked by :func:`mobilenet_skip.data_settings.check`).
     num_devices : int
         Devices the batch is split over; the batch is ``batch_size * num_devices``.
     num_parts, part_index : int
@@ -274,10 +235,13 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
             "preprocess_threads auto: %d decode threads (physical cores minus GPUs)",
             c["preprocess_threads"])
     jitter = c["color_jitter"]
+    # Val's shape and normalisation; the crop is random from the whole image, no resize.
+    transform = Preprocessing.from_dict(c).record_iter_args()
+    del transform["resize"], transform["rand_mirror"]
 
     def make(epoch_seed_):
         return _record_iter(
-            c, "rec_train", num_devices, num_parts, part_index,
+            c, "rec_train", num_devices, num_parts, part_index, **transform,
             random_resized_crop=True, min_random_area=c["min_random_area"],
             max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
             max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
@@ -289,11 +253,10 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
 def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
     """Validation batches from ``cfg["rec_val"]``: resize, then the single centre crop.
 
-    The shorter side goes to ``round(input_size / crop_ratio)`` and the central
-    ``input_size`` square is kept; order is the file's, with no randomness.
-    Parameters and return as :func:`train_iter`.
+    The transform is :meth:`Preprocessing.record_iter_args
+    <mobilenet_skip.preprocess.Preprocessing.record_iter_args>`; order is the file's,
+    with no randomness. Parameters and return as :func:`train_iter`.
     """
     c = _resolve(cfg)
-    return _record_iter(c, "rec_val", num_devices, num_parts, part_index,
-                        resize=int(round(c["input_size"] / c["crop_ratio"])),
-                        rand_crop=False, rand_mirror=False, shuffle=False)
+    return _record_iter(c, "rec_val", num_devices, num_parts, part_index, shuffle=False,
+                        **Preprocessing.from_dict(c).record_iter_args())

@@ -2,20 +2,21 @@
 import argparse
 import os
 import re
+import shutil
 
 import pytest
 
-from mobilenet_skip import config
+from mobilenet_skip import config, data, data_settings, flags
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT
+from conftest import ROOT, call_tool
 
 RECIPES = os.path.join(ROOT, "recipes")
 
 
 def test_paper_settings_resolve():
     cfg = config.resolve(None, {"model": "full-connect-pre-act"})
-    assert cfg["recipe"] == os.path.join(RECIPES, "full-connect-pre-act.yaml")
+    assert cfg["recipe"] == os.path.join(RECIPES, "imagenet.yaml")
     expected = {"batch_size": 32, "num_epochs": 100, "optimizer": "sgd", "momentum": 0.9,
                 "lr": 0.045, "lr_mode": "exponential", "lr_decay": 0.94, "lr_decay_period": 2,
                 "label_smoothing": 0.1, "clip_gradient": 2.0, "wd": 4e-5, "no_wd_dw_bn": True,
@@ -29,8 +30,34 @@ def test_paper_settings_resolve():
 def test_every_recipe_resolves_and_names_its_model(name):
     cfg = config.resolve(os.path.join(RECIPES, name))
     stem = name[:-len(".yaml")]
-    if stem in config.list_models():
+    if stem in config.list_models():  # a model's own recipe exists only for that model
         assert cfg["model"] == stem
+
+
+@pytest.mark.parametrize("model", config.list_models())
+def test_every_model_trains_from_the_imagenet_recipe(model):
+    cfg = config.resolve(None, {"model": model})
+    paper = config.resolve(os.path.join(RECIPES, "imagenet.yaml"), {"model": model})
+    assert cfg == paper and cfg["model"] == model and cfg["save_dir"] == "runs/" + model
+    assert cfg["classes_from"] is None  # the data's synsets decide the class count
+
+
+def test_a_model_recipe_wins_where_one_exists(tmp_path, monkeypatch):
+    shutil.copy(os.path.join(RECIPES, "imagenet.yaml"), str(tmp_path))
+    (tmp_path / "simple-connect.yaml").write_text("base: imagenet.yaml\nlr: 0.01\n")
+    monkeypatch.setattr(config, "RECIPE_DIR", str(tmp_path))
+    own = config.resolve(None, {"model": "simple-connect"})
+    assert own["recipe"] == str(tmp_path / "simple-connect.yaml") and own["lr"] == 0.01
+    other = config.resolve(None, {"model": "mobilenet"})
+    assert other["recipe"] == str(tmp_path / "imagenet.yaml") and other["lr"] == 0.045
+    assert (own["model"], other["model"]) == ("simple-connect", "mobilenet")
+
+
+def test_model_flag_alone_uses_the_imagenet_recipe(capsys):
+    code, out, _ = call_tool(capsys, "train_imagenet", "--model", "simple-connect",
+                             "--print-config")
+    assert code == 0 and "recipe %s)" % os.path.join(RECIPES, "imagenet.yaml") in out
+    assert re.search(r"^  model +\"simple-connect\"$", out, re.M), out
 
 
 def test_every_imagenet_key_names_its_source():
@@ -82,10 +109,10 @@ def test_bad_values_are_clear(overrides, pattern):
 
 
 def test_flags_cover_every_key_and_override():
-    parser = config.add_flags(argparse.ArgumentParser(allow_abbrev=False))
+    parser = flags.add_flags(argparse.ArgumentParser(allow_abbrev=False))
     args = parser.parse_args(["--lr-mode", "step", "--lr-decay-epochs", "30,60",
                               "--rand-mirror", "false", "--multiplier", "0.5"])
-    assert config.flag_overrides(args) == {"lr_mode": "step", "lr_decay_epochs": [30, 60],
+    assert flags.flag_overrides(args) == {"lr_mode": "step", "lr_decay_epochs": [30, 60],
                                            "rand_mirror": False, "multiplier": 0.5}
     for key in config.SCHEMA:
         assert "--" + key.replace("_", "-") in parser.format_help()
@@ -99,3 +126,43 @@ def test_dump_round_trips(tmp_path):
     config.dump(cfg, path)
     back = config.load_dumped(path)
     assert all(back[k] == cfg[k] for k in config.SCHEMA)
+
+
+# --- data settings: declared once (data_settings.SCHEMA), checked once (check) -----------
+
+def test_data_keys_are_declared_once_in_data_settings():
+    assert {k: config.SCHEMA[k] for k in data_settings.SCHEMA} == {
+        k: (default, help_text) for k, (default, help_text, _) in data_settings.SCHEMA.items()}
+    assert data.DEFAULTS == data_settings.DEFAULTS
+    assert data_settings.DEFAULTS["crop_ratio"] == data.Preprocessing().crop_ratio
+
+
+@pytest.mark.parametrize("bad,message", [
+    ({"crop_ratio": 1.5}, "crop_ratio=1.5 is invalid: it must be in (0, 1]"),
+    ({"std_rgb": [1.0, 0.0, 1.0]}, "std_rgb=[1.0, 0.0, 1.0] is invalid"),
+    ({"mean_rgb": [1.0, 2.0]}, "mean_rgb=[1.0, 2.0] is invalid: it must be three numbers"),
+    ({"batch_size": 0}, "batch_size must be a positive integer, got 0"),
+    ({"max_aspect_ratio": 0.9}, "max_aspect_ratio must be at least 1, got 0.9"),
+    ({"min_random_area": 0.5, "max_random_area": 0.4},
+     "max_random_area must be at least min_random_area (0.5), got 0.4"),
+    ({"color_jitter": -0.1}, "color_jitter must be 0 (off) or a positive strength"),
+])
+def test_a_bad_data_setting_is_refused_alike_by_recipe_and_iterator(tmp_path, bad, message):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: imagenet.yaml\n" + "".join(
+        "%s: %s\n" % item for item in bad.items()))
+    for source, attempt in ((str(recipe), lambda: config.resolve(str(recipe))),
+                            ("command line", lambda: config.resolve(None, bad)),
+                            ("data setting", lambda: data.val_iter(dict(bad, lr=0.1)))):
+        with pytest.raises(UserError) as err:
+            attempt()
+        assert str(err.value).startswith(source + ":") and message in str(err.value)
+
+
+def test_a_data_pair_split_between_recipe_and_flags_is_checked(tmp_path):
+    recipe = tmp_path / "r.yaml"
+    recipe.write_text("base: imagenet.yaml\nmin_random_area: 0.6\n")
+    assert config.resolve(str(recipe), {"max_random_area": 0.7})["max_random_area"] == 0.7
+    with pytest.raises(UserError, match=r"r.yaml with the command line: max_random_area must "
+                       r"be at least min_random_area \(0.6\), got 0.5"):
+        config.resolve(str(recipe), {"max_random_area": 0.5})

@@ -259,7 +259,7 @@ def test_defaults_and_cfg_checks():
     for bad, key in ((dict(batch_size=0), "batch_size"),
                      (dict(min_random_area=0.5, max_random_area=0.4), "max_random_area"),
                      (dict(crop_ratio="wide"), "crop_ratio"), (dict(std_rgb=[1, 0, 1]), "std_rgb")):
-        with pytest.raises(UserError, match="data setting %s=" % key):
+        with pytest.raises(UserError, match="^data setting: %s" % key):
             data.train_iter(dict(bad, rec_train="unused.rec", lr=0.1))  # lr: not data's key
 
 

@@ -399,8 +399,8 @@ def test_readme_sections_named_in_messages_exist():
 
 def _parser():
     import argparse
-    from mobilenet_skip import config
-    return config.add_flags(argparse.ArgumentParser(allow_abbrev=False))
+    from mobilenet_skip import flags
+    return flags.add_flags(argparse.ArgumentParser(allow_abbrev=False))
 
 
 @pytest.mark.parametrize("argv,expected", [
@@ -417,17 +417,17 @@ def _parser():
     (["--num-gpus", "0"], {"gpus": ""}),
 ])
 def test_switches_and_gluoncv_names(argv, expected):
-    from mobilenet_skip import config
-    assert config.flag_overrides(_parser().parse_args(argv)) == expected
+    from mobilenet_skip import flags
+    assert flags.flag_overrides(_parser().parse_args(argv)) == expected
 
 
 def test_flag_mistakes_are_clear(capsys):
-    from mobilenet_skip import config
+    from mobilenet_skip import flags
     with pytest.raises(SystemExit):
         _parser().parse_args(["--no-rand-mirror", "true"])
     assert "--no-rand-mirror takes no value" in capsys.readouterr().err
     with pytest.raises(UserError, match="--num-gpus 2 and --gpus 0 both name the GPUs"):
-        config.flag_overrides(_parser().parse_args(["--num-gpus", "2", "--gpus", "0"]))
+        flags.flag_overrides(_parser().parse_args(["--num-gpus", "2", "--gpus", "0"]))
     text = " ".join(_parser().format_help().split())
     for said in ("--rand-mirror [BOOL], --no-rand-mirror", "--no-wd [BOOL], --wd-dw-bn", "ours BatchNorm and depthwise "
                  "filters", "a bare --label-smoothing means 0.1", "--num-gpus N",

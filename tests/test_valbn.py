@@ -191,7 +191,7 @@ def test_metrics_from_before_best_epoch_are_completed(tmp_path):
 
 
 def test_export_epoch_is_checked_and_last_in_the_recipes():
-    for name in ("imagenet", "demo", "full-connect-pre-act"):
+    for name in ("imagenet", "demo", "compare"):
         assert config.resolve(os.path.join(ROOT, "recipes", name + ".yaml"))[
             "export_epoch"] == "last"
     with pytest.raises(UserError, match="export_epoch must be one of last | best"):

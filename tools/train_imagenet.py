@@ -4,8 +4,9 @@
   python tools/train_imagenet.py --model full-connect-pre-act --gpus 0,1 \\
       --rec-train train.rec --rec-val val.rec
 
-The recipe defaults to recipes/<model>.yaml (the paper's ImageNet setting); every
-recipe key can be overridden by the flag of the same name. Checkpoints, metrics.csv,
+The recipe defaults to recipes/imagenet.yaml, the paper's ImageNet setting for every
+model (recipes/<model>.yaml where one exists); every recipe key can be overridden by the
+flag of the same name. Checkpoints, metrics.csv,
 curves.png, config.yaml and train.log go to --save-dir; at the end the last epoch (or the
 best, --export-epoch best) is exported to <save-dir>/<model>-symbol.json and
 <model>-0000.params.
@@ -24,6 +25,7 @@ import sys
 import _bootstrap  # noqa: F401
 from mobilenet_skip import config, dataset, training
 from mobilenet_skip.cli import run_main
+from mobilenet_skip.flags import add_flags, flag_overrides
 
 
 def parse_args(argv):
@@ -31,7 +33,8 @@ def parse_args(argv):
                                 formatter_class=argparse.RawDescriptionHelpFormatter,
                                 allow_abbrev=False)
     p.add_argument("--recipe", default=None,
-                   help="recipe YAML (default: recipes/<model>.yaml)")
+                   help="recipe YAML (default: recipes/imagenet.yaml, or recipes/<model>.yaml "
+                   "where one exists)")
     p.add_argument("--resume", action="store_true",
                    help="continue from the newest complete checkpoint in --save-dir (with "
                    "no --recipe, the settings come from --save-dir's config.yaml)")
@@ -39,13 +42,13 @@ def parse_args(argv):
                    help="start afresh in a --save-dir that holds checkpoints (deletes them)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
-    config.add_flags(p)
+    add_flags(p)
     return p.parse_args(argv)
 
 
 def main(argv=None):
     args = parse_args(argv)
-    overrides = config.flag_overrides(args)
+    overrides = flag_overrides(args)
     recipe = args.recipe
     saved = os.path.join(overrides.get("save_dir", ""), "config.yaml")
     if args.resume and recipe is None and overrides.get("save_dir") and os.path.isfile(saved):
