@@ -14,11 +14,12 @@ TRACKER := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed-tracker)
 REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt
 PYTEST_ARGS ?=
 
-.PHONY: venv test demo compare clean-venv help
+.PHONY: venv test test-quick demo compare clean-venv help
 
 help:
 	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
 	@echo "make test    run the test suite"
+	@echo "make test-quick  the suite without the tests marked slow (about a minute)"
 	@echo "make compare the five variants x 3 seeds x 2 lrs on the digits (CPU, ~25 min)"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu)"
 
@@ -44,6 +45,11 @@ $(TRACKER): requirements/tracker.txt $(STAMP)
 
 test: $(STAMP) $(TRACKER)
 	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+
+# The edit-test loop: what runs in-process in seconds (models, config, preprocessing,
+# data, optim, run folder, sidecar); tests that start tools or train are marked slow.
+test-quick: $(STAMP)
+	$(PY) -m pytest -q -m "not slow" tests $(PYTEST_ARGS)
 
 demo: $(STAMP)
 	$(PY) tools/demo.py --dir demo

@@ -24,6 +24,19 @@ DemoRun.__doc__ = ("A trained demo run: image folder (train/, val/), packed .rec
                    "run's --save-dir, model name, its export prefix and metrics.csv rows.")
 
 
+TRAINED = "demo_run"  # the session fixture that trains: whatever needs it is slow
+
+
+def pytest_collection_modifyitems(items):
+    """Mark slow every test that needs the trained demo run, however indirectly (``digits``,
+    ``deployed``, ``subset``, ...): its first user pays about a minute of training, so the
+    quick loop (``-m "not slow"``) must never set it up. Tests that start tools or train
+    by themselves carry the marker in their own file."""
+    for item in items:
+        if TRAINED in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.slow)
+
+
 @pytest.fixture(autouse=True)
 def _seed():
     import mxnet as mx

@@ -8,6 +8,8 @@ import pytest
 
 from conftest import TOOL_TIMEOUT, TOOLS
 
+pytestmark = pytest.mark.slow  # every test starts tools/benchmark.py
+
 
 def _bench(*argv, timeout=TOOL_TIMEOUT):
     return subprocess.run([sys.executable, os.path.join(TOOLS, "benchmark.py")] + list(argv),

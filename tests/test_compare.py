@@ -15,6 +15,7 @@ NAMES = ["mobilenet", "simple-connect", "full-connect", "simple-connect-pre-act"
          "full-connect-pre-act"]
 
 
+@pytest.mark.slow
 def test_quick_study_writes_csv_table_and_plot(tmp_path):
     out = tmp_path / "study"
     res = subprocess.run([sys.executable, os.path.join(TOOLS, "compare_variants.py"), "--quick",
@@ -80,6 +81,7 @@ def test_summary_statistics_and_convergence_epoch():
     assert "(1 of 2 seeds)" in table and "70.00 ± 14.14" in table
 
 
+@pytest.mark.slow
 def test_bad_arguments_are_clear(tmp_path):
     tool = os.path.join(TOOLS, "compare_variants.py")
     for args, message in ((["--variants", "resnet"], "unknown model"),

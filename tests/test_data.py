@@ -120,6 +120,7 @@ def test_train_iterator_shuffles_but_keeps_every_label(packed):
     assert -3 < images.mean() < 3 and images.max() < 5
 
 
+@pytest.mark.slow
 def test_packing_matches_mxnet_im2rec_byte_for_byte(packed, tmp_path):
     import mxnet as mx
     prefix, root, _ = packed
@@ -151,6 +152,7 @@ def test_val_crop_is_the_centre_crop(tmp_path, shape):
     assert np.abs(got - resized[:32, :32, ::-1]).mean() > 20  # a corner crop would not pass
 
 
+@pytest.mark.slow
 def test_unreadable_images_are_skipped_and_reported(demo, tmp_path):
     root = tmp_path / "imgs"
     shutil.copytree(os.path.join(demo[0], "val", "digit_1"), root / "one")

@@ -4,7 +4,11 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import TOOLS
+
+pytestmark = pytest.mark.slow  # runs tools/demo.py: pack, train, export, predict
 
 
 def test_demo_runs_end_to_end(tmp_path):

@@ -117,6 +117,7 @@ def test_record_iters_gives_every_rank_the_common_count(subset):
         training._record_iters(dict(cfg, batch_size=32), 1, 0, 3)
 
 
+@pytest.mark.slow
 def test_watchdog_exits_with_one_line_when_no_step_finishes(tmp_path):
     code = ("import time, sys; sys.path.insert(0, %r)\n"
             "from mobilenet_skip.dist import Watchdog\n"

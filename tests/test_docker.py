@@ -285,6 +285,7 @@ def test_new_tools_are_found_without_changing_the_entrypoint(tmp_path):
 
 
 @pytest.mark.parametrize("command", ["count_flops", "count_flops.py"])
+@pytest.mark.slow
 def test_tool_command_runs_the_tool(command):
     res = run_entrypoint(command, "--json", "--model", "mobilenet")
     assert res.returncode == 0, res.stderr
@@ -293,6 +294,7 @@ def test_tool_command_runs_the_tool(command):
     assert rows[0]["macs"] == 568740352  # Table 2's 569M, as tests/test_models.py pins it
 
 
+@pytest.mark.slow
 def test_tool_exit_status_passes_through():
     res = run_entrypoint("count_flops", "--model", "no-such-net")
     assert res.returncode == 2 and "invalid choice" in res.stderr

@@ -69,6 +69,7 @@ def _relpaths(root):
 
 # 1. Two packs to one prefix ------------------------------------------------------------
 
+@pytest.mark.slow
 def test_second_pack_on_a_prefix_is_refused_before_it_touches_anything(digits, tmp_path):
     images = os.path.join(digits[0], "images", "val")
     prefix = str(tmp_path / "big")
@@ -97,6 +98,7 @@ def test_second_pack_on_a_prefix_is_refused_before_it_touches_anything(digits, t
     assert open(prefix + ".lst").read().count("\n") == 20  # --list did not rewrite it
 
 
+@pytest.mark.slow
 def test_two_concurrent_packs_leave_a_whole_rec_and_idx(digits, tmp_path):
     images = os.path.join(digits[0], "images", "val")
     prefix = str(tmp_path / "big")
@@ -168,6 +170,7 @@ def _first_header_in(idx_path, lo, hi):
     raise AssertionError("no header in the hole")
 
 
+@pytest.mark.slow
 def test_zeroed_hole_is_named_by_check_and_stops_training_with_one_line(digits, tmp_path):
     prefix = str(tmp_path / "holed")
     for ext in (".rec", ".idx", ".synsets.txt"):
@@ -333,6 +336,7 @@ def test_disk_full_injected_while_packing(digits, tmp_path, capsys, monkeypatch,
 
 @pytest.mark.parametrize("sig,rc,name", [(signal.SIGINT, 130, "Ctrl-C"),
                                          (signal.SIGTERM, 143, "SIGTERM")])
+@pytest.mark.slow
 def test_ctrl_c_while_packing_is_one_line_rc_130_and_leaves_no_temp_files(digits, tmp_path, sig,
                                                                           rc, name):
     images = os.path.join(digits[0], "images", "train")

@@ -39,6 +39,7 @@ def _minimal_bin(folder):
     return folder
 
 
+@pytest.mark.slow
 def test_install_tracker_needs_no_compiler(tmp_path):
     """The real pinned archive, from pip's configured index, with no compiler reachable."""
     bin_dir = _minimal_bin(str(tmp_path / "bin"))

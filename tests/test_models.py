@@ -305,6 +305,7 @@ def test_gluoncv_load_errors(tmp_path):
         ms.load_gluoncv_params(ms.get_model("mobilenet", multiplier=0.25), str(bad))
 
 
+@pytest.mark.slow
 def test_count_flops_cli_json():
     out = subprocess.run([sys.executable, os.path.join(TOOLS, "count_flops.py"), "--json",
                           "--multiplier", "0.5", "--model", "mobilenet", "--model",
@@ -316,6 +317,7 @@ def test_count_flops_cli_json():
     assert rows[1]["macs"] > rows[0]["macs"]
 
 
+@pytest.mark.slow
 def test_count_flops_cli_table_and_errors():
     tool = os.path.join(TOOLS, "count_flops.py")
     out = subprocess.run([sys.executable, tool], capture_output=True, text=True, check=True).stdout

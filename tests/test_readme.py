@@ -10,6 +10,8 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from conftest import ROOT
 
 BLOCK = re.compile(r"```(?P<lang>[a-z]*)\n(?P<body>.*?)```", re.S)
@@ -55,6 +57,7 @@ def _script(python):
     return "\n".join(parts) + "\n"
 
 
+@pytest.mark.slow
 def test_readme_commands_run_in_order(tmp_path):
     work = tmp_path / "checkout"
     work.mkdir()

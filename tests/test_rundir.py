@@ -105,6 +105,7 @@ def _rows(save_dir):
 
 # --- item 2 of issue 13: two trainings into one --save-dir ------------------------------
 
+@pytest.mark.slow
 def test_second_training_into_the_same_folder_is_refused_naming_the_pid(digits, tmp_path):
     save_dir = tmp_path / "run"
     # long enough (4 x 44 batches) that the second job starts while the first trains
@@ -131,6 +132,7 @@ def test_second_training_into_the_same_folder_is_refused_naming_the_pid(digits, 
                 "--resume").returncode == 0
 
 
+@pytest.mark.slow
 def test_stale_temp_files_of_dead_runs_are_removed_at_start(digits, tmp_path):
     save_dir = tmp_path / "run"
     save_dir.mkdir()
@@ -217,6 +219,7 @@ def small_disk(tmp_path):
     subprocess.run(["umount", str(mount)])
 
 
+@pytest.mark.slow
 def test_training_on_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoint(
         digits, small_disk):
     # Width 0.25 on 10 classes: params + states are about 2.1 MB an epoch, so epoch 1 fits
@@ -240,6 +243,7 @@ def test_training_on_a_full_disk_stops_with_one_line_and_keeps_the_last_checkpoi
 
 # --- item 9: SIGTERM --------------------------------------------------------------------
 
+@pytest.mark.slow
 def test_sigterm_mid_epoch_saves_and_resume_alone_continues(digits, tmp_path):
     save_dir = tmp_path / "run"
     proc = subprocess.Popen(_args(digits, save_dir, "--num-epochs", "2", "--log-interval",
@@ -301,6 +305,7 @@ def _recipe_without_classes(tmp_path):
     return str(path)
 
 
+@pytest.mark.slow
 def test_classes_come_from_the_synsets_when_not_given(three, tmp_path):
     save_dir = tmp_path / "run"
     res = _run(three, save_dir, recipe=_recipe_without_classes(tmp_path))
@@ -317,6 +322,7 @@ def test_classes_come_from_the_synsets_when_not_given(three, tmp_path):
     (["--classes", "2"], None, "--classes 2, but %s lists 3 classes; pass --classes 3"),
     ([], DEMO_RECIPE, "classes: 10 in %s, but %%s lists 3 classes" % DEMO_RECIPE),
 ])
+@pytest.mark.slow
 def test_a_stated_class_count_that_disagrees_with_the_data_is_refused(three, tmp_path, flags,
                                                                       recipe, message):
     recipe = recipe or _recipe_without_classes(tmp_path)
@@ -327,6 +333,7 @@ def test_a_stated_class_count_that_disagrees_with_the_data_is_refused(three, tmp
 
 
 @pytest.mark.parametrize("bad", [-1, 50])
+@pytest.mark.slow
 def test_labels_outside_the_classes_are_refused_not_trained_on(images, digits, tmp_path, bad):
     """A .rec packed from a .lst with one bad label (the 8th of 1,438) and no synsets."""
     with open(digits["train"][:-len(".rec")] + ".lst") as f:
@@ -348,6 +355,7 @@ def test_labels_outside_the_classes_are_refused_not_trained_on(images, digits, t
     assert "Epoch[1] Batch" not in res.stdout
 
 
+@pytest.mark.slow
 def test_val_missing_a_class_is_refused_naming_it(images, three, tmp_path):
     val = tmp_path / "images"
     for name in ("digit_0", "digit_2"):
@@ -359,12 +367,14 @@ def test_val_missing_a_class_is_refused_naming_it(images, three, tmp_path):
            "in val" in line, line
 
 
+@pytest.mark.slow
 def test_a_train_set_smaller_than_one_batch_is_refused(three, tmp_path):
     res = _run(three, tmp_path / "run", "--classes", "3", "--batch-size", "500")
     assert ("has 430 images, fewer than one batch of 500 (--batch-size 500 x 1 device(s))"
             in _error_line(res))
 
 
+@pytest.mark.slow
 def test_dropped_images_are_counted(digits, tmp_path):
     res = _run(digits, tmp_path / "run", "--num-epochs", "1", "--print-config")
     assert res.returncode == 0
