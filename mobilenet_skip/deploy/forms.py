@@ -6,7 +6,12 @@ the source's weights give, so nothing is re-read from disk. A form is a
 sidecar kind it writes, the suffix of its output after the export prefix, the flag's
 help, ``add_arguments(parser)`` for its own options, ``check(source, options)`` run
 before any file is written, and ``derive(base, out, options)`` writing it. Adding a
-form is one :func:`register` call (see the README's "Extending").
+form is one :func:`register` call, e.g. a form writing the graph's JSON::
+
+    register(Form("graph-json", None, ".graph.json", "also write PREFIX.graph.json",
+                  derive=lambda base, out, options: base.graph.sym.save(out) or out))
+
+and ``export_model.py --graph-json`` writes it (tests/test_export.py registers one).
 """
 import argparse
 import os
