@@ -101,15 +101,13 @@ def load_source(prefix=None, save_dir=None, epoch=None, params=None, model=None,
         raise UserError("--save-dir needs --epoch: which epoch's checkpoint to use")
     if params and save_dir is None and epoch is not None:
         raise UserError("--epoch goes with --save-dir; --params already names one file")
-    run = RunDir(save_dir or os.path.dirname(os.path.abspath(params)), model)
-    cfg = run.config()
+    cfg = RunDir(save_dir or os.path.dirname(os.path.abspath(params))).config()
     model = model or cfg.get("model")
     if not model:
         raise UserError("no config.yaml beside %s says which network it holds; pass --model "
                         "(and --multiplier if not 1.0)" % (params or save_dir))
-    run = RunDir(run.path, model)
     multiplier = multiplier or cfg.get("multiplier", 1.0)
-    path = params or run.checkpoint_path(epoch)
+    path = params or RunDir(save_dir, model).checkpoint_path(epoch)
     if classes is None:
         classes = cfg.get("classes") or _classes_in(path)
     net = network_from_checkpoint(path, model, multiplier, classes,
