@@ -35,7 +35,7 @@ def run_main(main, argv=None):
 
 
 def add_source_arguments(parser):
-    """The flags naming the weights a deployment tool reads (see ``export.load_source``)."""
+    """The flags naming the weights a deployment tool reads (see :func:`~mobilenet_skip.deploy.source.load_source`)."""
     from .models import list_models
     g = parser.add_argument_group(
         "weights (one of: --prefix, --save-dir with --epoch, --params)")
@@ -55,8 +55,8 @@ def add_source_arguments(parser):
 
 
 def source_from_args(args):
-    """``export.load_source`` for the flags of :func:`add_source_arguments`."""
-    from .export import load_source
+    """``deploy.source.load_source`` for the flags of :func:`add_source_arguments`."""
+    from .deploy.source import load_source
     return load_source(prefix=args.prefix, save_dir=args.save_dir, epoch=args.epoch,
                        params=args.params, model=args.model, multiplier=args.multiplier,
                        classes=args.classes, input_size=args.input_size,

@@ -28,7 +28,8 @@ from .checkpoint import CheckpointDir, atomic_save_csv
 from .compat import load_gluoncv_params
 from .errors import UserError
 from .fs import OutputLock, remove_stale_tmp
-from .export import describe as describe_export, export_network, network_from_checkpoint
+from .deploy.artifact import describe as describe_export, export_network
+from .deploy.source import network_from_checkpoint
 from .evaluation import evaluate
 from .models import DWUnit, get_model, norm_kwargs_from
 

@@ -10,7 +10,7 @@ import sys
 
 import pytest
 
-from mobilenet_skip import export
+from mobilenet_skip.deploy import artifact, loading
 
 from conftest import DEMO_EPOCHS, TOOLS, call_tool
 
@@ -59,12 +59,12 @@ def test_other_input_size_warns(demo_run, capsys):
 
 def test_huge_input_size_is_too_large_not_another_export(demo_run, capsys, monkeypatch):
     """--input-size 20000 needs tens of GB: refused from shape inference, before allocating."""
-    monkeypatch.setattr(export, "_available_memory", lambda: 8 << 30)
+    monkeypatch.setattr(loading, "_available_memory", lambda: 8 << 30)
     err, _, full = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
                                                        "--input-size", "20000", _image(demo_run)])
     assert "--input-size 20000 is too large" in err and "GB" in err
     assert "different exports" not in full
-    assert export.forward_memory(export.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
+    assert loading.forward_memory(loading.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
 
 
 def test_failed_allocation_is_reported_as_out_of_memory(demo_run):
@@ -127,11 +127,11 @@ def test_fifo_device_and_folder_are_refused_without_hanging(demo_run, tmp_path):
 
 
 def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch):
-    from mobilenet_skip import inference
+    from mobilenet_skip.deploy import runtime
     big = tmp_path / "big.jpg"
     with open(str(big), "wb") as f:
         f.truncate(1 << 20)  # sparse: no disk used
-    monkeypatch.setattr(inference, "MAX_IMAGE_BYTES", 1 << 19)
+    monkeypatch.setattr(runtime, "MAX_IMAGE_BYTES", 1 << 19)
     code, _, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, str(big))
     assert code == 1 and "big.jpg is 1.0 MB, more than the 0.5 MB" in err
 
@@ -169,7 +169,7 @@ def test_calibration_on_few_images_warns(demo_run, tmp_path, capsys):
                                "--calib-batches", "1", "--batch-size", "16")
     assert code == 0, err
     assert err.startswith("warning: INT8 calibration on 16 images") and "fewer than 32" in err
-    assert export.read_info(str(tmp_path / "q-int8"))["calib_images"] == 16
+    assert artifact.read_info(str(tmp_path / "q-int8"))["calib_images"] == 16
     code, _, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
                              str(DEMO_EPOCHS), "--output", str(tmp_path / "r"), "--int8",
                              "--calib-batches", "1", "--batch-size", "32")

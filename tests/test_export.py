@@ -2,18 +2,21 @@
 on the trained demo network and on randomised networks with non-trivial BN statistics."""
 import json
 import os
+import re
 import shutil
 
 import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import data, export, inference
-from mobilenet_skip.bench import randomise_bn
+from mobilenet_skip import data
+from mobilenet_skip.bench_infer import randomise_bn
+from mobilenet_skip.deploy import artifact, forms, int8, loading, runtime, scoring, source
+from mobilenet_skip.deploy import onnx as onnx_form
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.models import get_model
 
-from conftest import DEMO_EPOCHS, call_tool, run_tool
+from conftest import DEMO_EPOCHS, call_tool, run_tool, tool_module
 
 
 @pytest.fixture(scope="module")
@@ -32,9 +35,15 @@ def _val_batch(demo_run, n=64):
 
 
 def _checkpoint_net(demo_run, epoch=DEMO_EPOCHS):
-    return export.network_from_checkpoint(
+    return source.network_from_checkpoint(
         os.path.join(demo_run.save_dir, "%s-%04d.params" % (demo_run.model, epoch)),
         demo_run.model, 0.5, 10)
+
+
+def _derive(prefix, name, out, **options):
+    """The registered form ``name`` derived from the export ``prefix``, written to ``out``."""
+    base = forms.Base(prefix, loading.load_symbolic(prefix), artifact.read_info(prefix), None)
+    return forms.FORMS[name].derive(base, out, forms.form_options(**options))
 
 
 def _ops(prefix):
@@ -62,11 +71,11 @@ def test_random_network_export_module_and_fused_agree(model, tmp_path):
     x = mx.nd.random.normal(shape=(3, 3, 64, 64))
     ours = net(x).asnumpy()
     prefix = str(tmp_path / "m")
-    export.export_network(net, prefix, 64)
-    plain = export.open_export(prefix).block(x).asnumpy()
-    module = inference.ModuleNet(prefix, [mx.cpu()], 3, 64)(x).asnumpy()
-    export.export_fused(prefix, prefix + "-fused")
-    fused = export.open_export(prefix + "-fused").block(x).asnumpy()
+    artifact.export_network(net, prefix, 64)
+    plain = loading.open_export(prefix).block(x).asnumpy()
+    module = runtime.ModuleNet(prefix, [mx.cpu()], 3, 64)(x).asnumpy()
+    _derive(prefix, "fused", prefix + "-fused")
+    fused = loading.open_export(prefix + "-fused").block(x).asnumpy()
     assert np.abs(ours).max() > 0.1
     assert np.abs(plain - ours).max() < 1e-5
     assert np.abs(module - plain).max() < 1e-5
@@ -79,16 +88,16 @@ def test_random_network_export_module_and_fused_agree(model, tmp_path):
 
 def test_module_and_fused_agree_on_the_demo_net(demo_run, deployed):
     x = _val_batch(demo_run)
-    plain = export.open_export(deployed[0]).block(x).asnumpy()
-    module = inference.ModuleNet(deployed[0], [mx.cpu()], 64, 32)(x).asnumpy()
-    fused = export.open_export(deployed[0] + "-fused").block(x).asnumpy()
+    plain = loading.open_export(deployed[0]).block(x).asnumpy()
+    module = runtime.ModuleNet(deployed[0], [mx.cpu()], 64, 32)(x).asnumpy()
+    fused = loading.open_export(deployed[0] + "-fused").block(x).asnumpy()
     assert np.abs(module - plain).max() < 1e-5
     assert np.abs(fused - plain).max() < 1e-4
 
 
 def test_int8_agrees_with_fp32_on_the_demo_val_set(demo_run, deployed):
     out, stdout = deployed
-    fp32, int8 = [inference.evaluate_export(p, demo_run.val_rec, keep_logits=True)
+    fp32, int8 = [scoring.evaluate_export(p, demo_run.val_rec, keep_logits=True)
                   for p in (out, out + "-int8")]
     agree = (fp32["logits"].argmax(1) == int8["logits"].argmax(1)).mean()
     assert agree >= 0.97
@@ -104,12 +113,13 @@ def test_int8_agrees_with_fp32_on_the_demo_val_set(demo_run, deployed):
 
 
 def test_int8_can_keep_the_first_and_last_layer_fp32(demo_run, deployed, tmp_path):
-    info = export.read_info(deployed[0])
-    images = export.calibration_images(demo_run.train_rec, info, 2)
-    export.export_int8(deployed[0], str(tmp_path / "q"), images, keep_ends_fp32=True)
+    info = artifact.read_info(deployed[0])
+    images = int8.calibration_images(demo_run.train_rec, info, 2)
+    int8.export_int8(loading.load_symbolic(deployed[0]), info, str(tmp_path / "q"), images,
+                     keep_ends_fp32=True)
     with open(str(tmp_path / "q-symbol.json")) as f:
         nodes = {n["name"]: n["op"] for n in json.load(f)["nodes"]}
-    kept = export.read_info(str(tmp_path / "q"))["fp32_layers"]
+    kept = artifact.read_info(str(tmp_path / "q"))["fp32_layers"]
     assert len(kept) == 2 and all(nodes[name] != "null" for name in kept)
     assert not any(name.startswith("quantized_" + kept[0]) for name in nodes)
 
@@ -128,7 +138,7 @@ def test_onnx_runs_in_onnxruntime_like_mxnet(demo_run, deployed):
     assert [i.name for i in model.graph.input] == ["data"]  # weights are initializers only
     session = ort.InferenceSession(deployed[0] + ".onnx", providers=["CPUExecutionProvider"])
     x = _val_batch(demo_run)
-    plain = export.open_export(deployed[0]).block(x).asnumpy()
+    plain = loading.open_export(deployed[0]).block(x).asnumpy()
     for n in (64, 1):  # the batch dimension is free
         got = session.run(None, {"data": x[:n].asnumpy()})[0]
         assert np.abs(got - plain[:n]).max() < 1e-4
@@ -146,9 +156,9 @@ def test_onnx_opset_is_passed_to_mxnets_converter(deployed, tmp_path, capsys, mo
         seen.append(kwargs["opset_version"])
         return convert(self, *args, **kwargs)
     monkeypatch.setattr(MXNetGraph, "create_onnx_graph_proto", spy)
-    path = export.export_onnx(deployed[0], str(tmp_path / "o17.onnx"), opset=17)
+    path = _derive(deployed[0], "onnx", str(tmp_path / "o17.onnx"), onnx_opset=17)
     assert seen == [17]
-    assert export.onnx_versions(onnx.load(path)) == (8, 17)  # onnx 1.12: opset 17, IR 8
+    assert onnx_form.onnx_versions(onnx.load(path)) == (8, 17)  # onnx 1.12: opset 17, IR 8
     for bad in ("11", "99"):
         err = _one_line_error(capsys, "export_model", [
             "--prefix", deployed[0], "--output", str(tmp_path / "x"), "--onnx",
@@ -165,7 +175,7 @@ def test_onnx_evaluated_in_onnxruntime_gives_mxnets_top1(demo_run, deployed):
                    "--rec-val", demo_run.val_rec, "--json")
     assert res.returncode == 0, res.stderr
     got = json.loads(res.stdout)
-    ref = inference.evaluate_export(deployed[0], demo_run.val_rec)
+    ref = scoring.evaluate_export(deployed[0], demo_run.val_rec)
     assert got["images"] == ref["images"] == images and got["runtime"] == "onnxruntime"
     assert abs(round(got["top1"] * images) - round(ref["top1"] * images)) <= 1
     assert abs(round(got["top5"] * images) - round(ref["top5"] * images)) <= 1
@@ -187,7 +197,7 @@ def test_onnx_eval_input_errors(demo_run, deployed, capsys):
 def test_int8_summary_says_what_it_buys_and_what_not(deployed):
     """The INT8 .params is FP32-sized (MXNet keeps conv weights FP32); the summary says so
     with the measured sizes and a measured latency."""
-    from mobilenet_skip.int8_report import params_storage
+    from mobilenet_skip.deploy.int8_report import params_storage
     out, stdout = deployed
     fp32 = params_storage(out + "-0000.params")
     int8 = params_storage(out + "-int8-0000.params")
@@ -217,14 +227,14 @@ def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):
     assert round(got["top5"] * images) == round(last["val_top5"] * images)
     # an earlier epoch (kept by keep_checkpoints: 2) gives its own row, not the last one
     before = demo_run.metrics[-2]
-    source = export.load_source(save_dir=demo_run.save_dir, epoch=before["epoch"])
-    export.export_network(source.net, str(tmp_path / "e"), 32, info=source.info)
-    r = inference.evaluate_export(str(tmp_path / "e"), demo_run.val_rec)
+    src = source.load_source(save_dir=demo_run.save_dir, epoch=before["epoch"])
+    artifact.export_network(src.net, str(tmp_path / "e"), 32, info=src.info)
+    r = scoring.evaluate_export(str(tmp_path / "e"), demo_run.val_rec)
     assert round(r["top1"] * images) == round(before["val_top1"] * images) != round(
         last["val_top1"] * images)
-    assert export.read_info(demo_run.prefix)["epoch"] == last["epoch"]
+    assert artifact.read_info(demo_run.prefix)["epoch"] == last["epoch"]
     for api in ("symbolblock", "module"):
-        r = inference.evaluate_export(demo_run.prefix, demo_run.val_rec, api=api)
+        r = scoring.evaluate_export(demo_run.prefix, demo_run.val_rec, api=api)
         assert round(r["top1"] * images) == round(last["val_top1"] * images), api
         assert round(r["top5"] * images) == round(last["val_top5"] * images), api
 
@@ -286,7 +296,7 @@ def test_missing_and_mismatched_export_files(demo_run, deployed, tmp_path, capsy
     assert "without the -symbol.json ending" in err
     # params of another network under this graph
     other = str(tmp_path / "other")
-    export.export_network(randomise_bn(get_model("full-connect-pre-act", 0.25, 10), 32), other, 32)
+    artifact.export_network(randomise_bn(get_model("full-connect-pre-act", 0.25, 10), 32), other, 32)
     mixed = str(tmp_path / "mixed")
     shutil.copy(deployed[0] + "-symbol.json", mixed + "-symbol.json")
     shutil.copy(other + "-0000.params", mixed + "-0000.params")
@@ -299,7 +309,7 @@ def test_missing_and_mismatched_export_files(demo_run, deployed, tmp_path, capsy
     with open(mixed + ".synsets.txt", "w") as f:
         f.write("cat\ndog\n")
     with pytest.raises(UserError, match="names 2 classes but .* outputs 10"):
-        export.open_export(mixed)
+        loading.open_export(mixed)
 
 
 def test_eval_input_errors(demo_run, tmp_path, capsys):
@@ -311,3 +321,62 @@ def test_eval_input_errors(demo_run, tmp_path, capsys):
                                                         "--rec-val", demo_run.val_rec,
                                                         "--gpus", "0"])
         assert "CPU build" in err
+
+
+def test_export_run_writes_what_training_wrote(demo_run, tmp_path, caplog):
+    """deploy.export_run on a finished run folder: the files, sidecar and log line of the
+    export training ends with; an explicit epoch exports that one."""
+    import logging
+    from mobilenet_skip.deploy import export_run
+    run = str(tmp_path / "run")
+    shutil.copytree(demo_run.save_dir, run)
+    for ending in ("-symbol.json", "-0000.params", ".json"):
+        os.remove(os.path.join(run, demo_run.model + ending))
+    with caplog.at_level(logging.INFO, logger="mobilenet_skip"):
+        prefix = export_run(run)
+    assert prefix == os.path.join(run, demo_run.model)
+    with open(prefix + ".json") as f, open(demo_run.prefix + ".json") as g:
+        assert json.load(f) == json.load(g)  # epoch, val_top1, export_epoch, last/best, BN
+    with open(prefix + ".synsets.txt") as f, open(demo_run.prefix + ".synsets.txt") as g:
+        assert f.read() == g.read()
+    assert _ops(prefix) == _ops(demo_run.prefix)
+    # the same weights; names differ only in gluon's per-process block counter
+    ours, theirs = [{re.sub(r"mobilenetskip\d+_", "", k): v
+                     for k, v in mx.nd.load(p + "-0000.params").items()}
+                    for p in (prefix, demo_run.prefix)]
+    assert sorted(ours) == sorted(theirs)
+    assert all((ours[k] == theirs[k]).min().asscalar() == 1 for k in ours)
+    last = demo_run.metrics[-1]
+    assert ("exported the last epoch, %d (val top1 %.4f), to %s-symbol.json"
+            % (last["epoch"], last["val_top1"], prefix)) in caplog.text
+    before = demo_run.metrics[-2]
+    info = artifact.read_info(export_run(run, epoch=before["epoch"]))
+    assert (info["epoch"], info["val_top1"], info["last_epoch"]) == (
+        before["epoch"], before["val_top1"], last["epoch"])
+
+
+def test_a_registered_form_is_a_flag_that_writes_its_file(demo_run, tmp_path, capsys,
+                                                          monkeypatch):
+    """One Form entry: export_model.py gains --toy (and the form's own --toy-note) and
+    writes PREFIX.toy.txt, derived from the graph in memory."""
+    def add_arguments(parser):
+        parser.add_argument("--toy-note", default="hello", help="first word of the file")
+
+    def derive(base, out, options):
+        with open(out, "w") as f:
+            f.write("%s %d %s\n" % (options.toy_note, len(base.graph.arg_params),
+                                    base.info["kind"]))
+        return out
+    monkeypatch.setitem(forms.FORMS, "toy", forms.Form(
+        "toy", None, ".toy.txt", "also write PREFIX.toy.txt", add_arguments, derive=derive))
+    args = tool_module("export_model").parse_args(["--output", "x", "--toy"])
+    assert args.toy is True and args.toy_note == "hello" and args.fused is False
+    out = str(tmp_path / "m")
+    code, stdout, err = call_tool(capsys, "export_model", "--prefix", demo_run.prefix,
+                                  "--output", out, "--toy", "--toy-note", "hi")
+    assert code == 0, err
+    with open(out + ".toy.txt") as f:
+        words = f.read().split()
+    assert words[0] == "hi" and int(words[1]) > 10 and words[2] == "fp32"
+    assert "wrote toy    %s.toy.txt" % out in stdout
+    assert os.path.isfile(out + "-symbol.json")  # the FP32 export it derives from

@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mobilenet_skip import data, inference, recordio
+from mobilenet_skip import data, recordio
+from mobilenet_skip.deploy import runtime
 
 from conftest import ROOT, call_tool, run_tool
 
@@ -34,7 +35,7 @@ def test_preprocess_is_the_validation_transform(tmp_path, shape, ext):
                 std_rgb=[60.0, 55.0, 50.0])
     it = data.val_iter(dict(info, rec_val=str(tmp_path / "a.rec"), batch_size=1))
     want = next(iter(it)).data[0].asnumpy()
-    got = inference.load_image(str(tmp_path / "imgs" / ("a" + ext)), info).asnumpy()
+    got = runtime.load_image(str(tmp_path / "imgs" / ("a" + ext)), info).asnumpy()
     assert got.shape == want.shape == (1, 3, 32, 32)
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(want).max() > 0.5  # a real image, not a blank

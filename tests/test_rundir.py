@@ -311,7 +311,7 @@ def test_classes_come_from_the_synsets_when_not_given(three, tmp_path):
     res = _run(three, save_dir, recipe=_recipe_without_classes(tmp_path))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     assert "  classes              3\n" in res.stdout  # the printed config is the trained one
-    from mobilenet_skip.export import open_export
+    from mobilenet_skip.deploy.loading import open_export
     exported = open_export(str(save_dir / MODEL))
     assert exported.classes == 3 and exported.synsets == ["digit_0", "digit_1", "digit_2"]
     assert ("train.rec: 430 images, 26 batches of 16 per epoch: 14 images left out each "

@@ -14,7 +14,7 @@ import pytest
 from mobilenet_skip import config, training
 from mobilenet_skip.checkpoint import CheckpointDir
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.export import network_from_checkpoint
+from mobilenet_skip.deploy.source import network_from_checkpoint
 
 from conftest import DEMO_RECIPE, TOOLS, TRAIN, read_metrics, train_args, train_digits
 

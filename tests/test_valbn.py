@@ -8,7 +8,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config, data, export, training
+from mobilenet_skip import config, data, training
+from mobilenet_skip.deploy import artifact, loading, source
 from mobilenet_skip.bnstats import running_stats, sync_running_stats
 from mobilenet_skip.checkpoint import CheckpointDir, atomic_save_csv
 from mobilenet_skip.errors import UserError
@@ -59,7 +60,7 @@ def test_sync_gives_every_device_the_saved_running_stats(devices, tmp_path):
 
     path = str(tmp_path / "before.params")
     net.save_parameters(path)
-    saved = export.network_from_checkpoint(path, cfg["model"], 0.25, 10,
+    saved = source.network_from_checkpoint(path, cfg["model"], 0.25, 10,
                                            norm_kwargs=norm_kwargs_from(cfg))
     x = mx.nd.random.normal(shape=(16, 3, 32, 32))
     ref = saved(x).asnumpy()
@@ -138,7 +139,7 @@ def test_summary_names_last_best_and_the_exported_epoch(two_device_run):
     assert line in two_device_run["out"]
     with open(os.path.join(two_device_run["dir"], "train.log")) as f:
         assert line in f.read()
-    info = export.read_info(os.path.join(two_device_run["dir"], "full-connect-pre-act"))
+    info = artifact.read_info(os.path.join(two_device_run["dir"], "full-connect-pre-act"))
     assert (info["epoch"], info["export_epoch"], info["last_epoch"], info["best_epoch"]) == (
         3, "last", 3, best["epoch"])
 
@@ -166,7 +167,7 @@ def test_export_epoch_chooses_the_checkpoint_exported(tmp_path, export_epoch, ex
     # pruning keeps the best beside the newest, whichever is exported
     assert [m["epoch"] for m in run.ckpt.epochs()] == [2, 3]
     prefix = run.export_selected(None)
-    info = export.read_info(prefix)
+    info = artifact.read_info(prefix)
     assert (info["epoch"], info["export_epoch"]) == (expected, export_epoch)
     assert info["val_top1"] == {3: 0.7, 2: 0.9}[expected]
     weights = mx.nd.load(prefix + "-0000.params")
@@ -223,17 +224,17 @@ def test_bn_keys_reach_every_norm_and_the_export(tmp_path):
     ckpt = CheckpointDir(str(tmp_path), cfg["model"])
     net.save_parameters(ckpt.path(1, "params"))
     config.dump(cfg, os.path.join(str(tmp_path), "config.yaml"))
-    source = export.load_source(save_dir=str(tmp_path), epoch=1)
-    assert {bn._kwargs["eps"] for bn in _bn_blocks(source.net)} == {1e-3}
+    src = source.load_source(save_dir=str(tmp_path), epoch=1)
+    assert {bn._kwargs["eps"] for bn in _bn_blocks(src.net)} == {1e-3}
     prefix = str(tmp_path / "exported")
-    export.export_network(source.net, prefix, 32, info=source.info)
+    artifact.export_network(src.net, prefix, 32, info=src.info)
     with open(prefix + "-symbol.json") as f:
         eps = {n["attrs"]["eps"] for n in json.load(f)["nodes"] if n["op"] == "BatchNorm"}
     assert eps == {"0.001"}
-    np.testing.assert_allclose(export.open_export(prefix).block(x).asnumpy(), ref, atol=1e-4,
+    np.testing.assert_allclose(loading.open_export(prefix).block(x).asnumpy(), ref, atol=1e-4,
                                rtol=1e-4)
     # the same weights under MXNet's default epsilon are another network
-    plain = export.network_from_checkpoint(ckpt.path(1, "params"), cfg["model"], 0.25, 10)
+    plain = source.network_from_checkpoint(ckpt.path(1, "params"), cfg["model"], 0.25, 10)
     assert np.abs(plain(x).asnumpy() - ref).max() > 1e-2
 
 

@@ -25,9 +25,9 @@ import _bootstrap  # noqa: F401
 from mobilenet_skip.bench import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.export import export_network, summary
-from mobilenet_skip.export import input_size_warning, read_info
-from mobilenet_skip.inference import APIS, evaluate_export, evaluate_onnx
+from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
+                                            summary)
+from mobilenet_skip.deploy.scoring import APIS, evaluate_export, evaluate_onnx
 from mobilenet_skip.training import parse_contexts
 
 RUNTIMES = ("mxnet", "onnxruntime")

@@ -18,11 +18,12 @@ same: MXNet 1.9 keeps the conv weights FP32 on disk). --eval-rec then reports ea
 form's top-1 on a .rec and how often INT8 picks the same class as FP32.
 """
 import argparse
+import os
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
-from mobilenet_skip.export import (DEFAULT_ONNX_OPSET, MIN_ONNX_OPSET, deploy, export_paths,
-                                   sidecar_path, summary)
+from mobilenet_skip.deploy.artifact import export_paths, sidecar_path, summary
+from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy
 
 
 def parse_args(argv):
@@ -34,24 +35,7 @@ def parse_args(argv):
     p.add_argument("--output", required=True, metavar="PREFIX",
                    help="where to write: files PREFIX-symbol.json, ...; a folder (DIR/ or an "
                    "existing one) means DIR/<model>")
-    p.add_argument("--fused", action="store_true", help="also write PREFIX-fused")
-    p.add_argument("--int8", action="store_true", help="also write PREFIX-int8")
-    p.add_argument("--onnx", action="store_true", help="also write PREFIX.onnx")
-    p.add_argument("--onnx-opset", type=int, default=DEFAULT_ONNX_OPSET, metavar="N",
-                   help="ONNX opset of PREFIX.onnx, %d to onnx's newest; its IR version follows "
-                   "(%d: IR 7, which ONNX Runtime 1.15 and later load) (%d)"
-                   % (MIN_ONNX_OPSET, DEFAULT_ONNX_OPSET, DEFAULT_ONNX_OPSET))
-    g = p.add_argument_group("INT8 calibration")
-    g.add_argument("--calib-rec", help="training images to calibrate on (default: the run's "
-                   "training .rec from config.yaml); not the images you evaluate on")
-    g.add_argument("--calib-batches", type=int, default=10,
-                   help="batches to read, at least 1; under 32 images warns (10)")
-    g.add_argument("--calib-mode", choices=("naive", "entropy"), default="naive",
-                   help="naive: each layer's min/max (fast); entropy: KL-optimal thresholds "
-                   "(slower) (naive)")
-    g.add_argument("--batch-size", type=int, default=32, help="calibration/eval batch (32)")
-    g.add_argument("--int8-keep-ends", action="store_true",
-                   help="keep the first conv and the classifier in FP32")
+    add_form_arguments(p)  # --fused, --int8, --onnx and their options: one per form
     p.add_argument("--eval-rec", help="after writing, evaluate each form on this .rec and "
                    "report INT8's agreement with FP32 and its top-1 drop")
     return p.parse_args(argv)
@@ -60,21 +44,19 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     source = source_from_args(args)
-    written = deploy(source, args.output, fused=args.fused, int8=args.int8, onnx=args.onnx,
-                     calib_rec=args.calib_rec, calib_batches=args.calib_batches,
-                     calib_mode=args.calib_mode, batch_size=args.batch_size,
-                     keep_ends_fp32=args.int8_keep_ends, onnx_opset=args.onnx_opset)
+    forms = [name for name in FORMS if getattr(args, name.replace("-", "_"), False)]
+    written = deploy(source, args.output, forms, args)
     print("from %s: %s" % (source.path, summary(source.info)))
-    for kind, prefix in written.items():
-        files = [prefix] if kind == "onnx" else list(export_paths(prefix)) + [sidecar_path(prefix)]
-        print("wrote %-6s %s%s" % (kind, "  ".join(files), " (ONNX opset %d, IR version %d)"
-                                   % onnx_ir(args.onnx_opset) if kind == "onnx" else ""))
+    for name, out in written.items():
+        form = FORMS[name]
+        files = [out] if os.path.isfile(out) else list(export_paths(out)) + [sidecar_path(out)]
+        print("wrote %-6s %s%s" % (name, "  ".join(files), form.note(args) if form.note else ""))
     if "int8" in written:
-        from mobilenet_skip.int8_report import format_int8_report, int8_report
+        from mobilenet_skip.deploy.int8_report import format_int8_report, int8_report
         print(format_int8_report(int8_report(written["fp32"], written["int8"])))
     if args.eval_rec:
-        from mobilenet_skip.inference import compare_exports
-        rows = compare_exports({k: v for k, v in written.items() if k != "onnx"},
+        from mobilenet_skip.deploy.scoring import compare_exports
+        rows = compare_exports({k: v for k, v in written.items() if FORMS[k].kind},
                                args.eval_rec, args.batch_size)
         print("on %s (%d images, single centre crop):" % (args.eval_rec, rows[0]["images"]))
         for r in rows:
@@ -83,11 +65,6 @@ def main(argv=None):
                 "  same class as fp32 on %.1f%%, top-1 drop %+.4f"
                 % (100 * r["agreement"], r["top1_drop"])))
     return 0
-
-
-def onnx_ir(opset):
-    from mobilenet_skip.export import onnx_ir_version
-    return opset, onnx_ir_version(opset)
 
 
 if __name__ == "__main__":

@@ -20,9 +20,9 @@ import sys
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.export import (input_size_warning, open_export, read_info, sidecar_path,
-                                   summary)
-from mobilenet_skip.inference import load_image, softmax, top_k
+from mobilenet_skip.deploy.artifact import input_size_warning, read_info, sidecar_path, summary
+from mobilenet_skip.deploy.loading import open_export
+from mobilenet_skip.deploy.runtime import load_image, softmax, top_k
 
 
 def parse_args(argv):

@@ -3,7 +3,7 @@
 MXNet 1.9.1 cannot store INT8 weights for these networks in a form that runs fast, so
 the INT8 ``.params`` file is as large as the FP32 one:
 
-- ``quantize_model_mkldnn`` (what :func:`export.export_int8` uses) turns every conv
+- ``quantize_model_mkldnn`` (what :func:`~.int8.export_int8` uses) turns every conv
   into an ``_sg_mkldnn_conv`` subgraph that takes FP32 weights, folds the BN into them
   and quantizes them to INT8 in memory when it first runs (``QuantizeConvWeightBias``
   in ``src/operator/subgraph/mkldnn/mkldnn_conv.cc``); only the classifier gets INT8
@@ -27,7 +27,8 @@ from collections import Counter
 import mxnet as mx
 import numpy as np
 
-from .export import export_paths, open_export
+from .artifact import export_paths
+from .loading import open_export
 
 __all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report"]
 

@@ -1,0 +1,154 @@
+"""The benchmark's infer section: one randomised network in every deployment form
+(plain and fused FP32, INT8, ONNX in ONNX Runtime) beside gluoncv's MobileNet."""
+import os
+import statistics
+import tempfile
+import time
+
+import mxnet as mx
+
+from .bench import register
+from .errors import UserError
+
+__all__ = ["randomise_bn", "INFER_TARGETS"]
+
+
+# --- infer: one model as plain FP32, fused FP32, INT8 and ONNX Runtime, vs gluoncv ------
+
+INFER_TARGETS = {"fused": 0.85, "int8": 0.40}  # issue #5: at most this x plain FP32 latency
+
+
+def _add_infer_arguments(p):
+    from .models import list_models
+    g = p.add_argument_group("infer section")
+    g.add_argument("--model", default="full-connect-pre-act", choices=list_models(),
+                   help="network to deploy (full-connect-pre-act)")
+    g.add_argument("--multiplier", type=float, default=1.0, help="its width (1.0)")
+    g.add_argument("--infer-images", type=int, default=32,
+                   help="images per timed repeat: 32 forwards at batch 1, one at 32 (32)")
+    g.add_argument("--calib-batches", type=int, default=2,
+                   help="synthetic batches that calibrate the INT8 graph (2)")
+
+
+def randomise_bn(net, input_size, seed=0):
+    """MSRA-initialise ``net`` and give every BN non-trivial statistics.
+
+    Default (Xavier) weights with unit BN statistics give ~1e-19 logits, where any
+    two graphs look equal; this is a network whose outputs differ when the maths does.
+    """
+    mx.random.seed(seed)
+    net.initialize(mx.init.MSRAPrelu(), force_reinit=True)
+    net(mx.nd.zeros((1, 3, input_size, input_size)))  # settles deferred shapes (gluoncv's)
+    for name, p in net.collect_params().items():
+        if name.endswith(("running_var", "gamma")):
+            p.set_data(mx.nd.random.uniform(0.5, 1.5, shape=p.shape))
+        elif name.endswith(("running_mean", "beta")):
+            p.set_data(mx.nd.random.normal(0, 0.2, shape=p.shape))
+    return net
+
+
+def _mxnet_runner(prefix):
+    from .deploy.loading import open_export
+    net = open_export(prefix).block
+    net.hybridize(static_alloc=True, static_shape=True)
+    return lambda x: net(x).wait_to_read()
+
+
+def _ort_runner(path):
+    import onnxruntime as ort
+    options = ort.SessionOptions()
+    options.log_severity_level = 3  # its warning per weight left as a graph input
+    session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return lambda x: session.run(None, {name: x.asnumpy()})
+
+
+def _gluoncv_reference(multiplier, input_size):
+    """gluoncv's MobileNet v1 at the same width where it has one, else mobilenet1.0."""
+    from gluoncv.model_zoo import get_model
+    width = "%g" % multiplier if multiplier in (0.25, 0.5, 0.75) else "1.0"
+    net = randomise_bn(get_model("mobilenet" + width), input_size)
+    net.hybridize(static_alloc=True, static_shape=True)
+    return "gluoncv mobilenet%s" % width, lambda x: net(x).wait_to_read()
+
+
+def _infer_variants(args, folder):
+    """(name, runner) for every deployment form of the same randomised network."""
+    from .deploy.artifact import describe, graph_of, write_graph
+    from .deploy.forms import fuse
+    from .deploy.int8 import export_int8
+    from .deploy.onnx import export_onnx
+    from .models import get_model
+    side = args.input_size
+    net = randomise_bn(get_model(args.model, args.multiplier), side)
+    plain, graph, info = os.path.join(folder, "plain"), graph_of(net, side), describe(net, side)
+    write_graph(plain, graph, info=info)
+    write_graph(plain + "-fused", fuse(graph, side), info=dict(info, kind="fused"))
+    # Synthetic calibration: N(0, 1) images have the scale of normalised pixels. It
+    # sets INT8 ranges for timing only; accuracy is measured on real images in tests.
+    mx.random.seed(1)
+    calib = mx.nd.random.normal(shape=(args.calib_batches * args.batch_size, 3, side, side))
+    export_int8(graph, info, plain + "-int8", calib)
+    export_onnx(graph, info, plain + ".onnx")
+    export_onnx(graph, info, plain + "-inputs.onnx", weights_as_inputs=True)
+    return [("fp32", _mxnet_runner(plain)),
+            ("fused", _mxnet_runner(plain + "-fused")),
+            ("int8", _mxnet_runner(plain + "-int8")),
+            ("onnxruntime", _ort_runner(plain + ".onnx")),
+            ("onnxruntime-weights-as-inputs", _ort_runner(plain + "-inputs.onnx")),
+            _gluoncv_reference(args.multiplier, side)]
+
+
+def _run_infer(args):
+    if args.infer_images < 1 or args.calib_batches < 1:
+        raise UserError("--infer-images and --calib-batches must be at least 1")
+    with tempfile.TemporaryDirectory(prefix="bench-infer-") as tmp:
+        variants = _infer_variants(args, tmp)
+        model = "%s x%g at %d" % (args.model, args.multiplier, args.input_size)
+        rows = []
+        for batch in sorted({1, args.batch_size}):
+            x = mx.nd.random.normal(shape=(batch, 3, args.input_size, args.input_size))
+            calls = -(-args.infer_images // batch)
+            for _, run in variants:
+                for _ in range(args.warmup):
+                    run(x)
+            times = {name: [] for name, _ in variants}
+            # Round-robin repeats, so that a load change on the machine hits every variant.
+            for _ in range(args.repeats):
+                for name, run in variants:
+                    start = time.perf_counter()
+                    for _ in range(calls):
+                        run(x)
+                    times[name].append((time.perf_counter() - start) / calls)
+            latency = {name: 1000 * statistics.median(t) for name, t in times.items()}
+            reference = variants[-1][0]
+            for name, _ in variants:
+                rows.append({"variant": name, "batch": batch,
+                             "model": reference if name == reference else model,
+                             "latency_ms": latency[name],
+                             "ratio_vs_fp32": latency[name] / latency["fp32"],
+                             "ratio_vs_gluoncv": latency[name] / latency[reference]})
+    return rows
+
+
+def _format_infer(rows):
+    lines = ["infer: %s, MSRA weights with random BN statistics; median latency of the "
+             "timed repeats" % rows[0]["model"],
+             "%-32s %5s %12s %9s %11s" % ("variant", "batch", "latency ms", "vs fp32",
+                                          "vs gluoncv")]
+    for r in rows:
+        lines.append("%-32s %5d %12.2f %8.2fx %10.2fx" % (
+            r["variant"], r["batch"], r["latency_ms"], r["ratio_vs_fp32"],
+            r["ratio_vs_gluoncv"]))
+    first = min(r["batch"] for r in rows)
+    for variant, target in sorted(INFER_TARGETS.items()):
+        got = next(r["ratio_vs_fp32"] for r in rows
+                   if r["variant"] == variant and r["batch"] == first)
+        lines.append("target %s <= %.2fx fp32 at batch %d: %.2fx, %s"
+                     % (variant, target, first, got, "met" if got <= target else "MISSED"))
+    return "\n".join(lines)
+
+
+register("infer", _format_infer, _add_infer_arguments,
+         help="latency of plain/fused FP32, INT8 and ONNX Runtime vs gluoncv mobilenet")(
+    _run_infer)

@@ -1,0 +1,222 @@
+"""An export on disk: ``<prefix>-symbol.json`` + ``<prefix>-0000.params``, the class
+names ``<prefix>.synsets.txt`` and the sidecar ``<prefix>.json``, written last.
+
+The graph takes one input named ``data`` (NCHW float32, normalised as in validation)
+and returns logits. The sidecar records the model and the preprocessing it expects
+(:class:`~mobilenet_skip.preprocess.Preprocessing`), so nothing else is needed to
+use it. In memory an export is a :class:`Graph`: the symbol and its weights, from
+which every deployment form is derived.
+"""
+import json
+import os
+import shutil
+from collections import namedtuple
+
+import mxnet as mx
+
+from ..checkpoint import atomic_save, atomic_write
+from ..errors import UserError
+from ..models import MIN_INPUT_SIZE
+from ..preprocess import Preprocessing
+
+__all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
+           "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
+           "write_synsets", "write_sidecar", "FORMAT", "KINDS", "DEFAULT_INPUT_SIZE"]
+
+FORMAT = "mobilenet-skip-export"
+KINDS = {"fp32", "fused", "int8"}  # sidecar kinds; forms.register adds a new form's
+DEFAULT_INPUT_SIZE = 224
+NOT_WRITTEN = ("sidecar", "trained_input_size")  # read_info's notes, not the file's
+
+Graph = namedtuple("Graph", ["sym", "arg_params", "aux_params"])
+Graph.__doc__ = "A network as MXNet's symbolic API sees it: symbol, arg and aux NDArrays (CPU)."
+
+
+def export_paths(prefix):
+    """The files an export writes: symbol, params, synsets."""
+    return prefix + "-symbol.json", prefix + "-0000.params", prefix + ".synsets.txt"
+
+
+def sidecar_path(prefix):
+    """``<prefix>.json``: what the export is and how to preprocess its input."""
+    return prefix + ".json"
+
+
+# --- the sidecar ---------------------------------------------------------------------
+
+def describe(model, input_size, preprocessing=None, kind="fp32", **extra):
+    """The sidecar of an export: model, input and preprocessing.
+
+    Parameters
+    ----------
+    model : MobileNetSkip or dict
+        Where ``variant``, ``multiplier`` and ``classes`` are read from.
+    input_size : int
+        Side of the square input the network was trained for.
+    preprocessing : dict, optional
+        ``crop_ratio``, ``mean_rgb``, ``std_rgb`` (a recipe will do); missing keys take
+        :class:`~mobilenet_skip.preprocess.Preprocessing`'s defaults.
+    kind : str
+        ``fp32``, ``fused``, ``int8`` (see :data:`KINDS`).
+    **extra
+        More JSON-serialisable entries (where the weights came from, calibration).
+    """
+    def get(key):
+        return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
+    info = {"format": FORMAT, "kind": kind, "variant": get("variant"),
+            "multiplier": get("multiplier"), "classes": get("classes"), "input_name": "data"}
+    info.update(_preprocessing(preprocessing, input_size))
+    info.update(extra)
+    return info
+
+
+def _preprocessing(values, input_size):
+    """The sidecar's preprocessing entries: ``Preprocessing.to_dict()`` and ``resize``, the
+    shorter side before the crop, for readers without this package (an old sidecar
+    lacks it; this package recomputes it)."""
+    pre = Preprocessing.from_dict(values, input_size=int(input_size))
+    return dict(pre.to_dict(), resize=pre.resize)
+
+
+def summary(info):
+    """One line on an export: model, width, classes, input and preprocessing, kind."""
+    model = ("%s x%g" % (info["variant"], info["multiplier"]) if info.get("variant")
+             else "network")
+    return "%s, %s classes, %s, %s" % (
+        model, info.get("classes") or "?", Preprocessing.from_dict(info).describe(),
+        info.get("kind") or "no sidecar: ImageNet defaults")
+
+
+def check_info(info, path):
+    """``info`` if it is a valid sidecar, else a :class:`UserError` naming ``path``."""
+    try:
+        ok = (info.get("format") == FORMAT and info.get("kind") in KINDS
+              and int(info["input_size"]) >= MIN_INPUT_SIZE
+              and all(k in info for k in ("crop_ratio", "mean_rgb", "std_rgb")))
+        Preprocessing.from_dict(info)  # raises on a bad crop ratio, mean or std
+    except (KeyError, TypeError, ValueError, AttributeError):
+        ok = False
+    if not ok:
+        raise UserError("%s is not a valid export description (format %s: kind, input_size, "
+                        "crop_ratio, mean_rgb, std_rgb); re-export with tools/export_model.py "
+                        "or delete it to use the defaults" % (path, FORMAT))
+    return info
+
+
+def read_info(prefix, input_size=None):
+    """The sidecar of ``prefix``, or the ImageNet defaults when there is none.
+
+    Without a sidecar the input is 224 (crop ratio 0.875, ImageNet mean/std) and
+    ``kind``, ``variant``, ``multiplier`` and ``classes`` are None. ``input_size``,
+    when given, overrides either (``trained_input_size`` then keeps the sidecar's).
+    """
+    path = sidecar_path(prefix)
+    if os.path.isfile(path):
+        try:
+            with open(path, encoding="utf-8") as f:
+                info = json.load(f)
+        except ValueError:
+            info = None
+        info = check_info(info if isinstance(info, dict) else {}, path)
+        info["sidecar"] = True
+    else:
+        info = describe({}, DEFAULT_INPUT_SIZE, kind=None, sidecar=False)
+    if input_size:
+        if int(input_size) < MIN_INPUT_SIZE:
+            raise UserError("--input-size %d is too small: the network has stride 32, so use "
+                            "at least %d" % (input_size, MIN_INPUT_SIZE))
+        if info["sidecar"] and int(info["input_size"]) != int(input_size):
+            info["trained_input_size"] = int(info["input_size"])
+        info.update(_preprocessing(info, input_size))
+    return info
+
+
+def input_size_warning(prefix, info):
+    """One line when ``--input-size`` overrode the size the export was trained at, else None."""
+    trained = info.get("trained_input_size")
+    if trained is None:
+        return None
+    return ("--input-size %d differs from the %d that %s was trained at (%s); expect worse "
+            "predictions" % (info["input_size"], trained, prefix, sidecar_path(prefix)))
+
+
+# --- writing -------------------------------------------------------------------------
+
+def graph_of(net, input_size):
+    """The :class:`Graph` of a Gluon block, as ``HybridBlock.export`` would write it.
+
+    The block is hybridized and run once on a ``1 x 3 x S x S`` input; its cached
+    graph is the symbol ``export`` saves (byte for byte: a symbol traced anew numbers
+    the BatchNorm state versions differently), with the weights it reads.
+    """
+    net.hybridize(static_alloc=True, static_shape=True)
+    net(mx.nd.zeros((1, 3, input_size, input_size), ctx=mx.cpu())).wait_to_read()
+    sym = net._cached_graph[1]
+    params = {name: p.list_data()[0].as_in_context(mx.cpu())
+              for name, p in net.collect_params().items()}
+    return Graph(sym, {n: params[n] for n in sym.list_arguments() if n in params},
+                 {n: params[n] for n in sym.list_auxiliary_states() if n in params})
+
+
+def write_graph(prefix, graph, synsets=None, info=None):
+    """Write ``graph`` under ``prefix`` atomically: symbol, params, synsets, sidecar last.
+
+    ``synsets`` is a list of names or a file to copy (or None); ``info`` the sidecar
+    (or None for none).
+
+    Returns
+    -------
+    tuple of str
+        The symbol, params and synsets paths.
+    """
+    sym_path, params_path, synsets_file = export_paths(prefix)
+    os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
+    atomic_write(sym_path, graph.sym.save)
+    saved = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in graph.arg_params.items()}
+    saved.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in graph.aux_params.items()})
+    atomic_write(params_path, lambda tmp: mx.nd.save(tmp, saved))
+    write_synsets(synsets, synsets_file)
+    if info is not None:
+        write_sidecar(prefix, info)
+    return sym_path, params_path, synsets_file
+
+
+def export_network(net, prefix, input_size=224, synsets=None, preprocessing=None, info=None):
+    """Hybridize ``net`` for a 1 x 3 x S x S input and export it under ``prefix``.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        A :class:`~mobilenet_skip.models.MobileNetSkip` or a loaded ``SymbolBlock``.
+    synsets : list of str or str, optional
+        Class names, or a file of them.
+    preprocessing : dict, optional
+        Recipe values for the sidecar (``crop_ratio``, ``mean_rgb``, ``std_rgb``).
+    info : dict, optional
+        The whole sidecar (default: :func:`describe` of ``net``).
+
+    Returns
+    -------
+    tuple of str
+        The symbol, params and synsets paths.
+    """
+    if info is None:
+        info = describe(net, input_size, preprocessing)
+    return write_graph(prefix, graph_of(net, input_size), synsets, info)
+
+
+def write_synsets(synsets, path):
+    """Class names to ``path``: a list written, a file copied (unless it is ``path``)."""
+    if synsets is None:
+        return
+    if isinstance(synsets, str):
+        if os.path.abspath(synsets) != os.path.abspath(path):
+            atomic_write(path, lambda tmp: shutil.copyfile(synsets, tmp))
+    else:
+        atomic_save(path, "".join("%s\n" % name for name in synsets))
+
+
+def write_sidecar(prefix, info):
+    """``<prefix>.json``, without :func:`read_info`'s notes on how it was read."""
+    info = {k: v for k, v in info.items() if k not in NOT_WRITTEN}
+    atomic_save(sidecar_path(prefix), json.dumps(info, indent=1, sort_keys=True) + "\n")

@@ -1,0 +1,240 @@
+"""Reading an export back, with every broken or mismatched file named in one line.
+
+MXNet's own loaders report an empty symbol file as a UTF-8 codec error, a truncated
+one as a C++ traceback and an oversized input as ``bad_alloc``; here each becomes a
+:class:`~mobilenet_skip.errors.UserError` naming the file and the fix.
+"""
+import json
+import os
+import warnings
+from collections import namedtuple
+
+import mxnet as mx
+import numpy as np
+
+from .. import data
+from ..errors import UserError
+from .artifact import Graph, export_paths, read_info, sidecar_path
+
+__all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
+           "mxnet_message", "MAX_SYMBOL_BYTES"]
+
+MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
+
+Export = namedtuple("Export", ["prefix", "block", "info", "synsets", "classes", "graph"])
+Export.__doc__ = ("An export read back: its prefix, a SymbolBlock, the sidecar (or defaults), "
+                  "the class names (or None), the number of outputs and its Graph.")
+
+
+def _check_files(prefix):
+    sym_path, params_path, _ = export_paths(prefix)
+    for path in (sym_path, params_path):
+        if not os.path.isfile(path):
+            hint = ""
+            for ending in ("-symbol.json", "-0000.params", ".params", ".json"):
+                if prefix.endswith(ending):
+                    hint = "; give the prefix without the %s ending" % ending
+                    break
+            raise UserError("%s not found: an export PREFIX is the path before -symbol.json and "
+                            "-0000.params (tools/export_model.py --output PREFIX)%s"
+                            % (path, hint))
+    return sym_path, params_path
+
+
+def load_symbolic(prefix):
+    """The :class:`~.artifact.Graph` of an export, its files checked to belong together.
+
+    Raises
+    ------
+    UserError
+        A missing or unreadable file, a graph without a ``data`` input, or params
+        that lack some of the graph's weights.
+    """
+    sym_path, params_path = _check_files(prefix)
+    sym = _read_symbol(sym_path)
+    try:
+        saved = mx.nd.load(params_path)
+    except mx.base.MXNetError as err:
+        raise UserError("cannot read %s (%s); it is truncated or not an MXNet .params file, "
+                        "re-export it" % (params_path, mxnet_message(err)))
+    if not isinstance(saved, dict):
+        raise UserError("%s holds unnamed arrays, not an export's arg:/aux: weights; re-export "
+                        "it" % params_path)
+    arg_params = {k[4:]: v for k, v in saved.items() if k.startswith("arg:")}
+    aux_params = {k[4:]: v for k, v in saved.items() if k.startswith("aux:")}
+    if "data" not in sym.list_arguments():
+        raise UserError("%s has no input named data; is it an exported classifier?" % sym_path)
+    missing = ([n for n in sym.list_arguments() if n != "data" and n not in arg_params]
+               + [n for n in sym.list_auxiliary_states() if n not in aux_params])
+    if missing:
+        raise UserError("%s does not fit %s: it lacks %s (%d weights missing); the two files "
+                        "come from different exports, re-export them together"
+                        % (params_path, sym_path, missing[0], len(missing)))
+    return Graph(sym, arg_params, aux_params)
+
+
+def _read_symbol(path):
+    """The graph in ``path``, or a :class:`UserError` saying what is wrong with the file."""
+    size = os.path.getsize(path)
+    if size == 0:
+        raise UserError("%s is empty (0 bytes): an interrupted copy or export; re-export it"
+                        % path)
+    if size > MAX_SYMBOL_BYTES:
+        raise UserError("%s is %.0f MB, not an exported graph (those are well under 1 MB)"
+                        % (path, size / 2.0 ** 20))
+    with open(path, "rb") as f:
+        raw = f.read()
+    try:
+        graph = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise UserError("%s is not text: not a -symbol.json graph (is it a .params file?); "
+                        "re-export it" % path) from None
+    except ValueError as err:
+        raise UserError("%s is not valid JSON (%s; %d bytes): truncated or not a graph; "
+                        "re-export it" % (path, err, size)) from None
+    if not isinstance(graph, dict) or not isinstance(graph.get("nodes"), list) \
+            or "heads" not in graph:
+        raise UserError("%s is JSON but not an MXNet graph (no nodes/heads); give the "
+                        "-symbol.json that tools/export_model.py wrote" % path)
+    try:
+        return mx.sym.load_json(raw.decode("utf-8"))
+    except mx.base.MXNetError as err:
+        raise UserError("%s is not a graph this MXNet can load (%s); re-export it"
+                        % (path, mxnet_message(err)))
+
+
+def block_of(graph, ctx=None, where="the export"):
+    """A ``SymbolBlock`` running ``graph`` with its weights on ``ctx`` (default CPU).
+
+    INT8 weights keep their saved dtype, as ``SymbolBlock.imports`` does.
+    """
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    saved = {"arg:%s" % k: v for k, v in graph.arg_params.items()}
+    saved.update({"aux:%s" % k: v for k, v in graph.aux_params.items()})
+    with warnings.catch_warnings():
+        # SymbolBlock warns that it cannot infer the type of `data`: it is the input.
+        warnings.simplefilter("ignore")
+        block = mx.gluon.SymbolBlock(graph.sym, mx.sym.var("data"))
+        try:
+            block.collect_params().load_dict(saved, ctx=ctxs, ignore_extra=True,
+                                             cast_dtype=True, dtype_source="saved")
+        except (AssertionError, mx.base.MXNetError) as err:
+            raise UserError("cannot load the weights of %s into its graph (%s); re-export "
+                            "both together" % (where, mxnet_message(err)))
+    return block
+
+
+def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
+    """Load an export as a ``SymbolBlock`` and check that its files match.
+
+    One forward of zeros at the export's input size catches weights of another
+    shape; the synsets file must name as many classes as the network outputs.
+
+    Parameters
+    ----------
+    input_size : int, optional
+        Overrides the sidecar's (default 224 without a sidecar).
+    ctx : Context or list of Context, optional
+        Where the weights go (default CPU).
+    need_synsets : bool
+        Raise if ``<prefix>.synsets.txt`` is missing (otherwise ``synsets`` is None).
+
+    Returns
+    -------
+    Export
+    """
+    info = read_info(prefix, input_size)
+    graph = load_symbolic(prefix)
+    sym_path, params_path, synsets_file = export_paths(prefix)
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    block = block_of(graph, ctxs, params_path)
+    side = info["input_size"]
+    _check_memory(graph.sym, side, prefix)
+    try:
+        out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
+        out.wait_to_read()
+    except MemoryError:
+        raise UserError(_out_of_memory(side, prefix)) from None
+    except mx.base.MXNetError as err:
+        if _is_allocation_failure(err):
+            raise UserError(_out_of_memory(side, prefix, mxnet_message(err))) from None
+        raise UserError("%s does not fit %s at input %dx%d (%s); the two files come from "
+                        "different exports, or pass the right --input-size"
+                        % (params_path, sym_path, side, side, mxnet_message(err)))
+    classes = out.shape[1]
+    synsets = None
+    if os.path.isfile(synsets_file) or need_synsets:
+        if not os.path.isfile(synsets_file):
+            raise UserError("%s not found: the class names of the export; copy the "
+                            "train .synsets.txt there (or re-export with --synsets)"
+                            % synsets_file)
+        synsets = data.read_synsets(synsets_file)
+        if len(synsets) != classes:
+            raise UserError("%s names %d classes but %s outputs %d; they belong to different "
+                            "models" % (synsets_file, len(synsets), sym_path, classes))
+    if info.get("classes") not in (None, classes):
+        raise UserError("%s says %d classes but %s outputs %d; re-export"
+                        % (sidecar_path(prefix), info["classes"], sym_path, classes))
+    info["classes"] = info.get("classes") or classes
+    return Export(prefix, block, info, synsets, classes, graph)
+
+
+# --- memory --------------------------------------------------------------------------
+
+def _available_memory():
+    """Bytes the kernel says a new allocation can get (MemAvailable), or None."""
+    try:
+        with open("/proc/meminfo") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError, IndexError):
+        pass
+    return None
+
+
+def forward_memory(sym, input_size):
+    """A lower bound on the bytes one image of ``input_size`` needs through ``sym``.
+
+    The input plus three copies of the largest feature map: a conv reads one map and
+    writes another while a skip connection keeps the block's input alive. Computed
+    from shape inference alone, so nothing is allocated.
+    """
+    internals = sym.get_internals()
+    try:
+        _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
+    except mx.base.MXNetError:
+        return 0  # the forward itself reports a graph that does not fit
+    sizes = [int(np.prod(s)) for s in shapes or [] if s]
+    return 4 * (3 * input_size ** 2 + 3 * max(sizes or [0]))
+
+
+def _out_of_memory(side, prefix, detail=None):
+    return ("--input-size %d is too large: one %dx%d image through %s ran out of memory%s; "
+            "use the size it was trained at (%s) or a smaller one"
+            % (side, side, side, prefix, " (%s)" % detail if detail else "",
+               sidecar_path(prefix) if os.path.isfile(sidecar_path(prefix)) else "224 for "
+               "ImageNet"))
+
+
+def _check_memory(sym, side, prefix):
+    """Refuse an input size whose forward cannot fit in memory, before allocating it."""
+    need, have = forward_memory(sym, side), _available_memory()
+    if have is not None and need > have:
+        raise UserError("--input-size %d is too large: one %dx%d image through %s needs at "
+                        "least %.1f GB, and %.1f GB of memory is available; use the size it "
+                        "was trained at or a smaller one"
+                        % (side, side, side, prefix, need / 1e9, have / 1e9))
+
+
+def _is_allocation_failure(err):
+    text = str(err).lower()
+    return any(word in text for word in ("bad_alloc", "out of memory", "failed to allocate",
+                                         "cannot allocate", "memory allocation"))
+
+
+def mxnet_message(err):
+    """The informative line of an MXNetError (the C++ check), shortened."""
+    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
+    checks = [line for line in lines if "Check failed" in line or "Error" in line]
+    return (checks[-1] if checks else lines[0] if lines else type(err).__name__)[:200]

@@ -1,0 +1,179 @@
+"""Exported models at work on single images: reading and decoding an image file
+safely, validation's preprocessing (:meth:`~mobilenet_skip.preprocess.Preprocessing.image`),
+top-k class names, and the two network wrappers that run outside Gluon
+(``mx.mod.Module`` and ONNX Runtime) called like a block.
+"""
+import os
+import stat
+
+import mxnet as mx
+import numpy as np
+
+from ..errors import UserError
+from ..preprocess import Preprocessing
+from .loading import load_symbolic
+
+__all__ = ["decode_image", "load_image", "read_image_bytes", "top_k", "softmax", "ModuleNet",
+           "OnnxNet", "val_config", "MAX_IMAGE_BYTES"]
+
+# Decoded, the largest image is ~10x its file; 64 MB is far above any photo and far below
+# a MemoryError.
+MAX_IMAGE_BYTES = 64 << 20
+
+
+def decode_image(raw, name="image"):
+    """RGB ``H x W x 3`` uint8 NDArray from encoded bytes (JPEG, PNG, ...).
+
+    Raises
+    ------
+    UserError
+        When the bytes are empty or not an image OpenCV can decode.
+    """
+    if not raw:
+        raise UserError("%s is empty" % name)
+    try:
+        img = mx.image.imdecode(raw, flag=1, to_rgb=True)
+    except mx.base.MXNetError:
+        img = None
+    if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
+        raise UserError("%s cannot be decoded as an image (JPEG, PNG, BMP, ...)" % name)
+    return img
+
+
+def read_image_bytes(path, limit=None):
+    """The bytes of an image file, refusing what is not a regular file of plausible size.
+
+    A FIFO would block the read until someone writes to it and ``/dev/zero`` never
+    ends, so the file is checked with ``stat`` (which opens nothing) first, and at
+    most ``limit + 1`` bytes are read in case it grows meanwhile.
+
+    Raises
+    ------
+    UserError
+        Naming the file: missing, not a regular file, too large or unreadable.
+    """
+    limit = MAX_IMAGE_BYTES if limit is None else limit
+    try:
+        st = os.stat(path)
+    except OSError as err:
+        raise UserError("%s: %s" % (path, err.strerror or err))
+    if not stat.S_ISREG(st.st_mode):
+        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
+                if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
+                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
+                else "not a regular file")
+        raise UserError("%s is %s, not an image file; give JPEG/PNG/BMP files" % (path, kind))
+    if st.st_size > limit:
+        raise UserError("%s is %.1f MB, more than the %.1f MB an image may be here; resize it "
+                        "first" % (path, st.st_size / 2.0 ** 20, limit / 2.0 ** 20))
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(limit + 1)
+    except OSError as err:
+        raise UserError("%s: %s" % (path, err.strerror or err))
+    if len(raw) > limit:
+        raise UserError("%s grew past %.1f MB while being read" % (path, limit / 2.0 ** 20))
+    return raw
+
+
+def load_image(path, info):
+    """Read, decode and preprocess one image file for an export described by ``info``.
+
+    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.preprocess.Preprocessing`;
+    the result is a ``1 x 3 x S x S`` float32 batch, the input validation gave.
+
+    Raises
+    ------
+    UserError
+        Naming the file: missing, unreadable, or not an image.
+    """
+    raw = read_image_bytes(path)
+    return Preprocessing.from_dict(info).image(decode_image(raw, path))
+
+
+def val_config(info, rec, batch_size, threads=None):
+    """``data.val_iter``'s settings for ``rec`` preprocessed as the sidecar ``info`` says."""
+    return dict(Preprocessing.from_dict(info).to_dict(), rec_val=rec, batch_size=batch_size,
+                preprocess_threads=threads or min(4, os.cpu_count() or 1))
+
+
+def softmax(logits):
+    """Row-wise softmax of a NumPy array, in float64 for stable probabilities."""
+    z = np.asarray(logits, dtype=np.float64)
+    z = np.exp(z - z.max(axis=-1, keepdims=True))
+    return z / z.sum(axis=-1, keepdims=True)
+
+
+def top_k(probs, synsets, k=5):
+    """The ``k`` most likely classes of one probability vector.
+
+    Returns
+    -------
+    list of dict
+        ``index``, ``name`` and ``probability``, most likely first.
+    """
+    order = np.argsort(-probs, kind="stable")[:k]
+    return [{"index": int(i), "name": synsets[i] if synsets else str(i),
+             "probability": float(probs[i])} for i in order]
+
+
+class ModuleNet(object):
+    """An export bound as ``mx.mod.Module`` s (one per context), called like a block.
+
+    ``mx.model.load_checkpoint``, ``Module.bind`` and ``set_params``: the classic
+    symbolic API. ``net(x)`` runs the Module of ``x``'s context (rebinding for a
+    smaller last batch) and returns its logits, so :func:`~mobilenet_skip.evaluation.evaluate` takes
+    it as it takes a ``SymbolBlock``. MXNet's CPU executor applies the MKLDNN
+    subgraph backend on bind, so this path runs the fused graph; its logits differ
+    from the ``SymbolBlock`` ones by float rounding only.
+    """
+
+    def __init__(self, graph, ctxs, batch_size, input_size):
+        # an export's prefix, or its Graph already loaded (open_export's)
+        sym, arg_params, aux_params = (load_symbolic(graph) if isinstance(graph, str)
+                                       else graph)
+        os.environ.setdefault("MXNET_SUBGRAPH_VERBOSE", "0")  # no log line per bind
+        self.mods = {}
+        for ctx in ctxs:
+            mod = mx.mod.Module(sym, data_names=["data"], label_names=None, context=ctx)
+            mod.bind(data_shapes=[("data", (batch_size, 3, input_size, input_size))],
+                     for_training=False)
+            mod.set_params(arg_params, aux_params)
+            self.mods[str(ctx)] = mod
+
+    def __call__(self, x):
+        mod = self.mods[str(x.context)]
+        mod.forward(mx.io.DataBatch([x]), is_train=False)
+        return mod.get_outputs()[0]
+
+
+class OnnxNet(object):
+    """An ONNX file in an ONNX Runtime CPU session, called like a block on NDArrays.
+
+    Returns the logits as an NDArray, so :func:`~mobilenet_skip.evaluation.evaluate` scores it exactly as
+    it scores a ``SymbolBlock``, on batches from the same validation iterator.
+    """
+
+    def __init__(self, path, threads=None):
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise UserError("--runtime onnxruntime needs the onnxruntime package: pip install "
+                            "onnxruntime (requirements/test.txt pins the tested one)") from None
+        options = ort.SessionOptions()
+        if threads:
+            options.intra_op_num_threads = threads
+        try:
+            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+        except Exception as err:  # onnxruntime raises its own classes, not one base
+            raise UserError("ONNX Runtime %s cannot load %s (%s)" % (
+                ort.__version__, path, str(err).strip().splitlines()[0][-200:])) from None
+        inputs = self.session.get_inputs()
+        if len(inputs) != 1:
+            raise UserError("%s has %d graph inputs (%s); an exported classifier has only data"
+                            % (path, len(inputs), ", ".join(i.name for i in inputs[:3])))
+        self.input_name, self.shape = inputs[0].name, inputs[0].shape
+
+    def __call__(self, x):
+        out = self.session.run(None, {self.input_name: x.asnumpy()})[0]
+        return mx.nd.array(out, ctx=x.context)
