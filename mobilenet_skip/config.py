@@ -13,6 +13,7 @@ from .checkpoint import atomic_save
 from .data import DEFAULTS as DATA_DEFAULTS
 from .errors import UserError
 from .models import BN_DEFAULTS, list_models
+from .train import optim as _optim
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "ARCH_KEYS", "load_recipe", "default_recipe_path",
            "add_flags", "flag_overrides", "resolve", "dump", "validate"]
@@ -93,8 +94,8 @@ SCHEMA = {
 }
 
 CHOICES = {
-    "optimizer": ("sgd", "nag", "rmsprop"),
-    "lr_mode": ("exponential", "step", "cosine"),
+    "optimizer": _optim.OPTIMIZERS,  # the registries themselves: a new entry is a choice
+    "lr_mode": _optim.LR_MODES,
     "dtype": ("float32", "float16"),
     "init": ("msra", "xavier"),
     "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),

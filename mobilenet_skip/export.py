@@ -903,3 +903,39 @@ def deploy(source, output, fused=False, int8=False, onnx=False, calib_rec=None,
     if onnx:
         written["onnx"] = export_onnx(output, output + ".onnx", opset=onnx_opset)
     return written
+
+
+# TEMP: moves to mobilenet_skip.deploy at merge
+def export_run(save_dir, epoch=None, synsets=None):
+    """Export a training run's chosen epoch beside its checkpoints, built with the
+    recipe's BatchNorm settings; returns the prefix.
+
+    ``epoch`` None takes the recipe's ``export_epoch`` choice (the last or the best
+    epoch of ``metrics.csv``); ``synsets`` None takes the run's (beside its training .rec).
+    """
+    import logging
+    from .train.rundir import RunDir, best_row, selected_row
+    run = RunDir(save_dir)
+    cfg, rows = run.config(), run.metrics()
+    if not rows:
+        raise UserError("%s has no metrics.csv rows: no trained epoch to export" % save_dir)
+    by_epoch = {r["epoch"]: r for r in rows}
+    chosen = selected_row(rows, cfg["export_epoch"]) if epoch is None else by_epoch.get(
+        int(epoch), {"epoch": int(epoch), "val_top1": float("nan")})
+    best = best_row(rows)
+    if synsets is None:
+        from .recordio import synsets_path
+        found = synsets_path(cfg["rec_train"]) if cfg.get("rec_train") else None
+        synsets = found if found and os.path.isfile(found) else None
+    prefix = run.export_prefix()
+    net = network_from_checkpoint(run.checkpoint_path(chosen["epoch"]), cfg["model"],
+                                  cfg["multiplier"], cfg["classes"],
+                                  norm_kwargs=norm_kwargs_from(cfg))
+    export_network(net, prefix, cfg["input_size"], synsets, info=describe(
+        net, cfg["input_size"], cfg, epoch=chosen["epoch"], val_top1=chosen["val_top1"],
+        export_epoch=cfg["export_epoch"], last_epoch=rows[-1]["epoch"],
+        best_epoch=best["epoch"], best_val_top1=best["val_top1"]))
+    logging.getLogger("mobilenet_skip").info(
+        "exported the %s epoch, %d (val top1 %.4f), to %s-symbol.json and %s-0000.params",
+        cfg["export_epoch"], chosen["epoch"], chosen["val_top1"], prefix, prefix)
+    return prefix

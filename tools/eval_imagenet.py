@@ -28,7 +28,7 @@ from mobilenet_skip.errors import UserError
 from mobilenet_skip.export import export_network, summary
 from mobilenet_skip.export import input_size_warning, read_info
 from mobilenet_skip.inference import APIS, evaluate_export, evaluate_onnx
-from mobilenet_skip.training import parse_contexts
+from mobilenet_skip.train.devices import parse_contexts
 
 RUNTIMES = ("mxnet", "onnxruntime")
 
