@@ -2,22 +2,22 @@
 and of gluoncv's ``mobilenet1.0``, through the step ``tools/train_imagenet.py`` trains with.
 
 Every network is built, initialised, wrapped and hybridized by the functions ``fit`` uses
-(:func:`~mobilenet_skip.training.init_net`, :func:`~mobilenet_skip.training.make_step`,
-:func:`~mobilenet_skip.training.hybridize`) with its recipe's settings (label smoothing
+(:func:`~mobilenet_skip.train.net.init_net`, :func:`~mobilenet_skip.train.step.make_step`,
+:func:`~mobilenet_skip.train.net.hybridize`) with its recipe's settings (label smoothing
 0.1, global-norm clipping at 2.0, SGD with momentum), gluoncv's network included. A timed
 step is what ``fit`` does per batch, minus reading it: split the host batch over the
 devices, then forward, loss, backward, all-reduce, clipping and update.
 
-Each (round, network) runs in a fresh Python process: its peak memory is its own, and no
+Each (round, network) runs in a fresh Python process (:mod:`.train.measure`): its peak memory is its own, and no
 network inherits another's caches or allocator state. Rounds visit the networks in
 alternating order, so a slow spell of a shared machine is spread over all of them; a
 network's rate is the median over rounds, and its ratios are medians of the per-round
 ratios (the two rates of a ratio come from the same round).
 
-A last row runs ``training.fit`` itself, the whole ``train_imagenet.py`` path, on a
+A last row runs ``fit`` itself, the whole ``train_imagenet.py`` path, on a
 ``.rec`` (the data section's ``--rec``, else the demo digits) at the same settings:
 ImageRecordIter decoding and augmenting, the step, the running loss/accuracy; its rate
-is that of fit's own "Speed" log lines. Beside it, the iterator's rate alone says
+is that of fit's log windows, reported to a callback. Beside it, the iterator's rate alone says
 whether training is data-bound.
 """
 import json
@@ -88,7 +88,7 @@ def _overrides(args, model):
 def _check(args):
     """Validate the settings here, so a bad flag is one line, not a worker's traceback."""
     from . import config
-    from .training import parse_contexts
+    from .train.devices import parse_contexts
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
     cfg = config.resolve(None, _overrides(args, BASELINE))
@@ -101,142 +101,8 @@ def _check(args):
 
 def _macs(name, cfg):
     from .flops import count_model
-    return count_model(_network(name, cfg), cfg["input_size"])["macs"]
-
-
-def _network(name, cfg):
-    if name == REFERENCE:
-        from gluoncv.model_zoo.mobilenet import MobileNet
-        return MobileNet(cfg["multiplier"], classes=cfg["classes"])
-    from .models import get_model
-    return get_model(name, cfg["multiplier"], cfg["classes"])
-
-
-# --- the measuring process ----------------------------------------------------------------
-
-def _peak_mem_mb(ctxs):
-    """GPU: memory in use on the devices (MXNet's pool keeps its high-water mark).
-    CPU: this process's peak resident set."""
-    import mxnet as mx
-    if ctxs[0].device_type == "gpu":
-        used = 0
-        for ctx in ctxs:
-            free, total = mx.context.gpu_memory_info(ctx.device_id)
-            used += total - free
-        return used / 2.0 ** 20
-    # Linux: VmHWM belongs to this process image. ru_maxrss does not: exec carries the
-    # parent's high-water mark over, so a big parent (the data section) would show in
-    # every row.
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024.0
-    except OSError:
-        pass
-    import resource
-    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return peak / 2.0 ** 20 if sys.platform == "darwin" else peak / 1024.0
-
-
-def _measure_step(spec):
-    import mxnet as mx
-    import numpy as np
-
-    from . import config, training
-    cfg = config.resolve(None, spec["overrides"])
-    ctxs = training.parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
-    mx.random.seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
-    batch = cfg["batch_size"] * len(ctxs)
-    net = training.init_net(_network(spec["network"], cfg), cfg, ctxs)
-    kvstore = training._kvstore(cfg, len(ctxs))[0]
-    step = training.make_step(net, cfg, ctxs, kvstore, 1000, batch)
-    training.hybridize(net, cfg)
-    # A decoded batch as the iterator hands it over: float32 on the host.
-    data = mx.nd.random.normal(shape=(batch, 3, cfg["input_size"], cfg["input_size"]))
-    label = mx.nd.array(np.random.randint(0, cfg["classes"], batch))
-
-    def run(steps):
-        for _ in range(steps):
-            step(*step.split(data, label))
-
-    run(spec["warmup"])
-    mx.nd.waitall()
-    start = time.perf_counter()
-    run(spec["steps"])
-    mx.nd.waitall()
-    seconds = time.perf_counter() - start
-    return {"img_per_s": batch * spec["steps"] / seconds, "peak_mem_mb": _peak_mem_mb(ctxs)}
-
-
-class _Endless(object):
-    """A training iterator that never runs out and never hands over a padded batch, so that
-    one ``fit`` epoch runs as many batches as asked of any ``.rec``."""
-
-    def __init__(self, it):
-        self.it, self.batch_size = it, it.batch_size
-        self.provide_data, self.provide_label = it.provide_data, it.provide_label
-        self._batches = bench._endless(it)
-
-    def reset(self):
-        pass
-
-    def __iter__(self):
-        return self
-
-    def __next__(self):
-        batch = next(self._batches)
-        while batch.pad:
-            batch = next(self._batches)
-        return batch
-
-
-def _measure_fit(spec):
-    """``training.fit`` on a .rec: one epoch of ``(1 + repeats) * steps`` batches logged
-    every ``steps`` batches; the rates are those "Speed: ... samples/sec" lines, the first
-    (which builds the graph) being the warm-up. Epoch ends (validation, checkpoints) are
-    left out: on ImageNet they come once per 40,000 batches, here they would every few."""
-    import logging
-    import re
-
-    import mxnet as mx
-    import numpy as np
-
-    from . import config, data, training
-    cfg = config.resolve(None, spec["overrides"])
-    cfg.update(rec_train=spec["rec"], rec_val=spec["rec"], save_dir=spec["save_dir"],
-               num_epochs=1, log_interval=spec["steps"])
-    ctxs = training.parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
-    train_data = data.train_iter(cfg, len(ctxs))
-    iter_rate = bench.measure_rate(bench._endless(train_data), bench._count_record_batch,
-                                   spec["batches"], spec["warmup"], spec["repeats"])
-    batch = cfg["batch_size"] * len(ctxs)
-    side = cfg["input_size"]
-    val_data = mx.io.NDArrayIter(np.zeros((batch, 3, side, side), "float32"),
-                                 np.zeros((batch,), "float32"), batch_size=batch)
-    speeds = []
-
-    class Speed(logging.Handler):
-        def emit(self, record):
-            found = re.search(r"Speed: ([0-9.]+) samples/sec", record.getMessage())
-            if found:
-                speeds.append(float(found.group(1)))
-
-    training.log.setLevel(logging.INFO)
-    training.log.addHandler(Speed())
-    training.fit(cfg, train_data=_Endless(train_data), val_data=val_data,
-                 iters_per_epoch=spec["steps"] * (1 + spec["repeats"]), overwrite=True)
-    return {"img_per_s": statistics.median(speeds[1:]), "window_rates": speeds[1:],
-            "data_iter_img_per_s": iter_rate, "preprocess_threads": data.resolve_threads(cfg),
-            "peak_mem_mb": _peak_mem_mb(ctxs)}
-
-
-def _worker_main(argv):
-    spec = json.loads(argv[0])
-    result = (_measure_fit if spec["mode"] == "fit" else _measure_step)(spec)
-    print(json.dumps(result), flush=True)
-    return 0
+    from .train.measure import network
+    return count_model(network(name, cfg), cfg["input_size"])["macs"]
 
 
 def _spawn(spec):
@@ -244,7 +110,8 @@ def _spawn(spec):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.bench_train", json.dumps(spec)],
+    proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.train.measure",
+                           json.dumps(spec)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
@@ -310,8 +177,9 @@ def run_train(args):
 
 def _fit_row(args, cfg, rows, common):
     model = args.fit_model
-    crop_ratio = cfg["crop_ratio"]
-    image_size = getattr(args, "image_size", None) or int(round(args.input_size / crop_ratio))
+    from .preprocess import Preprocessing
+    image_size = getattr(args, "image_size", None) or Preprocessing.from_dict(
+        cfg, input_size=args.input_size).resize
     given = getattr(args, "rec", None)  # the data section's --rec
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         if not given:
@@ -370,7 +238,7 @@ def format_train(rows):
         if r["kind"] != "fit":
             continue
         lines.append(
-            "  ^ training.fit on %s (decoding, step, running loss/accuracy, a log line "
+            "  ^ train.loop.fit on %s (decoding, step, running loss/accuracy, a log line "
             "every --steps batches): %s the step alone; ImageRecordIter alone (%d preprocess "
             "thread%s asked) %.0f img/s -> %s"
             % (r["rec"], _fmt(r["ratio_vs_step"], ".3fx", 1), r["preprocess_threads"],
@@ -383,6 +251,3 @@ bench.register("train", format_train, _add_arguments,
                help="training img/s of the five networks and gluoncv mobilenet1.0 through "
                "the train_imagenet.py step, plus the whole path on a .rec")(run_train)
 
-
-if __name__ == "__main__":
-    sys.exit(_worker_main(sys.argv[1:]))

@@ -3,7 +3,7 @@
 An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
 ``<model>-NNNN.states`` (the optimizer's state arrays, ``mx.nd.save``: never a
 pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
-state (:func:`mobilenet_skip.optim.save_states`): a checkpoint counts only once its
+state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts only once its
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
 far into the next epoch training had gone.
 """
@@ -105,7 +105,7 @@ class CheckpointDir(object):
         :class:`~mobilenet_skip.errors.UserError` naming the bytes needed) leaves every
         earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
         """
-        from .optim import save_states
+        from .train.states import save_states
         needed = self._size_hint(net)
         staged = []
         try:

@@ -1,7 +1,8 @@
 """The paper's variant comparison in miniature: every variant x several seeds, one recipe.
 
 Each run is ``tools/train_imagenet.py`` itself (RecordIO, Trainer, the recipe), in its
-own process and save directory; the study reads each run's ``metrics.csv``. A run
+own process and save directory; the study reads each run's ``metrics.csv`` (through
+:class:`~mobilenet_skip.train.rundir.RunDir`). A run
 that finished leaves ``study-run.json`` with its command line, so a study that was
 killed resumes where it stopped instead of retraining finished runs. The
 summary gives mean and sample standard deviation over seeds of the final val top-1,
@@ -19,7 +20,8 @@ import numpy as np
 from .checkpoint import atomic_save, atomic_save_csv
 from .errors import UserError
 from .models import list_models
-from .plots import finish_figure, read_metrics
+from .plots import finish_figure
+from .train.rundir import RunDir
 
 __all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
 
@@ -58,8 +60,8 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
                 tail = "\n".join(res.stdout.strip().splitlines()[-5:])
                 raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
                                 % (variant, lr, seed, res.returncode, tail))
-            atomic_save(os.path.join(save_dir, MARKER), json.dumps({"cmd": cmd[1:]}))
-        metrics = read_metrics(os.path.join(save_dir, "metrics.csv"))
+            atomic_save(RunDir(save_dir).file(MARKER), json.dumps({"cmd": cmd[1:]}))
+        metrics = RunDir(save_dir).metrics()
         for m in metrics:
             rows.append(dict({k: m[k] for k in COLUMNS[3:]}, variant=variant,
                              base_lr=float(lr), seed=seed))
@@ -75,10 +77,10 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
 
 def _finished(save_dir, cmd):
     """True when ``save_dir`` holds a finished run of exactly ``cmd`` (interpreter aside)."""
+    run = RunDir(save_dir)
     try:
-        with open(os.path.join(save_dir, MARKER)) as f:
-            return json.load(f).get("cmd") == cmd[1:] and \
-                os.path.isfile(os.path.join(save_dir, "metrics.csv"))
+        with open(run.file(MARKER)) as f:
+            return json.load(f).get("cmd") == cmd[1:] and run.has_metrics()
     except (OSError, ValueError):
         return False
 

@@ -15,6 +15,7 @@ from .checkpoint import atomic_save
 from .errors import UserError
 from .models import BN_DEFAULTS, list_models
 from .values import coerce
+from .train import optim as _optim
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
            "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
@@ -81,8 +82,8 @@ SCHEMA = {
 }
 
 CHOICES = {
-    "optimizer": ("sgd", "nag", "rmsprop"),
-    "lr_mode": ("exponential", "step", "cosine"),
+    "optimizer": _optim.OPTIMIZERS,  # the registries themselves: a new entry is a choice
+    "lr_mode": _optim.LR_MODES,
     "dtype": ("float32", "float16"),
     "init": ("msra", "xavier"),
     "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),

@@ -149,7 +149,7 @@ def test_peak_memory_is_the_measuring_process_own():
     """exec carries a parent's ru_maxrss into the child; the row must not show it."""
     big = bytearray(400 * 2 ** 20)
     big[::4096] = b"\x01" * len(big[::4096])  # touch every page: the parent is now >400 MB
-    code = ("import mxnet as mx; from mobilenet_skip.bench_train import _peak_mem_mb; "
+    code = ("import mxnet as mx; from mobilenet_skip.train.measure import _peak_mem_mb; "
             "print(_peak_mem_mb([mx.cpu()]))")
     peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout)

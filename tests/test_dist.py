@@ -15,7 +15,8 @@ import time
 import mxnet as mx
 import pytest
 
-from mobilenet_skip import config, data, dist, training
+from mobilenet_skip import config, data, dist
+from mobilenet_skip.train.feed import record_iters
 from mobilenet_skip import launcher as launcher_mod
 from mobilenet_skip.launcher import Supervisor
 from mobilenet_skip.errors import UserError
@@ -111,10 +112,10 @@ def test_record_iters_gives_every_rank_the_common_count(subset):
     cfg = {key: value for key, (value, _) in config.SCHEMA.items()}
     cfg.update({"rec_train": subset["train"], "rec_val": subset["val"], "batch_size": BATCH,
                 "seed": 0, "input_size": 32, "preprocess_threads": 1, "classes": 10})
-    counts = [training._record_iters(cfg, 1, rank, 3)[2] for rank in range(3)]
+    counts = [record_iters(cfg, 1, rank, 3)[2] for rank in range(3)]
     assert counts == [1, 1, 1]
     with pytest.raises(UserError, match="the last of 3 workers"):
-        training._record_iters(dict(cfg, batch_size=32), 1, 0, 3)
+        record_iters(dict(cfg, batch_size=32), 1, 0, 3)
 
 
 @pytest.mark.slow

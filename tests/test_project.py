@@ -137,12 +137,7 @@ def test_every_import_of_the_package_is_installed_by_setup_py():
         assert dists & names(kwargs["extras_require"][extra[0]]), (module, extra)
 
 
-# training.py: the train branch replaces its tqdm bar with progress.Progress and moves
-# training into train/; drop this entry when that merges.
-_TQDM_LEFT_TO_TRAIN = {"mobilenet_skip/training.py"}
-
-
 def test_one_progress_bar_implementation():
     """Bars come from mobilenet_skip.progress.Progress; nothing needs tqdm."""
     users = _third_party_imports().get("tqdm", set())
-    assert users <= _TQDM_LEFT_TO_TRAIN, sorted(users)
+    assert not users, sorted(users)

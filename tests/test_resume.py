@@ -12,7 +12,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config, optim, training
+from mobilenet_skip import config
+from mobilenet_skip.train import net as train_net, optim, states
 from mobilenet_skip.checkpoint import CheckpointDir
 from mobilenet_skip.errors import UserError
 
@@ -187,8 +188,8 @@ def test_a_pickled_states_file_is_refused_and_never_run(digits, tmp_path, keep_m
 def test_a_pickled_states_file_is_never_unpickled_in_process(tmp_path, monkeypatch):
     """load_states goes through mx.nd.load only: pickle.loads is never reached."""
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25))
-    net = training.build_net(cfg, [mx.cpu()])
-    trainer = training.make_trainer(net, cfg, None, 32)
+    net = train_net.build_net(cfg, [mx.cpu()])
+    trainer = optim.make_trainer(net, cfg, None, 32)
     path = str(tmp_path / "x.states")
     with open(path, "wb") as f:
         pickle.dump(_Hostile(str(tmp_path / "pwned")), f)
@@ -197,7 +198,7 @@ def test_a_pickled_states_file_is_never_unpickled_in_process(tmp_path, monkeypat
         raise AssertionError("pickle.loads called")
     monkeypatch.setattr(pickle, "loads", forbidden)
     with pytest.raises(UserError, match="not an MXNet NDArray file"):
-        optim.load_states(trainer, path, {"format": optim.STATE_FORMAT, "optimizer": "sgd",
+        states.load_states(trainer, path, {"format": states.STATE_FORMAT, "optimizer": "sgd",
                                           "layout": {}})
     assert not (tmp_path / "pwned").exists()
 
@@ -308,7 +309,7 @@ def _tiny_trainer(cfg, ctxs, dtype="float32"):
     net.initialize(mx.init.Normal(1.0), ctx=ctxs)
     if dtype != "float32":
         net.cast(dtype)
-    return net, training.make_trainer(net, cfg, None if len(ctxs) == 1 else "device", 2)
+    return net, optim.make_trainer(net, cfg, None if len(ctxs) == 1 else "device", 2)
 
 
 def _steps(net, trainer, ctxs, n, dtype="float32"):
@@ -332,7 +333,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     net, trainer = _tiny_trainer(cfg, one)
     start = {k: v.data().copy() for k, v in net.collect_params().items()}
     _steps(net, trainer, one, 3)
-    info = optim.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
+    info = states.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
     assert info["num_update"] == 3 and info["optimizer"] == optim.optimizer_name(cfg)
     json.dumps(info)
     saved = mx.nd.load(str(tmp_path / "s.states"))
@@ -344,7 +345,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     net2, trainer2 = _tiny_trainer(cfg, one)
     for k, p in net2.collect_params().items():
         p.set_data(mid[k.replace(net2.prefix, net.prefix)])
-    assert optim.load_states(trainer2, str(tmp_path / "s.states"), info) == []
+    assert states.load_states(trainer2, str(tmp_path / "s.states"), info) == []
     assert trainer2.optimizer.num_update == 3
     _steps(net2, trainer2, one, 3)
     got = {k.replace(net2.prefix, net.prefix): v.data().asnumpy()
@@ -364,13 +365,13 @@ def test_state_layout_with_float32_master_weights(tmp_path):
     updater = trainer._updaters[0]
     updater.states[0] = trainer.optimizer.create_state_multi_precision(0, weight)
     updater.states[0][0][:] = 0.25  # momentum
-    info = optim.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
+    info = states.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
     assert info["layout"]["0"] == ["s0.0", "s0.1"]
     arrays = mx.nd.load(str(tmp_path / "s.states"))
     assert arrays["s0.1"].dtype == np.float32 and arrays["s0.1"].shape == weight.shape
     np.testing.assert_array_equal(arrays["s0.1"].asnumpy(), weight.asnumpy().astype("float32"))
     net2, trainer2 = _tiny_trainer(cfg, [mx.cpu()], "float16")
-    optim.load_states(trainer2, str(tmp_path / "s.states"), info)
+    states.load_states(trainer2, str(tmp_path / "s.states"), info)
     restored = trainer2._updaters[0].states[0]
     assert (restored[0].asnumpy() == 0.25).all() and restored[1].dtype == np.float32
 

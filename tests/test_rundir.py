@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from mobilenet_skip import checkpoint, optim
+from mobilenet_skip import checkpoint
+from mobilenet_skip.train import states
 from mobilenet_skip.demo_data import make_demo_data
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import make_list, pack
@@ -188,14 +189,14 @@ class _Trainer(object):
             f.write("new states")
 
 
-def _save_states(trainer, path, write):  # optim.save_states' contract, without an optimizer
+def _save_states(trainer, path, write):  # states.save_states' contract, without an optimizer
     write(path, trainer.write_states)
     return {"format": "test"}
 
 
 def test_checkpoint_save_on_a_full_disk_keeps_the_same_tags_old_checkpoint(tmp_path,
                                                                           monkeypatch):
-    monkeypatch.setattr(optim, "save_states", _save_states)
+    monkeypatch.setattr(states, "save_states", _save_states)
     ckpt = checkpoint.CheckpointDir(str(tmp_path), "m")
     ckpt.save("interrupted", _Net(False), _Trainer(), {"epoch": 1})
     before = {n: open(os.path.join(str(tmp_path), n)).read() for n in os.listdir(str(tmp_path))}
@@ -394,7 +395,7 @@ def test_readme_sections_named_in_messages_exist():
     with open(os.path.join(ROOT, "README.md")) as f:
         headings = [line.lstrip("#").strip() for line in f if line.startswith("#")]
     refs = []
-    for folder in ("mobilenet_skip", "tools"):
+    for folder in ("mobilenet_skip", "mobilenet_skip/train", "tools"):
         for name in sorted(os.listdir(os.path.join(ROOT, folder))):
             if name.endswith(".py"):
                 with open(os.path.join(ROOT, folder, name)) as f:
@@ -402,7 +403,7 @@ def test_readme_sections_named_in_messages_exist():
                 refs += [(name, m.group(1).strip()) for m in re.finditer(
                     r"README(?:'s)?,? (?:section )?[\"']?([A-Z0-9][^)\"';\n]*?)[\"']?[);\n]",
                     text)]
-    assert ("training.py", "2. Train") in refs, refs  # the pattern finds them
+    assert ("devices.py", "2. Train") in refs, refs  # the pattern finds them
     for name, ref in refs:
         assert any(h == ref or h.startswith(ref + " ") for h in headings), (name, ref)
 

@@ -11,7 +11,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config, training
+from mobilenet_skip import config
+from mobilenet_skip.train import devices, guard, loop, optim
+from mobilenet_skip.train import net as train_net, step as train_step
 from mobilenet_skip.checkpoint import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.source import network_from_checkpoint
@@ -195,8 +197,8 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(digits, tmp_path):
     from mobilenet_skip import data
     cfg = _demo_cfg(digits, tmp_path, num_epochs=3)
     train = _PoisonAt(data.train_iter(cfg), epoch=2, batch=7)
-    with pytest.raises(training.NonFiniteLoss) as err:
-        training.fit(cfg, train_data=train, val_data=data.val_iter(cfg), iters_per_epoch=44)
+    with pytest.raises(guard.NonFiniteLoss) as err:
+        loop.fit(cfg, train_data=train, val_data=data.val_iter(cfg), iters_per_epoch=44)
     # oneDNN's ReLU maps NaN to 0, so the poisoned batch itself can still give a finite
     # loss; its NaN gradients then show in the loss of the next batch
     message = str(err.value)
@@ -266,17 +268,17 @@ def test_label_smoothing_loss_matches_its_definition():
     target[np.arange(5), label.asnumpy().astype(int)] += 1 - eps
     logp = pred.log_softmax(axis=-1).asnumpy()
     expected = -(target * logp).sum(axis=1)
-    got = training.LabelSmoothingLoss(eps)(pred, label).asnumpy()
+    got = train_step.LabelSmoothingLoss(eps)(pred, label).asnumpy()
     np.testing.assert_allclose(got, expected, rtol=1e-5)
 
 
 def test_clipping_bounds_the_mean_gradient_norm():
     ctxs = [mx.cpu(0)]
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25))
-    net = training.build_net(cfg, ctxs)
-    trainer = training.make_trainer(net, cfg, None, 10)
+    net = train_net.build_net(cfg, ctxs)
+    trainer = optim.make_trainer(net, cfg, None, 10)
     batch = 8
-    step = training.TrainStep(net, trainer, ctxs, 0.0, 0.5, batch)
+    step = train_step.TrainStep(net, trainer, ctxs, 0.0, 0.5, batch)
     x = [mx.nd.random.normal(shape=(batch, 3, 32, 32)) * 50]
     y = [mx.nd.array(np.arange(batch) % 10)]
     with mx.autograd.record():
@@ -292,7 +294,7 @@ def test_clipping_bounds_the_mean_gradient_norm():
 
 def test_weight_decay_spares_depthwise_and_bn():
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25))
-    net = training.build_net(cfg, [mx.cpu()])
+    net = train_net.build_net(cfg, [mx.cpu()])
     mults = {n: p.wd_mult for n, p in net._collect_params_with_prefix().items()}
     assert mults["block4.body.dw.weight"] == 0 and mults["block4.pre_bn.gamma"] == 0
     assert mults["block4.body.pw.weight"] == 1 and mults["block2.proj.conv.weight"] == 1
@@ -305,11 +307,11 @@ def test_gluoncv_network_is_initialised_like_ours():
 
     from mobilenet_skip import get_model
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25))
-    ref = training.init_net(MobileNet(0.25, classes=10), cfg, [mx.cpu()])
-    ours = training.build_net(cfg, [mx.cpu()])
+    ref = train_net.init_net(MobileNet(0.25, classes=10), cfg, [mx.cpu()])
+    ours = train_net.build_net(cfg, [mx.cpu()])
     masks = [sorted(p.wd_mult for p in net.collect_params().values()) for net in (ref, ours)]
     plain = get_model("mobilenet", 0.25, 10)
-    plain_mask = sorted(p.wd_mult for p in training.init_net(plain, cfg, [mx.cpu()])
+    plain_mask = sorted(p.wd_mult for p in train_net.init_net(plain, cfg, [mx.cpu()])
                         .collect_params().values())
     assert masks[0] == plain_mask and masks[0].count(1.0) == 15  # 14 convs, dense weight
     assert masks[1] != masks[0]  # the demo recipe's model has projections and pre-act BNs
@@ -320,8 +322,8 @@ def test_gluoncv_network_is_initialised_like_ours():
 
 def test_gpu_contexts_are_refused_on_a_cpu_build():
     with pytest.raises(UserError, match="CPU build"):
-        training.parse_contexts("0,1")
-    assert training.parse_contexts("", 2) == [mx.cpu(0), mx.cpu(1)]
+        devices.parse_contexts("0,1")
+    assert devices.parse_contexts("", 2) == [mx.cpu(0), mx.cpu(1)]
 
 
 def test_dist_sync_two_workers_one_server(digits, tmp_path):
@@ -347,3 +349,42 @@ def test_dist_sync_two_workers_one_server(digits, tmp_path):
     # each worker reads its own half of the 1,438 records, 16 per step: 719 // 16 updates
     meta = json.load(open(str(tmp_path / "dist" / "full-connect-pre-act-0001.json")))
     assert meta["num_update"] == 719 // 16
+
+
+@pytest.fixture
+def registered():
+    """Register a plain SGD (no momentum) and a constant lr for one test, then forget them."""
+    @optim.register_optimizer("plain-sgd", mxnet_name="sgd")
+    def _plain(cfg, **common):
+        return mx.optimizer.create("sgd", **common)
+
+    @optim.register_lr_mode("constant")
+    def _constant(cfg, lr):
+        return lambda epoch: lr
+    yield
+    del optim.OPTIMIZERS["plain-sgd"], optim.LR_MODES["constant"]
+
+
+def test_a_registered_optimizer_and_lr_mode_are_flags_that_train_a_step(registered):
+    """A new optimizer (or lr mode) is one registered entry: the recipe check accepts it,
+    ``--optimizer NEW`` trains a step with it."""
+    import argparse
+    assert "plain-sgd" in config.CHOICES["optimizer"]
+    assert "constant" in config.CHOICES["lr_mode"]
+    parser = argparse.ArgumentParser()
+    config.add_flags(parser)
+    args = parser.parse_args(["--optimizer", "plain-sgd", "--lr-mode", "constant",
+                              "--multiplier", "0.25", "--warmup-epochs", "0"])
+    cfg = config.resolve(DEMO_RECIPE, config.flag_overrides(args))
+    assert optim.schedule(cfg)(0.0) == optim.schedule(cfg)(7.5) == cfg["lr"]
+    ctxs = [mx.cpu()]
+    net = train_net.build_net(cfg, ctxs)
+    step = train_step.make_step(net, cfg, ctxs, None, 1, 8)
+    assert type(step.trainer.optimizer).__name__ == "SGD"
+    assert step.trainer.optimizer.momentum == 0.0
+    before = net.output.weight.data().asnumpy().copy()
+    step(*step.split(mx.nd.random.normal(shape=(8, 3, 32, 32)), mx.nd.arange(8)))
+    assert step.trainer.optimizer.num_update == 1
+    assert not np.allclose(before, net.output.weight.data().asnumpy())
+    with pytest.raises(UserError, match="plain-sgd"):  # the error lists the new name
+        config.resolve(DEMO_RECIPE, {"optimizer": "adamw"})

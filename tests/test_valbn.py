@@ -8,8 +8,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config, data, training
-from mobilenet_skip.deploy import artifact, loading, source
+from mobilenet_skip import config, data
+from mobilenet_skip.deploy import artifact, export_run, loading, source
+from mobilenet_skip.train import net as train_net, optim, step as train_step
+from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
 from mobilenet_skip.bnstats import running_stats, sync_running_stats
 from mobilenet_skip.checkpoint import CheckpointDir, atomic_save_csv
 from mobilenet_skip.errors import UserError
@@ -34,9 +36,9 @@ def _trained_on_devices(n, seed=0):
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25, cpu_contexts=n))
     ctxs = [mx.cpu(i) for i in range(n)]
     mx.random.seed(seed)
-    net = training.build_net(cfg, ctxs)
-    step = training.make_step(net, cfg, ctxs, "device", 10, 8 * n)
-    training.hybridize(net, cfg)
+    net = train_net.build_net(cfg, ctxs)
+    step = train_step.make_step(net, cfg, ctxs, "device", 10, 8 * n)
+    train_net.hybridize(net, cfg)
     for _ in range(2):
         xs = [mx.nd.random.normal(scale=1 + 2 * k, shape=(8, 3, 32, 32), ctx=c)
               for k, c in enumerate(ctxs)]
@@ -147,7 +149,9 @@ def test_summary_names_last_best_and_the_exported_epoch(two_device_run):
 def _fake_run(tmp_path, export_epoch, keep=1):
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25, save_dir=str(tmp_path),
                                            export_epoch=export_epoch, keep_checkpoints=keep))
-    return training._RunDir(cfg, 0), cfg
+    run = RunDir.for_training(cfg, 0)
+    run.write_start(resume=False)  # config.yaml, which the export reads
+    return run, cfg
 
 
 def _row(epoch, val_top1):
@@ -158,15 +162,15 @@ def _row(epoch, val_top1):
 @pytest.mark.parametrize("export_epoch,expected", [("last", 3), ("best", 2)])
 def test_export_epoch_chooses_the_checkpoint_exported(tmp_path, export_epoch, expected):
     run, cfg = _fake_run(tmp_path, export_epoch)
-    net = training.build_net(cfg, [mx.cpu()])
-    trainer = training.make_trainer(net, cfg, None, 10)
+    net = train_net.build_net(cfg, [mx.cpu()])
+    trainer = optim.make_trainer(net, cfg, None, 10)
     net(mx.nd.zeros((1, 3, 32, 32)))
     for epoch, top1 in ((1, 0.5), (2, 0.9), (3, 0.7)):
         net.output.weight.set_data(mx.nd.full(net.output.weight.shape, epoch))
         run.end_epoch(_row(epoch, top1), net, trainer)
     # pruning keeps the best beside the newest, whichever is exported
-    assert [m["epoch"] for m in run.ckpt.epochs()] == [2, 3]
-    prefix = run.export_selected(None)
+    assert [m["epoch"] for m in run.checkpoints.epochs()] == [2, 3]
+    prefix = export_run(str(tmp_path))
     info = artifact.read_info(prefix)
     assert (info["epoch"], info["export_epoch"]) == (expected, export_epoch)
     assert info["val_top1"] == {3: 0.7, 2: 0.9}[expected]
@@ -175,7 +179,7 @@ def test_export_epoch_chooses_the_checkpoint_exported(tmp_path, export_epoch, ex
     assert np.all(weights[key].asnumpy() == expected)
     assert run.summary() == ("last epoch 3 val top1 0.7000 | best epoch 2 val top1 0.9000 | "
                              "exported: %s (epoch %d)" % (export_epoch, expected))
-    assert [int(r["best_epoch"]) for r in read_metrics(run.metrics)] == [1, 2, 2]
+    assert [int(r["best_epoch"]) for r in read_metrics(run.metrics_path)] == [1, 2, 2]
 
 
 def test_metrics_from_before_best_epoch_are_completed(tmp_path):
@@ -183,9 +187,9 @@ def test_metrics_from_before_best_epoch_are_completed(tmp_path):
            "samples_per_s")
     path = str(tmp_path / "metrics.csv")
     atomic_save_csv(path, old, [_row(1, 0.4), _row(2, 0.6), _row(3, 0.5)])
-    rows = training._read_metrics(path)
+    rows = RunDir(str(tmp_path)).metrics()
     assert [r["best_epoch"] for r in rows] == [1, 2, 2]
-    atomic_save_csv(path, training.METRIC_COLUMNS, rows)  # what a resume rewrites
+    atomic_save_csv(path, METRIC_COLUMNS, rows)  # what a resume rewrites
     with open(path) as f:
         got = list(csv.DictReader(f))
     assert [r["best_epoch"] for r in got] == ["1", "2", "2"]
@@ -213,7 +217,7 @@ def _small_variances(net):
 def test_bn_keys_reach_every_norm_and_the_export(tmp_path):
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25, bn_momentum=0.9997, bn_eps=1e-3,
                                            save_dir=str(tmp_path)))
-    net = training.build_net(cfg, [mx.cpu()])
+    net = train_net.build_net(cfg, [mx.cpu()])
     norms = _bn_blocks(net)
     assert len(norms) == 27 and all(
         bn._kwargs["momentum"] == 0.9997 and bn._kwargs["eps"] == 1e-3 for bn in norms)
@@ -242,7 +246,7 @@ def test_config_without_bn_keys_means_mxnet_defaults():
     assert norm_kwargs_from({"model": "mobilenet"}) == {"momentum": 0.9, "epsilon": 1e-5}
     assert BN_DEFAULTS == {"bn_momentum": config.SCHEMA["bn_momentum"][0],
                            "bn_eps": config.SCHEMA["bn_eps"][0]}
-    net = training.build_net(config.resolve(DEMO_RECIPE, dict(multiplier=0.25)), [mx.cpu()])
+    net = train_net.build_net(config.resolve(DEMO_RECIPE, dict(multiplier=0.25)), [mx.cpu()])
     assert {(bn._kwargs["momentum"], bn._kwargs["eps"]) for bn in _bn_blocks(net)} == {
         (0.9, 1e-5)}
 
@@ -261,12 +265,12 @@ def test_bad_bn_and_thread_settings_are_one_line_errors(bad, pattern):
 def test_wd_bias_decides_whether_the_classifier_bias_decays(wd_bias):
     cfg = config.resolve(DEMO_RECIPE, dict(multiplier=0.25, wd_bias=wd_bias, wd=0.5, lr=0.1,
                                            clip_gradient=0.0))
-    net = training.build_net(cfg, [mx.cpu()])
+    net = train_net.build_net(cfg, [mx.cpu()])
     net(mx.nd.zeros((1, 3, 32, 32)))
     mults = {n: p.wd_mult for n, p in net._collect_params_with_prefix().items()}
     assert mults["output.bias"] == (1.0 if wd_bias else 0.0) and mults["output.weight"] == 1.0
     # what the optimizer does with it: a zero-gradient step only decays
-    trainer = training.make_trainer(net, cfg, None, cfg["lr_batch"])  # lr as given
+    trainer = optim.make_trainer(net, cfg, None, cfg["lr_batch"])  # lr as given
     net.output.bias.set_data(mx.nd.ones(net.output.bias.shape))
     with mx.autograd.record():
         zero = net(mx.nd.zeros((1, 3, 32, 32))).sum() * 0

@@ -28,7 +28,7 @@ from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
                                             summary)
 from mobilenet_skip.deploy.scoring import APIS, evaluate_export, evaluate_onnx
-from mobilenet_skip.training import parse_contexts
+from mobilenet_skip.train.devices import parse_contexts
 
 RUNTIMES = ("mxnet", "onnxruntime")
 

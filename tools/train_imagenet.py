@@ -23,7 +23,11 @@ import os
 import sys
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip import config, dataset, training
+from mobilenet_skip import config, dataset
+from mobilenet_skip.deploy import export_run
+from mobilenet_skip.train import devices, logs
+from mobilenet_skip.train.guard import NonFiniteLoss
+from mobilenet_skip.train.loop import fit
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.flags import add_flags, flag_overrides
 
@@ -56,28 +60,30 @@ def main(argv=None):
     cfg = config.resolve(recipe, overrides)
     dataset.resolve_classes(cfg)  # before printing: the printed config is the one trained
     if args.print_config:
-        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)
         return 0
     # Under dist_sync the rank is the kvstore's (it picks the shard and the validating
     # worker), known once every node has joined; all workers resolve the same recipe,
     # so rank 0 alone prints it.
-    rank = training.worker_rank(cfg)
-    training.setup_logging("[rank %d] " % rank if rank is not None else "")
+    rank = devices.worker_rank(cfg)
+    logs.setup_logging("[rank %d] " % rank if rank is not None else "")
     if not rank:
-        print("configuration (recipe %s):\n%s" % (cfg["recipe"], training.describe(cfg)),
+        print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)
     try:
-        result = training.fit(cfg, resume=args.resume, overwrite=args.overwrite)
-    except training.NonFiniteLoss as err:
+        result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
+    except NonFiniteLoss as err:
         print("error: %s" % err, file=sys.stderr)
         return 3
     if result["interrupted"]:
         print("stopped by Ctrl-C or SIGTERM; checkpoint saved in %s, continue with --resume"
               % cfg["save_dir"])
-    elif result["export"]:
+    elif result["checkpoint"]:  # rank 0, not interrupted: the run's end exports
+        prefix = export_run(cfg["save_dir"])  # its export_epoch: last or best
+        logs.log.info(result["summary"])
         print("done: %s to %s; curves in %s/curves.png"
-              % (result["summary"], result["export"], cfg["save_dir"]))
+              % (result["summary"], prefix, cfg["save_dir"]))
     return 0
 
 

@@ -1,21 +1,87 @@
-"""The run folder: the one place that knows its file names.
+"""The run folder: the one place that knows its file names, and its only writer.
 
 A training run's ``--save-dir`` holds ``config.yaml`` (the resolved settings),
 ``metrics.csv`` (one row per epoch), ``curves.png``, ``train.log``, the epoch
 checkpoints (:class:`~mobilenet_skip.checkpoint.CheckpointDir`) and, at the end,
 the export of the chosen epoch (``<model>-symbol.json`` ...). Export, compare and the
-benchmark read it through :class:`RunDir`.
+benchmark read it through :class:`RunDir`; the training loop writes it through
+:meth:`RunDir.for_training`.
 """
+import logging
 import os
+import weakref
 
-from ..checkpoint import CheckpointDir
+from ..checkpoint import CheckpointDir, atomic_save_csv
 from ..errors import UserError
+from ..fs import OutputLock, remove_stale_tmp
 
-__all__ = ["RunDir"]
+__all__ = ["RunDir", "METRIC_COLUMNS", "best_row", "selected_row", "summary_line"]
+
+# best_epoch: the epoch with the highest val_top1 up to this row (so the last row names
+# the run's best beside its last epoch).
+METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
+                  "epoch_time_s", "samples_per_s", "best_epoch")
+
+log = logging.getLogger("mobilenet_skip")
+
+
+def best_row(rows):
+    """The row with the highest val_top1 (the earliest on a tie), or None."""
+    return max(rows, key=lambda r: r["val_top1"]) if rows else None
+
+
+def selected_row(rows, export_epoch):
+    """The row of the epoch to export: the last one or the best (``export_epoch``).
+
+    "best" picks the epoch on the same val set that reports it, which flatters the
+    figure; a paper reproduction reports and ships the last.
+    """
+    if not rows:
+        return None
+    return best_row(rows) if export_epoch == "best" else rows[-1]
+
+
+def summary_line(rows, export_epoch):
+    """One line naming the last and the best epoch and which one is exported."""
+    last, best = rows[-1], best_row(rows)
+    return ("last epoch %d val top1 %.4f | best epoch %d val top1 %.4f | exported: %s "
+            "(epoch %d)" % (last["epoch"], last["val_top1"], best["epoch"], best["val_top1"],
+                            export_epoch, selected_row(rows, export_epoch)["epoch"]))
+
+
+class _RunLocks(object):
+    """The run-folder locks this process holds (``SAVE_DIR/.lock``, see ``fs.OutputLock``).
+
+    Another job into the same folder is refused for as long as a writing ``RunDir`` of
+    this process uses it. One process may train into a folder again (``fit`` then ``fit
+    resume=True``): it shares the lock it holds, released when its last user is gone.
+    """
+
+    def __init__(self):
+        self.held = {}  # real path -> [OutputLock, users]
+
+    def hold(self, owner, save_dir):
+        key = os.path.realpath(save_dir)
+        if key not in self.held:
+            lock = OutputLock(os.path.join(save_dir, RunDir.LOCK), "run folder %s" % save_dir)
+            self.held[key] = [lock.acquire(), 0]
+        self.held[key][1] += 1
+        weakref.finalize(owner, self._drop, key)
+
+    def _drop(self, key):
+        entry = self.held.get(key)
+        if entry is not None:
+            entry[1] -= 1
+            if entry[1] <= 0:
+                entry[0].release()
+                del self.held[key]
+
+
+_RUN_LOCKS = _RunLocks()
 
 
 class RunDir(object):
-    """Read access to a run folder.
+    """A run folder.
 
     Parameters
     ----------
@@ -30,6 +96,10 @@ class RunDir(object):
     def __init__(self, path, model=None):
         self.path = path
         self._model = model
+        self.cfg, self.rank, self.rows = None, None, []
+        self.carried, self.global_batch = None, None  # set by resume.start
+
+    # --- reading -------------------------------------------------------------------------
 
     def file(self, name):
         return os.path.join(self.path, name)
@@ -66,9 +136,17 @@ class RunDir(object):
         return os.path.isfile(self.metrics_path)
 
     def metrics(self):
-        """``metrics.csv``'s rows (dicts of floats, ``epoch`` an int), or ``[]``."""
+        """``metrics.csv``'s rows (dicts of floats, ``epoch`` an int), or ``[]``, with
+        ``best_epoch`` (re)computed, so that a file written before that column existed
+        is rewritten whole on resume."""
         from ..plots import read_metrics
-        return read_metrics(self.metrics_path) if self.has_metrics() else []
+        rows = read_metrics(self.metrics_path) if self.has_metrics() else []
+        best = None
+        for row in rows:
+            if best is None or row["val_top1"] > best["val_top1"]:
+                best = row
+            row["best_epoch"] = best["epoch"]
+        return rows
 
     def checkpoint_path(self, epoch):
         """The ``.params`` of epoch ``epoch``, or a :class:`UserError` listing the kept ones."""
@@ -96,3 +174,85 @@ class RunDir(object):
         if cfg.get("rec_train"):
             candidates.append(synsets_path(cfg["rec_train"]))
         return next((c for c in candidates if os.path.isfile(c)), None)
+
+    # --- writing (a training run; rank 0 alone writes) ----------------------------------
+
+    @classmethod
+    def for_training(cls, cfg, rank):
+        """The run folder of ``cfg["save_dir"]`` as training writes it. On rank 0, before
+        anything is written: lock it (a second job into the folder stops here), remove
+        what a killed run left half-written, and log into ``train.log``."""
+        run = cls(cfg["save_dir"], cfg["model"])
+        run.cfg, run.rank = cfg, rank
+        if rank == 0:
+            _RUN_LOCKS.hold(run, run.path)
+            for path in remove_stale_tmp(run.path):
+                log.info("removed %s, left by a killed run", path)
+            from .logs import attach_file_log
+            attach_file_log(run.file(cls.LOG))
+        return run
+
+    @property
+    def best(self):
+        """The best row trained so far, or None."""
+        return best_row(self.rows)
+
+    @property
+    def selected(self):
+        """The row of the epoch to export (``export_epoch``), or None."""
+        return selected_row(self.rows, self.cfg["export_epoch"])
+
+    def summary(self):
+        """One line naming the last and the best epoch and which one is exported."""
+        return summary_line(self.rows, self.cfg["export_epoch"])
+
+    def write_start(self, resume):
+        """Write ``config.yaml`` and the kept metrics rows as a run (re)starts."""
+        from .. import config as config_mod
+        if self.rank == 0:
+            config_mod.dump(self.cfg, self.config_path)
+            if self.rows or not resume:
+                atomic_save_csv(self.metrics_path, METRIC_COLUMNS, self.rows)
+
+    def end_epoch(self, row, net, trainer):
+        """Record an epoch: checkpoint (pruned to the recent and the best), metrics, plot.
+
+        The devices' BN running statistics are synchronised to the saved value first
+        (a no-op after ``evaluate`` did it), so the checkpoint is what was validated.
+        """
+        from ..bnstats import sync_running_stats
+        sync_running_stats(net)
+        self.rows.append(row)
+        row["best_epoch"] = self.best["epoch"]
+        ckpt = self.checkpoints
+        ckpt.save(row["epoch"], net, trainer, {
+            "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
+            "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update,
+            "global_batch": self.global_batch})
+        ckpt.remove("interrupted")
+        ckpt.prune(self.cfg["keep_checkpoints"], self.best["epoch"])
+        atomic_save_csv(self.metrics_path, METRIC_COLUMNS, self.rows)
+        self._plot()
+
+    def save_interrupted(self, net, trainer, epochs_done, batches_done, iters_per_epoch,
+                         epoch_sums=None):
+        """The Ctrl-C checkpoint, with the epoch's running sums so that its metrics row
+        still covers the whole epoch after ``--resume``."""
+        if self.rank != 0:
+            return
+        ckpt = self.checkpoints
+        ckpt.save("interrupted", net, trainer, {
+            "epoch": epochs_done, "batches_done": batches_done, "model": self.cfg["model"],
+            "num_update": trainer.optimizer.num_update, "global_batch": self.global_batch,
+            "epoch_sums": epoch_sums})
+        log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
+                 ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
+                 iters_per_epoch)
+
+    def _plot(self):
+        from ..plots import plot_curves
+        try:
+            plot_curves(self.metrics_path, self.curves_path,
+                        title="%s x%g" % (self.cfg["model"], self.cfg["multiplier"]))
+        except Exception as err:  # a plot must never stop a training run
+            log.warning("could not draw curves.png: %s", err)

@@ -1,0 +1,82 @@
+"""The network as the recipe builds it: created (or warm-started), initialised,
+weight-decay-masked, cast and hybridized; and its parameters' checksum."""
+import hashlib
+import logging
+
+import mxnet as mx
+from mxnet.gluon import nn
+
+from ..compat import load_gluoncv_params
+from ..models import DWUnit, get_model, norm_kwargs_from
+
+__all__ = ["build_net", "init_net", "hybridize", "params_checksum"]
+
+log = logging.getLogger("mobilenet_skip")
+
+
+def _init(cfg):
+    if cfg["init"] == "msra":  # He et al.: N(0, 2/fan_in), right for ReLU nets
+        return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
+    return mx.init.Xavier()
+
+
+def build_net(cfg, ctxs):
+    """The recipe's network (BatchNorm momentum/epsilon from ``bn_momentum``/``bn_eps``),
+    initialised (or warm-started) on ``ctxs``, cast, wd-masked."""
+    net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"],
+                    norm_kwargs=norm_kwargs_from(cfg))
+    if cfg["warm_start"]:
+        left = load_gluoncv_params(net, cfg["warm_start"], ctx=ctxs,
+                                   load_output=cfg["classes"] == 1000)
+        log.info("warm start from %s; %d parameters freshly initialised", cfg["warm_start"],
+                 len(left))
+    return init_net(net, cfg, ctxs)
+
+
+def init_net(net, cfg, ctxs):
+    """Initialise ``net``'s remaining parameters as the recipe says, on ``ctxs``; mask weight
+    decay on BatchNorm and depthwise filters (``no_wd_dw_bn``) and on biases (``wd_bias``
+    false; the classifier's is the only one); cast to the recipe's dtype.
+
+    Any Gluon network goes through here the same way, so the benchmark trains gluoncv's
+    ``mobilenet1.0`` exactly as it trains ours.
+    """
+    net.initialize(_init(cfg), ctx=ctxs)
+    if cfg["no_wd_dw_bn"]:
+        def no_decay(block):
+            if isinstance(block, nn.BatchNorm):
+                for p in block.params.values():
+                    p.wd_mult = 0.0
+            elif isinstance(block, DWUnit):
+                block.dw.weight.wd_mult = 0.0  # MobileNet v1: none on depthwise filters
+            elif isinstance(block, nn.Conv2D) and block._kwargs.get("num_group", 1) > 1:
+                block.weight.wd_mult = 0.0  # another network's depthwise conv (gluoncv's)
+        net.apply(no_decay)
+    if not cfg["wd_bias"]:
+        # Gluon names every bias "...bias"; BN's shift is "beta" (no_wd_dw_bn's business).
+        for name, p in net.collect_params().items():
+            if name.endswith("bias"):
+                p.wd_mult = 0.0
+    if cfg["dtype"] == "float16":
+        net.cast("float16")
+    return net
+
+
+def hybridize(net, cfg):
+    """Hybridize as the recipe says: one static graph, memory planned once."""
+    if cfg["hybridize"]:
+        net.hybridize(static_alloc=True, static_shape=True)
+
+
+def params_checksum(net):
+    """MD5 of the trained parameters' bytes: equal across in-sync workers.
+
+    BN running statistics are left out: each worker averages them over its own shard,
+    as in any MXNet data-parallel run, and rank 0's are the ones saved.
+    """
+    digest = hashlib.md5()
+    for name, p in sorted(net._collect_params_with_prefix().items()):
+        if p.grad_req != "null":
+            digest.update(name.encode())
+            digest.update(p.data().asnumpy().tobytes())
+    return digest.hexdigest()
