@@ -11,7 +11,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config
+from mobilenet_skip import config, flags
 from mobilenet_skip.train import devices, guard, loop, optim
 from mobilenet_skip.train import net as train_net, step as train_step
 from mobilenet_skip.checkpoint import CheckpointDir
@@ -372,10 +372,10 @@ def test_a_registered_optimizer_and_lr_mode_are_flags_that_train_a_step(register
     assert "plain-sgd" in config.CHOICES["optimizer"]
     assert "constant" in config.CHOICES["lr_mode"]
     parser = argparse.ArgumentParser()
-    config.add_flags(parser)
+    flags.add_flags(parser)
     args = parser.parse_args(["--optimizer", "plain-sgd", "--lr-mode", "constant",
                               "--multiplier", "0.25", "--warmup-epochs", "0"])
-    cfg = config.resolve(DEMO_RECIPE, config.flag_overrides(args))
+    cfg = config.resolve(DEMO_RECIPE, flags.flag_overrides(args))
     assert optim.schedule(cfg)(0.0) == optim.schedule(cfg)(7.5) == cfg["lr"]
     ctxs = [mx.cpu()]
     net = train_net.build_net(cfg, ctxs)
