@@ -17,7 +17,7 @@ import time
 
 import numpy as np
 
-from .checkpoint import atomic_save, atomic_save_csv
+from .fs import atomic_save, atomic_save_csv
 from .errors import UserError
 from .models import list_models
 from .plots import finish_figure

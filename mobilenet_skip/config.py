@@ -11,7 +11,7 @@ import os
 import yaml
 
 from . import data_settings
-from .checkpoint import atomic_save
+from .fs import atomic_save
 from .errors import UserError
 from .models import BN_DEFAULTS, list_models
 from .values import coerce

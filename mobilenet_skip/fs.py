@@ -1,9 +1,10 @@
-"""Files shared between jobs: an exclusive lock per output, a one-line disk-full error,
-and a sweep of the temporary files a killed process left behind.
+"""Files shared between jobs: atomic writes, an exclusive lock per output, a one-line
+disk-full error, and a sweep of the temporary files a killed process left behind.
 
 Every tool that writes a run folder or a packed prefix goes through these, so two jobs
 on one output, a full disk and a SIGKILL end the same way everywhere.
 """
+import csv
 import errno
 import fcntl
 import os
@@ -12,7 +13,8 @@ import shutil
 
 from .errors import UserError
 
-__all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN"]
+__all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
+           "atomic_write", "atomic_save", "atomic_save_csv", "stage", "remove_if_exists"]
 
 # "<name>.tmp-<pid>" (atomic_write), "<name>.export-tmp-<pid>" (export staging) and
 # "<name>.rec.tmp-<pid>"-style names all end in a writer's PID.
@@ -136,3 +138,61 @@ def remove_stale_tmp(folder, prefix=""):
         except OSError:
             pass
     return removed
+
+
+def stage(path, write, size_hint=None):
+    """Call ``write(tmp)`` for a temporary ``path.tmp-PID`` and sync it; returns ``tmp``.
+
+    A full disk (``OSError`` ENOSPC, or MXNet's C++ ``FileStream.Write incomplete``)
+    becomes the one-line :func:`disk_full_error`; the temporary file
+    is removed whatever happens.
+    """
+    tmp = "%s.tmp-%d" % (path, os.getpid())
+    try:
+        write(tmp)
+        with open(tmp, "rb") as f:
+            os.fsync(f.fileno())
+    except BaseException as err:
+        remove_if_exists(tmp)
+        if isinstance(err, Exception) and is_disk_full(err):
+            raise disk_full_error(path, size_hint) from None
+        raise
+    return tmp
+
+
+def remove_if_exists(path):
+    if os.path.exists(path):
+        os.remove(path)
+
+
+def atomic_write(path, write, size_hint=None):
+    """Call ``write(tmp_path)``, then rename the temporary file over ``path``.
+
+    On a full disk the temporary file is removed, ``path`` keeps its old content and a
+    one-line :class:`~mobilenet_skip.errors.UserError` names the disk (and
+    ``size_hint``, the bytes needed, when given).
+    """
+    tmp = stage(path, write, size_hint)
+    try:
+        os.replace(tmp, path)
+    finally:
+        remove_if_exists(tmp)
+
+
+def atomic_save(path, text):
+    """Write a text file atomically."""
+    def write(tmp):
+        with open(tmp, "w") as f:
+            f.write(text)
+    atomic_write(path, write)
+
+
+def atomic_save_csv(path, columns, rows):
+    """Write dict rows as a CSV with ``columns`` (in that order), atomically."""
+    def write(tmp):
+        with open(tmp, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=columns)
+            writer.writeheader()
+            for row in rows:
+                writer.writerow({k: row[k] for k in columns})
+    atomic_write(path, write)

@@ -40,7 +40,7 @@ def finish_figure(fig, png_path, title=None):
     """Title, lay out and write a figure as PNG (atomically), then free it."""
     import matplotlib.pyplot as plt
 
-    from .checkpoint import atomic_write
+    from .fs import atomic_write
 
     if title:
         fig.suptitle(title)

@@ -15,7 +15,8 @@ import time
 import mxnet as mx
 import pytest
 
-from mobilenet_skip import config, data, dist
+from mobilenet_skip import config, data
+from mobilenet_skip.train import dist
 from mobilenet_skip.train.feed import record_iters
 from mobilenet_skip import launcher as launcher_mod
 from mobilenet_skip.launcher import Supervisor
@@ -121,7 +122,7 @@ def test_record_iters_gives_every_rank_the_common_count(subset):
 @pytest.mark.slow
 def test_watchdog_exits_with_one_line_when_no_step_finishes(tmp_path):
     code = ("import time, sys; sys.path.insert(0, %r)\n"
-            "from mobilenet_skip.dist import Watchdog\n"
+            "from mobilenet_skip.train.dist import Watchdog\n"
             "dog = Watchdog(1.0, 1).start()\n"
             "with dog.paused():\n    time.sleep(2.5)\n"   # paused time does not count
             "print('survived the pause', flush=True)\n"

@@ -14,7 +14,7 @@ import pytest
 
 from mobilenet_skip import config
 from mobilenet_skip.train import net as train_net, optim, states
-from mobilenet_skip.checkpoint import CheckpointDir
+from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
 from conftest import DEMO_RECIPE, ROOT, read_metrics, train_args, train_digits
@@ -327,7 +327,7 @@ def _steps(net, trainer, ctxs, n, dtype="float32"):
 def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     """Three steps, save, restore into a fresh Trainer, three more: the same weights as
     six steps in one go."""
-    from mobilenet_skip.checkpoint import atomic_write
+    from mobilenet_skip.fs import atomic_write
     cfg = config.resolve(DEMO_RECIPE, dict(optimizer=optimizer, lr_batch=0))
     one = [mx.cpu(0)]
     net, trainer = _tiny_trainer(cfg, one)
@@ -358,7 +358,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
 def test_state_layout_with_float32_master_weights(tmp_path):
     """multi_precision keeps a float32 copy of float16 weights in the state: it is saved
     and restored like any other array."""
-    from mobilenet_skip.checkpoint import atomic_write
+    from mobilenet_skip.fs import atomic_write
     cfg = config.resolve(DEMO_RECIPE, dict(dtype="float16", lr_batch=0))
     net, trainer = _tiny_trainer(cfg, [mx.cpu()], "float16")
     weight = trainer._params[0].data()

@@ -13,7 +13,8 @@ import uuid
 
 import pytest
 
-from mobilenet_skip import checkpoint
+from mobilenet_skip import fs as fs_mod
+from mobilenet_skip.train import checkpoints
 from mobilenet_skip.train import states
 from mobilenet_skip.demo_data import make_demo_data
 from mobilenet_skip.errors import UserError
@@ -162,7 +163,7 @@ def test_atomic_write_on_a_full_disk_is_one_line_and_keeps_the_old_file(tmp_path
         raise OSError(errno.ENOSPC, "No space left on device")
     with pytest.raises(UserError, match=r"the disk holding %s is full \(about 2\.0 KB needed"
                        % tmp_path):
-        checkpoint.atomic_write(path, full, size_hint=2048)
+        fs_mod.atomic_write(path, full, size_hint=2048)
     assert open(path).read() == "old" and os.listdir(str(tmp_path)) == ["m-0001.params"]
 
 
@@ -197,7 +198,7 @@ def _save_states(trainer, path, write):  # states.save_states' contract, without
 def test_checkpoint_save_on_a_full_disk_keeps_the_same_tags_old_checkpoint(tmp_path,
                                                                           monkeypatch):
     monkeypatch.setattr(states, "save_states", _save_states)
-    ckpt = checkpoint.CheckpointDir(str(tmp_path), "m")
+    ckpt = checkpoints.CheckpointDir(str(tmp_path), "m")
     ckpt.save("interrupted", _Net(False), _Trainer(), {"epoch": 1})
     before = {n: open(os.path.join(str(tmp_path), n)).read() for n in os.listdir(str(tmp_path))}
     with pytest.raises(UserError, match="the disk holding .* is full"):

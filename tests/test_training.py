@@ -14,7 +14,7 @@ import pytest
 from mobilenet_skip import config, flags
 from mobilenet_skip.train import devices, guard, loop, optim
 from mobilenet_skip.train import net as train_net, step as train_step
-from mobilenet_skip.checkpoint import CheckpointDir
+from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.source import network_from_checkpoint
 

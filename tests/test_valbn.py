@@ -13,7 +13,8 @@ from mobilenet_skip.deploy import artifact, export_run, loading, source
 from mobilenet_skip.train import net as train_net, optim, step as train_step
 from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
 from mobilenet_skip.bnstats import running_stats, sync_running_stats
-from mobilenet_skip.checkpoint import CheckpointDir, atomic_save_csv
+from mobilenet_skip.fs import atomic_save_csv
+from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.models import BN_DEFAULTS, norm_kwargs_from
 from mobilenet_skip.plots import read_metrics

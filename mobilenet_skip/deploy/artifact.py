@@ -14,7 +14,7 @@ from collections import namedtuple
 
 import mxnet as mx
 
-from ..checkpoint import atomic_save, atomic_write
+from ..fs import atomic_save, atomic_write
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
 from ..preprocess import Preprocessing

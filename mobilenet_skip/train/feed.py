@@ -3,7 +3,8 @@
 import logging
 import os
 
-from .. import data, dataset, dist
+from .. import data, dataset
+from . import dist
 from ..errors import UserError
 
 __all__ = ["record_iters"]

@@ -16,7 +16,7 @@ import time
 import mxnet as mx
 import numpy as np
 
-from .. import dist
+from . import dist
 from ..errors import UserError
 from ..evaluation import evaluate
 from . import callbacks as cb, guard, resume as resume_mod

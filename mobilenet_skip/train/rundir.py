@@ -2,7 +2,7 @@
 
 A training run's ``--save-dir`` holds ``config.yaml`` (the resolved settings),
 ``metrics.csv`` (one row per epoch), ``curves.png``, ``train.log``, the epoch
-checkpoints (:class:`~mobilenet_skip.checkpoint.CheckpointDir`) and, at the end,
+checkpoints (:class:`~mobilenet_skip.train.checkpoints.CheckpointDir`) and, at the end,
 the export of the chosen epoch (``<model>-symbol.json`` ...). Export, compare and the
 benchmark read it through :class:`RunDir`; the training loop writes it through
 :meth:`RunDir.for_training`.
@@ -11,7 +11,8 @@ import logging
 import os
 import weakref
 
-from ..checkpoint import CheckpointDir, atomic_save_csv
+from ..fs import atomic_save_csv
+from .checkpoints import CheckpointDir
 from ..errors import UserError
 from ..fs import OutputLock, remove_stale_tmp
 

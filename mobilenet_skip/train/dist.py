@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["common_iters", "Watchdog", "EXIT_PEER_LOST"]
 
@@ -46,7 +46,7 @@ def common_iters(num_records, num_workers, batch):
     int
         The common batches per epoch; 0 when the shortest shard holds less than a batch.
     """
-    from .data import shard_size
+    from ..data import shard_size
     return shard_size(num_records, num_workers, num_workers - 1) // batch
 
 

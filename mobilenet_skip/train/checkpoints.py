@@ -7,7 +7,6 @@ state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts onl
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
 far into the next epoch training had gone.
 """
-import csv
 import glob
 import json
 import os
@@ -15,67 +14,9 @@ import re
 
 import numpy as np
 
-from .fs import disk_full_error, is_disk_full
+from ..fs import atomic_save, remove_if_exists, stage
 
-__all__ = ["atomic_write", "atomic_save", "atomic_save_csv", "CheckpointDir"]
-
-
-def _stage(path, write, size_hint=None):
-    """Call ``write(tmp)`` for a temporary ``path.tmp-PID`` and sync it; returns ``tmp``.
-
-    A full disk (``OSError`` ENOSPC, or MXNet's C++ ``FileStream.Write incomplete``)
-    becomes the one-line :func:`~mobilenet_skip.fs.disk_full_error`; the temporary file
-    is removed whatever happens.
-    """
-    tmp = "%s.tmp-%d" % (path, os.getpid())
-    try:
-        write(tmp)
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-    except BaseException as err:
-        _remove(tmp)
-        if isinstance(err, Exception) and is_disk_full(err):
-            raise disk_full_error(path, size_hint) from None
-        raise
-    return tmp
-
-
-def _remove(path):
-    if os.path.exists(path):
-        os.remove(path)
-
-
-def atomic_write(path, write, size_hint=None):
-    """Call ``write(tmp_path)``, then rename the temporary file over ``path``.
-
-    On a full disk the temporary file is removed, ``path`` keeps its old content and a
-    one-line :class:`~mobilenet_skip.errors.UserError` names the disk (and
-    ``size_hint``, the bytes needed, when given).
-    """
-    tmp = _stage(path, write, size_hint)
-    try:
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
-
-
-def atomic_save(path, text):
-    """Write a text file atomically."""
-    def write(tmp):
-        with open(tmp, "w") as f:
-            f.write(text)
-    atomic_write(path, write)
-
-
-def atomic_save_csv(path, columns, rows):
-    """Write dict rows as a CSV with ``columns`` (in that order), atomically."""
-    def write(tmp):
-        with open(tmp, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=columns)
-            writer.writeheader()
-            for row in rows:
-                writer.writerow({k: row[k] for k in columns})
-    atomic_write(path, write)
+__all__ = ["CheckpointDir"]
 
 
 class CheckpointDir(object):
@@ -105,21 +46,21 @@ class CheckpointDir(object):
         :class:`~mobilenet_skip.errors.UserError` naming the bytes needed) leaves every
         earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
         """
-        from .train.states import save_states
+        from .states import save_states
         needed = self._size_hint(net)
         staged = []
         try:
-            staged.append(_stage(self.path(tag, "params"), net.save_parameters, needed))
+            staged.append(stage(self.path(tag, "params"), net.save_parameters, needed))
             meta = dict(meta, optimizer_state=save_states(
                 trainer, self.path(tag, "states"),
-                lambda path, write: staged.append(_stage(path, write, needed))))
-            _remove(self.path(tag, "json"))  # no marker over a half-replaced pair
+                lambda path, write: staged.append(stage(path, write, needed))))
+            remove_if_exists(self.path(tag, "json"))  # no marker over a half-replaced pair
             for tmp in staged:
                 os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
             atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
         finally:
             for tmp in staged:
-                _remove(tmp)
+                remove_if_exists(tmp)
 
     def _size_hint(self, net):
         """Bytes one checkpoint takes: the newest one's, else twice the parameters (the
