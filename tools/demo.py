@@ -22,6 +22,7 @@ import time
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
+from mobilenet_skip.train.rundir import RunDir
 
 ROOT = _bootstrap.ROOT
 MODEL = "full-connect-pre-act"
@@ -64,7 +65,7 @@ def main(argv=None):
                                   "--model", MODEL, "--rec-train", os.path.join(d, "train.rec"),
                                   "--rec-val", os.path.join(d, "val.rec"),
                                   "--save-dir", run_dir, "--overwrite"])
-    prefix = os.path.join(run_dir, MODEL)
+    prefix = RunDir(run_dir, MODEL).export_prefix()
     result = json.loads(_step(4, "evaluate the export (centre crop)", [
         py, tool("eval_imagenet.py"), "--prefix", prefix, "--rec-val",
         os.path.join(d, "val.rec"), "--json"], capture=True).strip().splitlines()[-1])
@@ -80,7 +81,7 @@ def main(argv=None):
           % (result["top1"], result["images"], args.min_top1))
     print("exported model: %s-symbol.json, %s-0000.params, %s.synsets.txt"
           % (prefix, prefix, prefix))
-    print("training curves: %s" % os.path.join(run_dir, "curves.png"))
+    print("training curves: %s" % RunDir(run_dir).curves_path)
     if result["top1"] < args.min_top1:
         raise UserError("demo val top-1 %.4f is below %.2f" % (result["top1"], args.min_top1))
     return 0

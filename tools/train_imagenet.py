@@ -28,6 +28,7 @@ from mobilenet_skip.deploy import export_run
 from mobilenet_skip.train import devices, logs
 from mobilenet_skip.train.guard import NonFiniteLoss
 from mobilenet_skip.train.loop import fit
+from mobilenet_skip.train.rundir import RunDir
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.flags import add_flags, flag_overrides
 
@@ -54,8 +55,8 @@ def main(argv=None):
     args = parse_args(argv)
     overrides = flag_overrides(args)
     recipe = args.recipe
-    saved = os.path.join(overrides.get("save_dir", ""), "config.yaml")
-    if args.resume and recipe is None and overrides.get("save_dir") and os.path.isfile(saved):
+    saved = RunDir(overrides["save_dir"]).config_path if overrides.get("save_dir") else None
+    if args.resume and recipe is None and saved and os.path.isfile(saved):
         recipe = saved  # the run's own settings, as export_model/eval_imagenet read them
     cfg = config.resolve(recipe, overrides)
     dataset.resolve_classes(cfg)  # before printing: the printed config is the one trained
