@@ -1,5 +1,6 @@
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from collections import namedtuple
@@ -73,6 +74,13 @@ def train_digits(digits, save_dir, flags, *extra, check=True):
     if check:
         assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
     return res
+
+
+def checksums(out):
+    """``{rank: checksum}`` from the "final trained-parameter checksum (rank R): S" lines of
+    training's output (the last one per rank)."""
+    return {int(r): s for r, s in
+            re.findall(r"final trained-parameter checksum \(rank (\d+)\): (\w+)", out)}
 
 
 def read_metrics(save_dir):

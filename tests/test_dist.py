@@ -22,7 +22,7 @@ from mobilenet_skip import launcher as launcher_mod
 from mobilenet_skip.launcher import Supervisor
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT, TOOLS
+from conftest import ROOT, TOOLS, checksums
 
 LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
@@ -93,11 +93,6 @@ def _run_once(cmd, **kwargs):
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def _checksums(out):
-    return {int(r): s for r, s in
-            re.findall(r"final trained-parameter checksum \(rank (\d+)\): (\w+)", out)}
-
-
 def test_common_iters_is_the_shortest_shard():
     # ImageNet on 15 workers at 32: shards of 85,412 and a last one of 85,399 records
     assert data.shard_size(1281167, 15, 0) // 32 == 2669
@@ -145,7 +140,7 @@ def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
     res = _run(_job(subset, save_dir, workers, "--num-epochs", "2"))
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
-    sums = _checksums(out)
+    sums = checksums(out)
     assert sorted(sums) == list(range(workers)), out[-3000:]
     assert len(set(sums.values())) == 1, sums
     iters = dist.common_iters(RECORDS, workers, BATCH)

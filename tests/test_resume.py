@@ -17,7 +17,7 @@ from mobilenet_skip.train import net as train_net, optim, states
 from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
-from conftest import DEMO_RECIPE, ROOT, read_metrics, train_args, train_digits
+from conftest import DEMO_RECIPE, ROOT, checksums, read_metrics, train_args, train_digits
 
 IMAGENET_RECIPE = os.path.join(ROOT, "recipes", "imagenet.yaml")
 MODEL = "full-connect-pre-act"
@@ -34,13 +34,10 @@ def _train(digits, save_dir, *extra, check=True):
     return train_digits(digits, save_dir, SHORT, *extra, check=check)
 
 
-_metrics = read_metrics
-
-
 def _checksum(out):
-    lines = [l for l in out.splitlines() if "final trained-parameter checksum" in l]
-    assert lines, out[-2000:]
-    return lines[-1].rsplit(":", 1)[1].strip()
+    sums = checksums(out)
+    assert list(sums) == [0], out[-2000:]
+    return sums[0]
 
 
 def _params(save_dir, epoch):
@@ -52,7 +49,7 @@ def uninterrupted(digits, tmp_path_factory):
     """The yardstick: 3 epochs in one go."""
     save_dir = tmp_path_factory.mktemp("uninterrupted")
     res = _train(digits, save_dir, "--num-epochs", "3")
-    return {"dir": save_dir, "sum": _checksum(res.stdout), "rows": _metrics(save_dir)}
+    return {"dir": save_dir, "sum": _checksum(res.stdout), "rows": read_metrics(save_dir)}
 
 
 def _signal_mid_epoch(digits, save_dir, sig):
@@ -77,7 +74,7 @@ def _assert_same_run(save_dir, out, reference):
     assert sorted(ours) == sorted(ref)
     for name in ref:  # BN running statistics included
         assert np.array_equal(ours[name].asnumpy(), ref[name].asnumpy()), name
-    rows = _metrics(save_dir)
+    rows = read_metrics(save_dir)
     assert len(rows) == 3
     for got, want in zip(rows, reference["rows"]):
         assert {k: got[k] for k in EXACT_COLUMNS} == {k: want[k] for k in EXACT_COLUMNS}
@@ -116,7 +113,7 @@ def test_resume_with_other_devices_and_batch_keeps_the_lr_of_every_epoch(digits,
                  "--cpu-contexts", "2", "--batch-size", "8", "--batches-per-epoch", "80")
     assert "batch_size 32 -> 8" in res.stdout and "cpu_contexts 1 -> 2" in res.stdout
     assert "num_epochs 2 -> 5" in res.stdout and "global batch 32 -> 16" in res.stdout
-    rows = _metrics(save_dir)
+    rows = read_metrics(save_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4, 5]
     cfg = config.resolve(DEMO_RECIPE, dict(lr_decay_period=2, num_epochs=5))
     before, after = optim.schedule(cfg, 32), optim.schedule(cfg, 16)
@@ -137,7 +134,7 @@ def test_resume_with_a_lower_lr_trains_at_it(digits, tmp_path):
                  "--momentum", "0.5")
     assert "using the new settings:" in res.stdout
     assert "lr 0.1 -> 0.001" in res.stdout and "momentum 0.9 -> 0.5" in res.stdout
-    rows = _metrics(save_dir)
+    rows = read_metrics(save_dir)
     assert rows[0]["lr"] == 0.1
     assert [r["lr"] for r in rows[1:]] == pytest.approx([0.001 * 0.94, 0.001 * 0.94 ** 2])
 
@@ -151,7 +148,7 @@ def test_after_a_nan_stop_resume_with_a_lower_lr_recovers(digits, tmp_path):
                  "--clip-gradient", "0", check=False)
     assert res.returncode == 3 and "NaN/inf at epoch 2" in res.stderr, res.stderr[-1500:]
     res = _train(digits, save_dir, "--num-epochs", "2", "--resume", "--lr", "0.01")
-    rows = _metrics(save_dir)
+    rows = read_metrics(save_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2]
     assert rows[1]["lr"] == pytest.approx(0.01 * 0.94) and np.isfinite(rows[1]["train_loss"])
     assert "lr 1e+30 -> 0.01" in res.stdout

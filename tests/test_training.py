@@ -18,7 +18,8 @@ from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.source import network_from_checkpoint
 
-from conftest import DEMO_RECIPE, TOOLS, TRAIN, read_metrics, train_args, train_digits
+from conftest import (DEMO_RECIPE, TOOLS, TRAIN, checksums, read_metrics, train_args,
+                      train_digits)
 
 # Small and fast: 1,438 digits at 32 px, 44 batches an epoch.
 FAST = ["--multiplier", "0.25", "--log-interval", "10"]
@@ -33,9 +34,6 @@ def _train(digits, save_dir, *extra, check=True):
     return train_digits(digits, save_dir, FAST, *extra, check=check)
 
 
-_metrics = read_metrics
-
-
 def _md5(path):
     with open(path, "rb") as f:
         return hashlib.md5(f.read()).hexdigest()
@@ -46,7 +44,7 @@ def reference_run(digits, tmp_path_factory):
     """An uninterrupted 4-epoch run, the yardstick for the resume tests."""
     save_dir = tmp_path_factory.mktemp("reference")
     res = _train(digits, save_dir, "--num-epochs", "4")
-    return {"dir": save_dir, "out": res.stdout, "rows": _metrics(save_dir)}
+    return {"dir": save_dir, "out": res.stdout, "rows": read_metrics(save_dir)}
 
 
 def test_training_learns_the_digits(reference_run):
@@ -103,7 +101,7 @@ def test_two_cpu_contexts_match_one_at_the_same_global_batch(digits, tmp_path):
     _train(digits, tmp_path / "one", "--num-epochs", "2")
     _train(digits, tmp_path / "two", "--num-epochs", "2", "--cpu-contexts", "2",
            "--batch-size", "16")
-    one, two = _metrics(tmp_path / "one"), _metrics(tmp_path / "two")
+    one, two = read_metrics(tmp_path / "one"), read_metrics(tmp_path / "two")
     # same data order, same init, same updates; only BN sees 16 instead of 32 images,
     # and that difference grows: epoch 2's losses differed by 2%, 4% and 17% for seeds
     # 1, 2 and 0 (measured with per-epoch data orders)
@@ -141,7 +139,7 @@ def test_resume_after_sigkill_matches_an_uninterrupted_run(digits, tmp_path, ref
     assert not [n for n in os.listdir(str(save_dir)) if "interrupted" in n]
     res = _train(digits, save_dir, "--num-epochs", "4", "--resume")
     assert "resumed from" in res.stdout
-    rows, ref = _metrics(save_dir), reference_run["rows"]
+    rows, ref = read_metrics(save_dir), reference_run["rows"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["lr"] == ref[-1]["lr"]
     # the epochs before the kill are the reference run's, bit for bit (same seed)
@@ -157,7 +155,7 @@ def test_ctrl_c_saves_and_resume_finishes_the_epoch(digits, tmp_path, reference_
     assert stopped is not None and 0 < stopped["batches_done"] < 44
     res = _train(digits, save_dir, "--num-epochs", "4", "--resume")
     assert "batches into epoch" in res.stdout
-    rows = _metrics(save_dir)
+    rows = read_metrics(save_dir)
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3, 4]
     assert rows[-1]["lr"] == reference_run["rows"][-1]["lr"]
     ckpt = CheckpointDir(str(save_dir), "full-connect-pre-act")
@@ -209,7 +207,7 @@ def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(digits, tmp_path):
     assert ckpt.interrupted() is None
     params = mx.nd.load(ckpt.path(1, "params"))
     assert all(np.isfinite(v.asnumpy()).all() for v in params.values())
-    assert len(_metrics(tmp_path)) == 1
+    assert len(read_metrics(tmp_path)) == 1
 
 
 def test_nan_loss_exit_status_from_the_cli(digits, tmp_path):
@@ -335,11 +333,7 @@ def test_dist_sync_two_workers_one_server(digits, tmp_path):
     res = subprocess.run(cmd, capture_output=True, text=True, timeout=280, env=env)
     out = res.stdout + res.stderr
     assert res.returncode == 0, out[-3000:]
-    sums = {}
-    for line in out.splitlines():
-        if "final trained-parameter checksum (rank" in line:
-            rank = int(line.split("(rank ")[1].split(")")[0])
-            sums[rank] = line.rsplit(":", 1)[1].strip()
+    sums = checksums(out)
     assert sorted(sums) == [0, 1], out[-3000:]
     assert sums[0] == sums[1]
     # rank 0 alone wrote the checkpoint and the export
