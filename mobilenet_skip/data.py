@@ -131,7 +131,9 @@ class RecordIter(mx.io.DataIter):
         return batch
 
 
-def _record_iter(c, rec_key, num_devices, num_parts, part_index, **transform):
+def _record_source(c, rec_key, num_devices, num_parts, part_index):
+    """Check ``c[rec_key]`` and its .idx once; returns ``make(**transform)`` building a
+    :class:`RecordIter` over this shard (training builds one per epoch)."""
     rec = c[rec_key]
     if not rec:
         raise UserError("data setting %s is not set; point it at a .rec packed with "
@@ -141,11 +143,14 @@ def _record_iter(c, rec_key, num_devices, num_parts, part_index, **transform):
     idx = os.path.splitext(rec)[0] + ".idx"
     part = shard_size(check_record(rec, idx), num_parts, part_index)
     batch = c["batch_size"] * num_devices
-    it = mx.io.ImageRecordIter(
-        path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
-        preprocess_threads=c["preprocess_threads"], num_parts=num_parts,
-        part_index=part_index, round_batch=False, verbose=False, **transform)
-    return RecordIter(it, part, batch)
+
+    def make(**transform):
+        it = mx.io.ImageRecordIter(
+            path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
+            preprocess_threads=c["preprocess_threads"], num_parts=num_parts,
+            part_index=part_index, round_batch=False, verbose=False, **transform)
+        return RecordIter(it, part, batch)
+    return make
 
 
 def epoch_seed(seed, epoch, part_index=0):
@@ -177,10 +182,6 @@ class EpochRecordIter(mx.io.DataIter):
         self.epoch, self._fresh = 0, True
         self.it = make(epoch_seed(self.seed, 0, self.part_index))
         super(EpochRecordIter, self).__init__(self.it.batch_size)
-
-    @property
-    def num_records(self):
-        return self.it.num_records
 
     @property
     def provide_data(self):
@@ -239,10 +240,11 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     transform = Preprocessing.from_dict(c).record_iter_args()
     del transform["resize"], transform["rand_mirror"]
 
+    source = _record_source(c, "rec_train", num_devices, num_parts, part_index)
+
     def make(epoch_seed_):
-        return _record_iter(
-            c, "rec_train", num_devices, num_parts, part_index, **transform,
-            random_resized_crop=True, min_random_area=c["min_random_area"],
+        return source(
+            **transform, random_resized_crop=True, min_random_area=c["min_random_area"],
             max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
             max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
             brightness=jitter, contrast=jitter, saturation=jitter,
@@ -258,5 +260,5 @@ def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
     with no randomness. Parameters and return as :func:`train_iter`.
     """
     c = _resolve(cfg)
-    return _record_iter(c, "rec_val", num_devices, num_parts, part_index, shuffle=False,
-                        **Preprocessing.from_dict(c).record_iter_args())
+    return _record_source(c, "rec_val", num_devices, num_parts, part_index)(
+        shuffle=False, **Preprocessing.from_dict(c).record_iter_args())

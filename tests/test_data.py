@@ -120,6 +120,22 @@ def test_train_iterator_shuffles_but_keeps_every_label(packed):
     assert -3 < images.mean() < 3 and images.max() < 5
 
 
+def test_the_rec_is_checked_once_not_again_every_epoch(packed, monkeypatch):
+    """check_record reads every record header: once when the iterator is made, not on
+    each set_epoch (ImageNet's 1.28M headers every epoch)."""
+    checked = []
+    real = data.check_record
+    monkeypatch.setattr(data, "check_record", lambda *a: checked.append(a) or real(*a))
+    it = data.train_iter(dict(rec_train=packed[0] + ".rec", input_size=SIZE, batch_size=16),
+                         seed=1)
+    orders = []
+    for epoch in (1, 2):
+        it.set_epoch(epoch)
+        orders.append(_epoch(it)[1])
+    assert len(checked) == 1
+    assert sorted(orders[0]) == sorted(orders[1]) and list(orders[0]) != list(orders[1])
+
+
 @pytest.mark.slow
 def test_packing_matches_mxnet_im2rec_byte_for_byte(packed, tmp_path):
     import mxnet as mx
