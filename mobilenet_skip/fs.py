@@ -14,7 +14,8 @@ import shutil
 from .errors import UserError
 
 __all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
-           "atomic_write", "atomic_save", "atomic_save_csv", "stage", "remove_if_exists"]
+           "atomic_write", "atomic_save", "atomic_save_csv", "stage", "tmp_path",
+           "remove_if_exists"]
 
 # "<name>.tmp-<pid>" (atomic_write), "<name>.export-tmp-<pid>" (export staging) and
 # "<name>.rec.tmp-<pid>"-style names all end in a writer's PID.
@@ -140,6 +141,12 @@ def remove_stale_tmp(folder, prefix=""):
     return removed
 
 
+def tmp_path(path):
+    """``path.tmp-PID``: a temporary name that :func:`remove_stale_tmp` sweeps once its
+    writer is dead."""
+    return "%s.tmp-%d" % (path, os.getpid())
+
+
 def stage(path, write, size_hint=None):
     """Call ``write(tmp)`` for a temporary ``path.tmp-PID`` and sync it; returns ``tmp``.
 
@@ -147,7 +154,7 @@ def stage(path, write, size_hint=None):
     becomes the one-line :func:`disk_full_error`; the temporary file
     is removed whatever happens.
     """
-    tmp = "%s.tmp-%d" % (path, os.getpid())
+    tmp = tmp_path(path)
     try:
         write(tmp)
         with open(tmp, "rb") as f:

@@ -10,11 +10,6 @@ from .. import fs
 from ..errors import UserError
 
 
-def tmp_name(path):
-    """A temporary name ending in our PID, so a later run can sweep it once we are dead."""
-    return "%s.tmp-%d" % (path, os.getpid())
-
-
 def check_prefix(prefix):
     """Refuse a prefix that names a folder: im2rec appends .lst/.rec/.idx to it."""
     if os.path.isdir(prefix):
@@ -47,16 +42,10 @@ def output_dir(prefix):
 
 def write_text(path, lines):
     """Write ``lines`` to ``path`` whole or not at all (a full disk leaves the old file)."""
-    tmp = tmp_name(path)
-    try:
+    def write(tmp):
         with open(tmp, "w", encoding="utf-8") as f:
             f.writelines(lines)
-        os.replace(tmp, path)
-    except BaseException as err:  # Ctrl-C too: leave no temporary file
-        remove_files(tmp)
-        if fs.is_disk_full(err):
-            raise fs.disk_full_error(path, sum(len(x) for x in lines)) from None
-        raise
+    fs.atomic_write(path, write, sum(len(x) for x in lines))
 
 
 @contextlib.contextmanager

@@ -9,7 +9,7 @@ from .. import fs
 from ..errors import UserError
 from ..progress import Progress
 from .encoding import PackOptions, encoded_records
-from .files import check_root, output_dir, prefix_lock, remove_files, tmp_name, write_text
+from .files import check_root, output_dir, prefix_lock, remove_files, write_text
 from .listing import find_lists, read_list
 
 
@@ -60,7 +60,7 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
     """
     stem = os.path.splitext(lst_path)[0]
     rec, idx, skipped_file = stem + ".rec", stem + ".idx", stem + ".skipped.txt"
-    rec_tmp, idx_tmp = tmp_name(rec), tmp_name(idx)
+    rec_tmp, idx_tmp = fs.tmp_path(rec), fs.tmp_path(idx)
     items = read_list(lst_path)
     if not items:
         raise UserError("%s lists no images; regenerate it with --list" % lst_path)
