@@ -46,6 +46,7 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
     trained = []
     for i, (lr, variant, seed) in enumerate(runs):
         save_dir = os.path.join(out_dir, "runs", "%s-lr%g-seed%d" % (variant, lr, seed))
+        run = RunDir(save_dir)
         cmd = [sys.executable, TRAIN_TOOL, "--recipe", recipe, "--model", variant,
                "--lr", repr(float(lr)), "--seed", str(seed), "--rec-train", rec_train,
                "--rec-val", rec_val, "--save-dir", save_dir, "--overwrite"] + list(extra_args)
@@ -60,8 +61,8 @@ def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0,
                 tail = "\n".join(res.stdout.strip().splitlines()[-5:])
                 raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
                                 % (variant, lr, seed, res.returncode, tail))
-            atomic_save(RunDir(save_dir).file(MARKER), json.dumps({"cmd": cmd[1:]}))
-        metrics = RunDir(save_dir).metrics()
+            atomic_save(run.file(MARKER), json.dumps({"cmd": cmd[1:]}))
+        metrics = run.metrics()
         for m in metrics:
             rows.append(dict({k: m[k] for k in COLUMNS[3:]}, variant=variant,
                              base_lr=float(lr), seed=seed))

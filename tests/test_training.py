@@ -373,7 +373,7 @@ def test_a_registered_optimizer_and_lr_mode_are_flags_that_train_a_step(register
     assert optim.schedule(cfg)(0.0) == optim.schedule(cfg)(7.5) == cfg["lr"]
     ctxs = [mx.cpu()]
     net = train_net.build_net(cfg, ctxs)
-    step = train_step.make_step(net, cfg, ctxs, None, 1, 8)
+    step = train_step.make_step(net, cfg, ctxs, None, 8)
     assert type(step.trainer.optimizer).__name__ == "SGD"
     assert step.trainer.optimizer.momentum == 0.0
     before = net.output.weight.data().asnumpy().copy()

@@ -38,7 +38,7 @@ def _trained_on_devices(n, seed=0):
     ctxs = [mx.cpu(i) for i in range(n)]
     mx.random.seed(seed)
     net = train_net.build_net(cfg, ctxs)
-    step = train_step.make_step(net, cfg, ctxs, "device", 10, 8 * n)
+    step = train_step.make_step(net, cfg, ctxs, "device", 8 * n)
     train_net.hybridize(net, cfg)
     for _ in range(2):
         xs = [mx.nd.random.normal(scale=1 + 2 * k, shape=(8, 3, 32, 32), ctx=c)

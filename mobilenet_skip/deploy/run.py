@@ -3,7 +3,7 @@ import logging
 
 from ..errors import UserError
 from ..models import norm_kwargs_from
-from ..train.rundir import RunDir
+from ..train.rundir import RunDir, best_row, selected_row
 from .artifact import describe, export_network
 from .source import network_from_checkpoint
 
@@ -38,9 +38,9 @@ def export_run(save_dir, epoch=None, synsets=None):
     if not cfg or not rows:
         raise UserError("%s holds no finished epoch to export (no %s rows); train first"
                         % (save_dir, RunDir.METRICS if cfg else RunDir.CONFIG))
-    best, last = max(rows, key=lambda r: r["val_top1"]), rows[-1]
+    best, last = best_row(rows), rows[-1]
     if epoch is None:
-        label, chosen = cfg["export_epoch"], best if cfg["export_epoch"] == "best" else last
+        label, chosen = cfg["export_epoch"], selected_row(rows, cfg["export_epoch"])
     else:
         label = "requested"
         chosen = next((r for r in rows if r["epoch"] == int(epoch)), None)

@@ -80,8 +80,7 @@ class CheckpointDir(object):
 
     def remove(self, tag):
         for ext in ("json", "params", "states"):  # marker first: never a marker without data
-            if os.path.exists(self.path(tag, ext)):
-                os.remove(self.path(tag, ext))
+            remove_if_exists(self.path(tag, ext))
 
     def _read(self, tag):
         marker = self.path(tag, "json")

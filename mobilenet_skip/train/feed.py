@@ -1,7 +1,6 @@
 """The training data of a run: this worker's shard of the training .rec and the val
 .rec, checked before the first step."""
 import logging
-import os
 
 from .. import data, dataset
 from . import dist
@@ -13,7 +12,7 @@ log = logging.getLogger("mobilenet_skip")
 
 
 def record_iters(cfg, num_devices, rank, num_workers):
-    """This worker's ImageRecordIters, its batches per epoch, and the synsets file or None."""
+    """This worker's ImageRecordIters and its batches per epoch."""
     if not cfg["rec_train"] or not cfg["rec_val"]:
         raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                         "tools/im2rec.py)")
@@ -46,5 +45,4 @@ def record_iters(cfg, num_devices, rank, num_workers):
     train_data = dataset.LabelCheck(train_data, cfg["classes"], cfg["rec_train"])
     if val_data is not None:
         val_data = dataset.LabelCheck(val_data, cfg["classes"], cfg["rec_val"])
-    synsets = data.synsets_path(cfg["rec_train"])
-    return train_data, val_data, iters, synsets if os.path.isfile(synsets) else None
+    return train_data, val_data, iters

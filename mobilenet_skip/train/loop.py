@@ -134,9 +134,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         ``best_epoch``, ``best_val_top1``, ``last`` (the final metrics row),
         ``export_epoch`` (``last`` or ``best``, the recipe's), ``chosen_epoch`` and
         ``checkpoint`` (its ``.params``; both None on non-zero ranks or when
-        interrupted: nothing to export), ``exported_epoch`` (the same epoch),
-        ``export`` (always None: the caller exports), ``summary`` (the run's summary
-        line, or None), ``save_dir``, ``interrupted``, ``lr`` and ``num_update``.
+        interrupted: nothing to export; the caller exports it), ``summary`` (the run's
+        summary line, or None), ``save_dir``, ``interrupted``, ``lr`` and ``num_update``.
     """
     ctxs = _contexts(cfg)
     kvstore, rank, num_workers = make_kvstore(cfg, len(ctxs))
@@ -145,7 +144,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     np.random.seed(cfg["seed"])
 
     if train_data is None:
-        train_data, val_data, iters_per_epoch, _ = record_iters(cfg, len(ctxs), rank,
+        train_data, val_data, iters_per_epoch = record_iters(cfg, len(ctxs), rank,
                                                                 num_workers)
     elif iters_per_epoch is None:
         train_data.reset()
@@ -160,7 +159,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         train_data = guard.BeatingIter(train_data, dog.beat)
     run = RunDir.for_training(cfg, rank)
     net = build_net(cfg, ctxs)
-    step = make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch)
+    step = make_step(net, cfg, ctxs, kvstore, global_batch)
     trainer = step.trainer
     lr_at = schedule(cfg, global_batch)
     begin_epoch, done = resume_mod.start(run, net, trainer, ctxs, resume, overwrite,
@@ -218,9 +217,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     return {"best_epoch": best["epoch"] if best else None,
             "best_val_top1": best["val_top1"] if best else None,
             "last": run.rows[-1] if run.rows else None, "interrupted": interrupted,
-            "export": None, "export_epoch": cfg["export_epoch"],
+            "export_epoch": cfg["export_epoch"],
             "chosen_epoch": chosen["epoch"] if chosen else None,
-            "exported_epoch": chosen["epoch"] if chosen else None,
             "checkpoint": ckpt.path(chosen["epoch"], "params") if chosen else None,
             "summary": run.summary() if chosen else None, "save_dir": cfg["save_dir"],
             "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}

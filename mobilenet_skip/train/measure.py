@@ -65,7 +65,7 @@ def _measure_step(spec):
     batch = cfg["batch_size"] * len(ctxs)
     net = init_net(network(spec["network"], cfg), cfg, ctxs)
     kvstore = make_kvstore(cfg, len(ctxs))[0]
-    step = make_step(net, cfg, ctxs, kvstore, 1000, batch)
+    step = make_step(net, cfg, ctxs, kvstore, batch)
     hybridize(net, cfg)
     # A decoded batch as the iterator hands it over: float32 on the host.
     data = mx.nd.random.normal(shape=(batch, 3, cfg["input_size"], cfg["input_size"]))

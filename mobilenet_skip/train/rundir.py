@@ -120,13 +120,16 @@ class RunDir(object):
     def config(self):
         """The run's settings (``config.yaml``), or ``{}`` when it has none."""
         from .. import config as config_mod
-        return config_mod.load_dumped(self.config_path) if os.path.isfile(
+        cfg = config_mod.load_dumped(self.config_path) if os.path.isfile(
             self.config_path) else {}
+        if self._model is None:  # read once: the model names every checkpoint file
+            self._model = cfg.get("model")
+        return cfg
 
     @property
     def model(self):
         if self._model is None:
-            self._model = self.config().get("model")
+            self.config()
         return self._model
 
     @property

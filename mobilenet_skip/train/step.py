@@ -89,12 +89,9 @@ class TrainStep(object):
         return losses, outputs
 
 
-def make_step(net, cfg, ctxs, kvstore, iters_per_epoch, global_batch):
+def make_step(net, cfg, ctxs, kvstore, global_batch):
     """The recipe's Trainer and :class:`TrainStep` for an initialised ``net``: what
-    ``fit`` trains with and what ``tools/benchmark.py train`` times.
-
-    ``iters_per_epoch`` is no longer used (the lr is a function of epochs, set by the
-    loop); it stays for the benchmark's calls."""
+    ``fit`` trains with and what ``tools/benchmark.py train`` times."""
     trainer = make_trainer(net, cfg, kvstore, global_batch)
     return TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
                      global_batch, cfg["dtype"])
