@@ -17,7 +17,6 @@ __all__ = ["Preprocessing", "DEFAULT", "KEYS"]
 # The fields a sidecar and a recipe share; channel order is fixed (RGB) and recorded
 # for readers outside this package.
 KEYS = ("input_size", "crop_ratio", "mean_rgb", "std_rgb")
-MIN_INPUT_SIZE = 32  # the network has stride 32
 
 _Fields = namedtuple("_Fields", KEYS + ("channels",))
 

@@ -18,12 +18,11 @@ same: MXNet 1.9 keeps the conv weights FP32 on disk). --eval-rec then reports ea
 form's top-1 on a .rec and how often INT8 picks the same class as FP32.
 """
 import argparse
-import os
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.deploy.artifact import export_paths, sidecar_path, summary
-from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy
+from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
 
 
 def parse_args(argv):
@@ -44,12 +43,11 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     source = source_from_args(args)
-    forms = [name for name in FORMS if getattr(args, name.replace("-", "_"), False)]
-    written = deploy(source, args.output, forms, args)
+    written = deploy(source, args.output, selected(args), args)
     print("from %s: %s" % (source.path, summary(source.info)))
     for name, out in written.items():
         form = FORMS[name]
-        files = [out] if os.path.isfile(out) else list(export_paths(out)) + [sidecar_path(out)]
+        files = [out] if form.kind is None else list(export_paths(out)) + [sidecar_path(out)]
         print("wrote %-6s %s%s" % (name, "  ".join(files), form.note(args) if form.note else ""))
     if "int8" in written:
         from mobilenet_skip.deploy.int8_report import format_int8_report, int8_report

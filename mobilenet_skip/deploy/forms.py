@@ -24,7 +24,7 @@ from . import int8, onnx
 from .artifact import KINDS, Graph, graph_of, write_graph
 from .source import output_prefix
 
-__all__ = ["Form", "Base", "FORMS", "register", "add_form_arguments", "form_options",
+__all__ = ["Form", "Base", "FORMS", "register", "add_form_arguments", "form_options", "selected",
            "deploy", "require_mkldnn", "fuse"]
 
 Form = namedtuple("Form", ["name", "kind", "suffix", "help", "add_arguments", "check",
@@ -72,6 +72,11 @@ def form_options(**overrides):
 
 def _dest(form):
     return form.name.replace("-", "_")
+
+
+def selected(options):
+    """Names of the optional forms whose ``--NAME`` flag is set in ``options``."""
+    return [name for name, form in FORMS.items() if getattr(options, _dest(form), False)]
 
 
 def deploy(source, output, forms=(), options=None):

@@ -82,7 +82,6 @@ def calibration_images(rec, info, batches, batch_size=32):
     """
     if batches < 1:
         raise UserError("--calib-batches must be at least 1")
-    data.check_record(rec)
     images = []
     for i, batch in enumerate(data.val_iter(val_config(info, rec, batch_size))):
         if i >= batches:

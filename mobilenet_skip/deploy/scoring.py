@@ -78,7 +78,6 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     exported = open_export(prefix, input_size, ctx=ctxs)
-    data.check_record(rec)
     net = _network(exported, api, ctxs, batch_size)
     if keep_logits:
         net = _Recorder(net)
@@ -137,7 +136,6 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
         else:
             raise UserError("%s takes %dx%d images but its description says %d; re-export it"
                             % (path, side, side, info["input_size"]))
-    data.check_record(rec)
     result = evaluate(net, data.val_iter(val_config(info, rec, batch_size, threads)),
                       [mx.cpu()])
     result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
