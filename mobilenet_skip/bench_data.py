@@ -40,9 +40,7 @@ def _gluon_loader(rec, cfg, train, workers):
             transforms.RandomResizedCrop(
                 pre.input_size, scale=(cfg["min_random_area"], cfg["max_random_area"]),
                 ratio=(cfg["min_aspect_ratio"], cfg["max_aspect_ratio"])),
-            transforms.RandomFlipLeftRight(), transforms.ToTensor(),
-            transforms.Normalize([m / 255.0 for m in pre.mean_rgb],
-                                 [s / 255.0 for s in pre.std_rgb])])
+            transforms.RandomFlipLeftRight()] + pre.gluon_normalize())
     else:
         transform = pre.gluon_transform()
     dataset = ImageRecordDataset(rec).transform_first(transform)

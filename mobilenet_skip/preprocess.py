@@ -106,11 +106,16 @@ class Preprocessing(_Fields):
     def gluon_transform(self):
         """``gluon.data.vision.transforms`` doing the val transform on an HWC uint8 image."""
         from mxnet.gluon.data.vision import transforms
-        return transforms.Compose([
-            transforms.Resize(self.resize, keep_ratio=True),
-            transforms.CenterCrop(self.input_size), transforms.ToTensor(),
-            transforms.Normalize([m / 255.0 for m in self.mean_rgb],
-                                 [s / 255.0 for s in self.std_rgb])])
+        return transforms.Compose([transforms.Resize(self.resize, keep_ratio=True),
+                                   transforms.CenterCrop(self.input_size)]
+                                  + self.gluon_normalize())
+
+    def gluon_normalize(self):
+        """``transforms`` from an HWC uint8 crop to the network's normalised CHW float32."""
+        from mxnet.gluon.data.vision import transforms
+        return [transforms.ToTensor(),
+                transforms.Normalize([m / 255.0 for m in self.mean_rgb],
+                                     [s / 255.0 for s in self.std_rgb])]
 
     def describe(self):
         """``input 224 (shorter side to 256, centre crop)``."""

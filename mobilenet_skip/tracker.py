@@ -23,6 +23,7 @@ import urllib.parse
 import urllib.request
 
 from .errors import UserError
+from .fs import atomic_write
 
 __all__ = ["TRACKER_REQUIREMENT", "tracker_available", "install_tracker", "index_urls"]
 
@@ -186,13 +187,13 @@ def _fetch_verified(name, version, sha256, requirement, pip_config, timeout):
     if got != sha256:
         raise UserError("hash mismatch: %s from %s has sha256 %s, but %s pins %s; refusing it"
                         % (filename, _redact(url), got, requirement, sha256))
-    try:  # a cache only spares the download next time; failing to write it is harmless
-        os.makedirs(os.path.dirname(cached), exist_ok=True)
-        tmp = "%s.tmp-%d" % (cached, os.getpid())
+    def write(tmp):
         with open(tmp, "wb") as f:
             f.write(data)
-        os.replace(tmp, cached)
-    except OSError:
+    try:  # a cache only spares the download next time; failing to write it is harmless
+        os.makedirs(os.path.dirname(cached), exist_ok=True)
+        atomic_write(cached, write)
+    except (OSError, UserError):  # UserError: atomic_write's full disk
         pass
     return data, url
 
