@@ -4,7 +4,7 @@ MXNet is not in install_requires because it comes in two flavours that must not
 be installed together; pick one with an extra (`pip install .[cpu]` or `.[gpu]`)
 or, for the exact pinned set, `make FLAVOUR=cpu|gpu` (see README).
 gluoncv is required: the benchmark trains and times gluoncv's own MobileNet beside ours
-(mobilenet_skip.bench, .bench_train, behind tools/benchmark.py).
+(mobilenet_skip.bench, behind tools/benchmark.py).
 It declares the GUI `opencv-python`; the lock in requirements/ installs with --no-deps
 and keeps only the headless build of the same API.
 """

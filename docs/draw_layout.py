@@ -32,12 +32,11 @@ STAGES = [
     ]),
     ("train", "code", [
         ("tool", "tools/train_imagenet.py"),
-        ("tool", "tools/launch.py (hosts)"),
         ("pkg", "mobilenet_skip.train"),
-        ("note", "devices (kvstore)"),
-        ("note", "optim (registry)"),
-        ("note", "step, loop + callbacks"),
-        ("note", "rundir (RunDir)"),
+        ("note", "loop (fit), step, callbacks"),
+        ("note", "devices (kvstore), rundir"),
+        ("tool", "tools/launch.py (hosts)"),
+        ("pkg", "mobilenet_skip.launch"),
     ]),
     ("run folder", "files", [
         ("note", "--save-dir, owned by RunDir"),
@@ -63,17 +62,19 @@ STAGES = [
         ("tool", "tools/eval_imagenet.py"),
         ("tool", "tools/predict.py"),
         ("tool", "tools/benchmark.py"),
+        ("pkg", "mobilenet_skip.bench"),
         ("tool", "examples/plain_mxnet_predict.py"),
     ]),
 ]
 # What the arrow from stage i to stage i + 1 carries.
 FLOWS = ["pack", "Image-\nRecordIter", "save", "best or\nlast epoch", "load"]
+# The lower layers (tests/test_layers.py): each imports only those left of it.
 SHARED = [
+    ("mobilenet_skip.utils", "files, bars, cores, plots"),
     ("mobilenet_skip.models", "the five networks (Table 1)"),
-    ("mobilenet_skip.config", "recipes/*.yaml"),
-    ("mobilenet_skip.data", "val/train iterators"),
-    ("mobilenet_skip.preprocess", "Preprocessing: the val crop, once"),
-    ("mobilenet_skip.evaluation", "evaluate: the one scorer"),
+    ("mobilenet_skip.optim", "optimizers, lr modes"),
+    ("mobilenet_skip.data", "iterators, Preprocessing"),
+    ("mobilenet_skip.config", "recipes/*.yaml, flags"),
 ]
 STYLE = {"tool": dict(family="monospace", color="#1a4d80"),
          "pkg": dict(weight="bold"),
@@ -106,7 +107,7 @@ def shared_row(ax, x0, x1, y):
     """The modules both sides use, in one strip under the stages they serve."""
     ax.add_patch(FancyBboxPatch((x0, y - 0.95), x1 - x0, 0.95, boxstyle="round,pad=0.04",
                                 fc=COLOURS["shared"], ec="#555555", lw=0.9))
-    ax.text(x0 + 0.1, y - 0.15, "used by train, deploy and the runtimes", fontsize=8,
+    ax.text(x0 + 0.1, y - 0.15, "the layers below train, deploy and bench (each imports only those to its left)", fontsize=8,
             style="italic", va="center")
     step = (x1 - x0) / len(SHARED)
     for i, (name, what) in enumerate(SHARED):

@@ -15,7 +15,7 @@ def run_main(main, argv=None):
     exit 2; so does a full disk (ENOSPC, or MXNet's ``FileStream.Write incomplete``).
     Anything else is a bug and keeps its traceback.
     """
-    from .fs import disk_full_error, is_disk_full
+    from .utils.fs import disk_full_error, is_disk_full
     try:
         try:
             status = main(argv)
@@ -35,7 +35,8 @@ def run_main(main, argv=None):
 
 
 def add_source_arguments(parser):
-    """The flags naming the weights a deployment tool reads (see :func:`~mobilenet_skip.deploy.source.load_source`)."""
+    """The flags naming the weights a deployment tool reads (see
+    :func:`~mobilenet_skip.deploy.source.load_source`)."""
     from .models import list_models
     g = parser.add_argument_group(
         "weights (one of: --prefix, --save-dir with --epoch, --params)")

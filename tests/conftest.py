@@ -85,7 +85,7 @@ def checksums(out):
 
 def read_metrics(save_dir):
     """A run's metrics.csv as rows of floats (``epoch`` an int), as the package reads it."""
-    from mobilenet_skip.plots import read_metrics as read
+    from mobilenet_skip.utils.plots import read_metrics as read
     return read(os.path.join(str(save_dir), "metrics.csv"))
 
 
@@ -114,8 +114,8 @@ def digits(demo_run):
 def demo_run(tmp_path_factory):
     """The demo digits made, packed and trained with recipes/demo.yaml for DEMO_EPOCHS
     epochs through tools/train_imagenet.py (about 20 s on 2 cores)."""
-    from mobilenet_skip.demo_data import pack_demo_data
-    from mobilenet_skip.plots import read_metrics
+    from mobilenet_skip.data.demo import pack_demo_data
+    from mobilenet_skip.utils.plots import read_metrics
 
     root = str(tmp_path_factory.mktemp("demo_run"))
     recs = pack_demo_data(root, size=64, num_thread=2)

@@ -67,8 +67,8 @@ TINY_TRAIN = ["--multiplier", "0.25", "--input-size", "32", "--batch-size", "4",
 
 def test_train_section_json_smoke():
     from mobilenet_skip import get_model, list_models
-    from mobilenet_skip.bench_train import ROW_FIELDS
-    from mobilenet_skip.flops import count_model
+    from mobilenet_skip.bench.train import ROW_FIELDS
+    from mobilenet_skip.models.flops import count_model
 
     res = _bench("train", "--json", *TINY_TRAIN)
     assert res.returncode == 0, res.stderr
@@ -149,7 +149,7 @@ def test_peak_memory_is_the_measuring_process_own():
     """exec carries a parent's ru_maxrss into the child; the row must not show it."""
     big = bytearray(400 * 2 ** 20)
     big[::4096] = b"\x01" * len(big[::4096])  # touch every page: the parent is now >400 MB
-    code = ("import mxnet as mx; from mobilenet_skip.train.measure import _peak_mem_mb; "
+    code = ("import mxnet as mx; from mobilenet_skip.bench.measure import _peak_mem_mb; "
             "print(_peak_mem_mb([mx.cpu()]))")
     peak = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                                 check=True).stdout)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from mobilenet_skip import compare
+from mobilenet_skip.bench import study as compare
 
 from conftest import TOOLS
 

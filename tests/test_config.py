@@ -6,7 +6,8 @@ import shutil
 
 import pytest
 
-from mobilenet_skip import config, data, data_settings, flags
+from mobilenet_skip.config import recipes as config, flags
+from mobilenet_skip.data import records as data, settings
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, call_tool
@@ -128,13 +129,13 @@ def test_dump_round_trips(tmp_path):
     assert all(back[k] == cfg[k] for k in config.SCHEMA)
 
 
-# --- data settings: declared once (data_settings.SCHEMA), checked once (check) -----------
+# --- data settings: declared once (settings.SCHEMA), checked once (check) -----------
 
 def test_data_keys_are_declared_once_in_data_settings():
-    assert {k: config.SCHEMA[k] for k in data_settings.SCHEMA} == {
-        k: (default, help_text) for k, (default, help_text, _) in data_settings.SCHEMA.items()}
-    assert data.DEFAULTS == data_settings.DEFAULTS
-    assert data_settings.DEFAULTS["crop_ratio"] == data.Preprocessing().crop_ratio
+    assert {k: config.SCHEMA[k] for k in settings.SCHEMA} == {
+        k: (default, help_text) for k, (default, help_text, _) in settings.SCHEMA.items()}
+    assert data.DEFAULTS == settings.DEFAULTS
+    assert settings.DEFAULTS["crop_ratio"] == data.Preprocessing().crop_ratio
 
 
 @pytest.mark.parametrize("bad,message", [

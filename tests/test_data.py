@@ -10,10 +10,11 @@ import cv2
 import numpy as np
 import pytest
 
-from mobilenet_skip import data, demo_data, recordio
+from mobilenet_skip.data import records as data, demo as demo_images
+from mobilenet_skip import recordio
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.progress import Progress
+from mobilenet_skip.utils.progress import Progress
 
 from conftest import run_tool, tool_main
 
@@ -39,7 +40,7 @@ def _epoch(it):
 @pytest.fixture(scope="module")
 def demo(tmp_path_factory):
     out = str(tmp_path_factory.mktemp("demo"))
-    counts = demo_data.make_demo_data(out, size=SIZE)
+    counts = demo_images.make_demo_data(out, size=SIZE)
     return out, counts
 
 
@@ -84,7 +85,7 @@ def test_demo_data_never_replaces_foreign_folders(tmp_path):
     (tmp_path / "train").mkdir()
     (tmp_path / "train" / "mine.jpg").write_bytes(b"x")
     with pytest.raises(UserError, match="not written by make_demo_data"):
-        demo_data.make_demo_data(str(tmp_path), size=8)
+        demo_images.make_demo_data(str(tmp_path), size=8)
     assert (tmp_path / "train" / "mine.jpg").exists()
 
 

@@ -15,11 +15,12 @@ import time
 import mxnet as mx
 import pytest
 
-from mobilenet_skip import config, data
+from mobilenet_skip.config import recipes as config
+from mobilenet_skip.data import records as data
 from mobilenet_skip.train import dist
 from mobilenet_skip.train.feed import record_iters
-from mobilenet_skip import launcher as launcher_mod
-from mobilenet_skip.launcher import Supervisor
+from mobilenet_skip.launch import supervisor as launcher_mod
+from mobilenet_skip.launch.supervisor import Supervisor
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS, checksums
@@ -261,7 +262,7 @@ def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
 
 
 def test_split_and_quote_the_launcher_command():
-    from mobilenet_skip import launcher
+    from mobilenet_skip.launch import supervisor as launcher
     opts, cmd = launcher.split_argv(["-n", "2", "--launcher=local", "-s", "1", "python",
                                      "x.py", "-n", "5"])
     assert opts == ["-n", "2", "--launcher=local", "-s", "1"]

@@ -9,8 +9,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import data
-from mobilenet_skip.bench_infer import randomise_bn
+from mobilenet_skip.data import records as data
+from mobilenet_skip.bench.infer import randomise_bn
 from mobilenet_skip.deploy import artifact, forms, int8, loading, runtime, scoring, source
 from mobilenet_skip.deploy import onnx as onnx_form
 from mobilenet_skip.errors import UserError

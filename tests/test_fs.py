@@ -7,7 +7,7 @@ import sys
 import pytest
 
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.fs import OutputLock, disk_full_error, is_disk_full, remove_stale_tmp
+from mobilenet_skip.utils.fs import OutputLock, disk_full_error, is_disk_full, remove_stale_tmp
 
 
 def test_second_lock_is_refused_and_names_the_holder(tmp_path):
@@ -15,7 +15,7 @@ def test_second_lock_is_refused_and_names_the_holder(tmp_path):
     # The holder is another process, as it is for two jobs.
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys,time; sys.path.insert(0, %r)\n"
-        "from mobilenet_skip.fs import OutputLock\n"
+        "from mobilenet_skip.utils.fs import OutputLock\n"
         "l = OutputLock(%r, 'thing').acquire(); print('ok', flush=True); time.sleep(60)")
         % (os.path.dirname(os.path.dirname(os.path.abspath(__file__))), path)],
         stdout=subprocess.PIPE, text=True)

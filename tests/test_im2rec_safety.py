@@ -15,7 +15,8 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import data, demo_data, recordio
+from mobilenet_skip.data import records as data, demo as demo_images
+from mobilenet_skip import recordio
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, call_tool, run_tool
@@ -49,7 +50,7 @@ def _one_error_line(err):
 def digits(tmp_path_factory):
     """The demo digits at 32 px; val packed once (359 records)."""
     out = str(tmp_path_factory.mktemp("digits"))
-    demo_data.make_demo_data(os.path.join(out, "images"), size=SIZE)
+    demo_images.make_demo_data(os.path.join(out, "images"), size=SIZE)
     prefix = os.path.join(out, "val")
     recordio.make_list(prefix, os.path.join(out, "images", "val"), recursive=True)
     recordio.pack(prefix, os.path.join(out, "images", "val"), stream=io.StringIO(),
@@ -79,7 +80,7 @@ def test_second_pack_on_a_prefix_is_refused_before_it_touches_anything(digits, t
     _lst(prefix + ".lst", images, _relpaths(images)[40:60])  # a second job would change them
     holder = subprocess.Popen([sys.executable, "-c", (
         "import sys,time; sys.path.insert(0, %r)\n"
-        "from mobilenet_skip.fs import OutputLock\n"
+        "from mobilenet_skip.utils.fs import OutputLock\n"
         "l = OutputLock(%r, 'x').acquire(); print('ok', flush=True); time.sleep(60)")
         % (ROOT, prefix + ".lock")], stdout=subprocess.PIPE, text=True)
     try:

@@ -11,7 +11,7 @@ import tarfile
 
 import pytest
 
-from mobilenet_skip import tracker
+from mobilenet_skip.launch import tracker
 from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS

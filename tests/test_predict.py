@@ -12,7 +12,8 @@ import cv2
 import numpy as np
 import pytest
 
-from mobilenet_skip import data, recordio
+from mobilenet_skip.data import records as data
+from mobilenet_skip import recordio
 from mobilenet_skip.deploy import runtime
 
 from conftest import ROOT, call_tool, run_tool

@@ -138,6 +138,6 @@ def test_every_import_of_the_package_is_installed_by_setup_py():
 
 
 def test_one_progress_bar_implementation():
-    """Bars come from mobilenet_skip.progress.Progress; nothing needs tqdm."""
+    """Bars come from mobilenet_skip.utils.progress.Progress; nothing needs tqdm."""
     users = _third_party_imports().get("tqdm", set())
     assert not users, sorted(users)

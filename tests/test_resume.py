@@ -12,8 +12,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config
-from mobilenet_skip.train import net as train_net, optim, states
+from mobilenet_skip.config import recipes as config
+from mobilenet_skip.train import net as train_net, states
+from mobilenet_skip.optim import rules as optim
 from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
@@ -324,7 +325,7 @@ def _steps(net, trainer, ctxs, n, dtype="float32"):
 def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     """Three steps, save, restore into a fresh Trainer, three more: the same weights as
     six steps in one go."""
-    from mobilenet_skip.fs import atomic_write
+    from mobilenet_skip.utils.fs import atomic_write
     cfg = config.resolve(DEMO_RECIPE, dict(optimizer=optimizer, lr_batch=0))
     one = [mx.cpu(0)]
     net, trainer = _tiny_trainer(cfg, one)
@@ -355,7 +356,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
 def test_state_layout_with_float32_master_weights(tmp_path):
     """multi_precision keeps a float32 copy of float16 weights in the state: it is saved
     and restored like any other array."""
-    from mobilenet_skip.fs import atomic_write
+    from mobilenet_skip.utils.fs import atomic_write
     cfg = config.resolve(DEMO_RECIPE, dict(dtype="float16", lr_batch=0))
     net, trainer = _tiny_trainer(cfg, [mx.cpu()], "float16")
     weight = trainer._params[0].data()
@@ -374,7 +375,7 @@ def test_state_layout_with_float32_master_weights(tmp_path):
 
 
 def test_data_order_is_a_function_of_seed_and_epoch(digits):
-    from mobilenet_skip import data
+    from mobilenet_skip.data import records as data
     cfg = dict(rec_train=digits["train"], input_size=32, batch_size=64, preprocess_threads=1)
 
     def labels(it, epoch):

@@ -13,10 +13,10 @@ import uuid
 
 import pytest
 
-from mobilenet_skip import fs as fs_mod
+from mobilenet_skip.utils import fs as fs_mod
 from mobilenet_skip.train import checkpoints
 from mobilenet_skip.train import states
-from mobilenet_skip.demo_data import make_demo_data
+from mobilenet_skip.data.demo import make_demo_data
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import make_list, pack
 
@@ -380,7 +380,7 @@ def test_a_train_set_smaller_than_one_batch_is_refused(three, tmp_path):
 def test_dropped_images_are_counted(digits, tmp_path):
     res = _run(digits, tmp_path / "run", "--num-epochs", "1", "--print-config")
     assert res.returncode == 0
-    from mobilenet_skip.dataset import describe_dropped
+    from mobilenet_skip.data.checks import describe_dropped
     assert describe_dropped("t.rec", 1438, 32, 44, True) == (
         "t.rec: 1438 images, 44 batches of 32 per epoch: 30 images left out each epoch, a "
         "different 30 each epoch (shuffled)")
@@ -411,7 +411,7 @@ def test_readme_sections_named_in_messages_exist():
 
 def _parser():
     import argparse
-    from mobilenet_skip import flags
+    from mobilenet_skip.config import flags
     return flags.add_flags(argparse.ArgumentParser(allow_abbrev=False))
 
 
@@ -429,12 +429,12 @@ def _parser():
     (["--num-gpus", "0"], {"gpus": ""}),
 ])
 def test_switches_and_gluoncv_names(argv, expected):
-    from mobilenet_skip import flags
+    from mobilenet_skip.config import flags
     assert flags.flag_overrides(_parser().parse_args(argv)) == expected
 
 
 def test_flag_mistakes_are_clear(capsys):
-    from mobilenet_skip import flags
+    from mobilenet_skip.config import flags
     with pytest.raises(SystemExit):
         _parser().parse_args(["--no-rand-mirror", "true"])
     assert "--no-rand-mirror takes no value" in capsys.readouterr().err

@@ -11,8 +11,9 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip import config, flags
-from mobilenet_skip.train import devices, guard, loop, optim
+from mobilenet_skip.config import recipes as config, flags
+from mobilenet_skip.train import devices, guard, loop
+from mobilenet_skip.optim import rules as optim
 from mobilenet_skip.train import net as train_net, step as train_step
 from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
@@ -192,7 +193,7 @@ def _demo_cfg(digits, save_dir, **extra):
 
 
 def test_nan_loss_stops_cleanly_and_keeps_the_checkpoint(digits, tmp_path):
-    from mobilenet_skip import data
+    from mobilenet_skip.data import records as data
     cfg = _demo_cfg(digits, tmp_path, num_epochs=3)
     train = _PoisonAt(data.train_iter(cfg), epoch=2, batch=7)
     with pytest.raises(guard.NonFiniteLoss) as err:

@@ -1,6 +1,7 @@
 """Imported first by every tool: finds the package from a plain checkout, sizes MXNet's
 OpenMP pool to the physical cores, and turns a missing MXNet into one line naming the pip
-command instead of a traceback."""
+command instead of a traceback. Importing the package loads no MXNet (its names resolve on
+first use), so the core count is read before MXNet starts its thread pool."""
 import os
 import sys
 
@@ -9,17 +10,7 @@ if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
 
-def _load_cores():
-    """mobilenet_skip/cores.py by path: importing the package would load MXNet too early."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location(
-        "mobilenet_skip_cores", os.path.join(ROOT, "mobilenet_skip", "cores.py"))
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-physical_cores = _load_cores().physical_cores
+from mobilenet_skip.utils.cores import physical_cores  # noqa: E402 - MXNet-free
 
 
 # MXNet sizes its OpenMP pool to half the logical CPUs on x86, assuming two hyper-threads
@@ -31,7 +22,9 @@ if not {"OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"} & set(os.environ):
     if _cores:
         os.environ["OMP_NUM_THREADS"] = str(_cores)
 
+import mobilenet_skip  # noqa: E402
+
 try:
-    import mobilenet_skip  # noqa: F401,E402
+    mobilenet_skip.require_mxnet()
 except ImportError as err:
     sys.exit("error: %s" % err)

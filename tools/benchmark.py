@@ -20,8 +20,8 @@ import argparse
 import json
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.bench import SECTIONS, format_machine, machine_info
-from mobilenet_skip import bench_data, bench_infer, bench_train  # noqa: F401,E402 - register sections
+from mobilenet_skip.bench.sections import SECTIONS, format_machine, machine_info
+from mobilenet_skip.bench import data, infer, train  # noqa: F401 - each registers its section
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
 

@@ -16,9 +16,9 @@ import argparse
 import os
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip import compare
+from mobilenet_skip.bench import study as compare
 from mobilenet_skip.cli import run_main
-from mobilenet_skip.demo_data import pack_demo_data
+from mobilenet_skip.data.demo import pack_demo_data
 from mobilenet_skip.models import canonical_name, list_models
 
 ROOT = _bootstrap.ROOT

@@ -22,7 +22,7 @@ import sys
 import tempfile
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.bench import machine_info
+from mobilenet_skip.bench.sections import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,

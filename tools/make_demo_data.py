@@ -9,7 +9,7 @@ import argparse
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
-from mobilenet_skip.demo_data import make_demo_data
+from mobilenet_skip.data.demo import make_demo_data
 
 
 def parse_args(argv):

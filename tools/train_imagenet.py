@@ -23,14 +23,15 @@ import os
 import sys
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip import config, dataset
+from mobilenet_skip.config import recipes as config
+from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.deploy import export_run
 from mobilenet_skip.train import devices, logs
 from mobilenet_skip.train.guard import NonFiniteLoss
 from mobilenet_skip.train.loop import fit
 from mobilenet_skip.train.rundir import RunDir
 from mobilenet_skip.cli import run_main
-from mobilenet_skip.flags import add_flags, flag_overrides
+from mobilenet_skip.config.flags import add_flags, flag_overrides
 
 
 def parse_args(argv):

@@ -3,7 +3,7 @@ names ``<prefix>.synsets.txt`` and the sidecar ``<prefix>.json``, written last.
 
 The graph takes one input named ``data`` (NCHW float32, normalised as in validation)
 and returns logits. The sidecar records the model and the preprocessing it expects
-(:class:`~mobilenet_skip.preprocess.Preprocessing`), so nothing else is needed to
+(:class:`~mobilenet_skip.data.preprocess.Preprocessing`), so nothing else is needed to
 use it. In memory an export is a :class:`Graph`: the symbol and its weights, from
 which every deployment form is derived.
 """
@@ -14,10 +14,10 @@ from collections import namedtuple
 
 import mxnet as mx
 
-from ..fs import atomic_save, atomic_write
+from ..utils.fs import atomic_save, atomic_write
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
-from ..preprocess import Preprocessing
+from ..data.preprocess import Preprocessing
 
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
            "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
@@ -55,7 +55,7 @@ def describe(model, input_size, preprocessing=None, kind="fp32", **extra):
         Side of the square input the network was trained for.
     preprocessing : dict, optional
         ``crop_ratio``, ``mean_rgb``, ``std_rgb`` (a recipe will do); missing keys take
-        :class:`~mobilenet_skip.preprocess.Preprocessing`'s defaults.
+        :class:`~mobilenet_skip.data.preprocess.Preprocessing`'s defaults.
     kind : str
         ``fp32``, ``fused``, ``int8`` (see :data:`KINDS`).
     **extra

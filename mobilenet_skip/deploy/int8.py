@@ -7,9 +7,10 @@ import sys
 
 import mxnet as mx
 
-from .. import data
+from ..data import records as data
 from ..errors import UserError
 from .artifact import Graph, write_graph
+from .mkldnn import require_mkldnn
 from .runtime import val_config
 
 __all__ = ["calibration_images", "export_int8", "add_arguments", "check", "CALIB_MIN_IMAGES"]
@@ -72,7 +73,7 @@ def _check_calib_mode(mode):
 def calibration_images(rec, info, batches, batch_size=32):
     """The first ``batches`` batches of ``rec`` through the validation transform.
 
-    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.preprocess.Preprocessing`.
+    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.data.preprocess.Preprocessing`.
     im2rec shuffles its list, so the first records of a ``.rec`` mix the classes.
 
     Returns
@@ -122,7 +123,6 @@ def export_int8(graph, info, prefix, calib_images, calib_mode="naive", keep_ends
         quantizing them costs accuracy; not needed on the demo, see README).
     """
     from mxnet.contrib.quantization import quantize_model_mkldnn
-    from .forms import require_mkldnn
     require_mkldnn("--int8")
     _check_calib_mode(calib_mode)
     sym = graph.sym

@@ -12,7 +12,7 @@ from collections import namedtuple
 import mxnet as mx
 import numpy as np
 
-from .. import data
+from ..data import records as data
 from ..errors import UserError
 from .artifact import Graph, export_paths, read_info, sidecar_path
 

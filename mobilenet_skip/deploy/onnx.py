@@ -6,7 +6,7 @@ import os
 
 import mxnet as mx
 
-from ..fs import atomic_write
+from ..utils.fs import atomic_write
 from ..errors import UserError
 from .artifact import NOT_WRITTEN, check_info
 

@@ -1,5 +1,5 @@
 """Exported models at work on single images: reading and decoding an image file
-safely, validation's preprocessing (:meth:`~mobilenet_skip.preprocess.Preprocessing.image`),
+safely, validation's preprocessing (:meth:`~mobilenet_skip.data.preprocess.Preprocessing.image`),
 top-k class names, and the two network wrappers that run outside Gluon
 (``mx.mod.Module`` and ONNX Runtime) called like a block.
 """
@@ -10,7 +10,7 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import UserError
-from ..preprocess import Preprocessing
+from ..data.preprocess import Preprocessing
 from .loading import load_symbolic
 
 __all__ = ["decode_image", "load_image", "read_image_bytes", "top_k", "softmax", "ModuleNet",
@@ -79,7 +79,7 @@ def read_image_bytes(path, limit=None):
 def load_image(path, info):
     """Read, decode and preprocess one image file for an export described by ``info``.
 
-    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.preprocess.Preprocessing`;
+    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.data.preprocess.Preprocessing`;
     the result is a ``1 x 3 x S x S`` float32 batch, the input validation gave.
 
     Raises
@@ -122,7 +122,7 @@ class ModuleNet(object):
 
     ``mx.model.load_checkpoint``, ``Module.bind`` and ``set_params``: the classic
     symbolic API. ``net(x)`` runs the Module of ``x``'s context (rebinding for a
-    smaller last batch) and returns its logits, so :func:`~mobilenet_skip.evaluation.evaluate` takes
+    smaller last batch) and returns its logits, so :func:`.evaluate` takes
     it as it takes a ``SymbolBlock``. MXNet's CPU executor applies the MKLDNN
     subgraph backend on bind, so this path runs the fused graph; its logits differ
     from the ``SymbolBlock`` ones by float rounding only.
@@ -150,7 +150,7 @@ class ModuleNet(object):
 class OnnxNet(object):
     """An ONNX file in an ONNX Runtime CPU session, called like a block on NDArrays.
 
-    Returns the logits as an NDArray, so :func:`~mobilenet_skip.evaluation.evaluate` scores it exactly as
+    Returns the logits as an NDArray, so :func:`.evaluate` scores it exactly as
     it scores a ``SymbolBlock``, on batches from the same validation iterator.
     """
 

@@ -2,17 +2,17 @@
 ``SymbolBlock`` or ``Module``, in ONNX Runtime, and several forms side by side.
 
 The batches come from ``data.val_iter`` configured by the export's
-:class:`~mobilenet_skip.preprocess.Preprocessing` (its sidecar) and are scored by the
-one :func:`~mobilenet_skip.evaluation.evaluate`, whichever runtime runs the network.
+:class:`~mobilenet_skip.data.preprocess.Preprocessing` (its sidecar) and are scored by the
+one :func:`.evaluate`, whichever runtime runs the network.
 """
 import os
 
 import mxnet as mx
 import numpy as np
 
-from .. import data
+from ..data import records as data
 from ..errors import UserError
-from ..evaluation import evaluate
+from ..train.evaluation import evaluate
 from .artifact import describe, read_info, sidecar_path
 from .loading import open_export
 from .onnx import import_onnx, read_onnx_info
@@ -108,7 +108,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
 
     The images come from the same validation iterator as :func:`evaluate_export` (the
     C++ ``ImageRecordIter``, same resize, crop and normalisation) and are scored by
-    the same :func:`~mobilenet_skip.evaluation.evaluate`; only the network runs in ONNX Runtime. The
+    the same :func:`.evaluate`; only the network runs in ONNX Runtime. The
     preprocessing is the one stored in the file by ``export_onnx``.
 
     Returns

@@ -6,7 +6,7 @@ import contextlib
 import os
 import sys
 
-from .. import fs
+from ..utils import fs
 from ..errors import UserError
 
 

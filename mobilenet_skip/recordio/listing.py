@@ -3,7 +3,7 @@ import os
 import random
 import re
 
-from .. import fs
+from ..utils import fs
 from ..errors import UserError
 from .files import check_prefix, check_root, output_dir, prefix_lock, report_skipped, write_text
 

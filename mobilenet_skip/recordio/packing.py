@@ -5,9 +5,9 @@ import sys
 
 import mxnet as mx
 
-from .. import fs
+from ..utils import fs
 from ..errors import UserError
-from ..progress import Progress
+from ..utils.progress import Progress
 from .encoding import PackOptions, encoded_records
 from .files import check_root, output_dir, prefix_lock, remove_files, write_text
 from .listing import find_lists, read_list

@@ -8,7 +8,7 @@ curves.png); a caller adds its own, as the benchmark adds :class:`Rates`.
 import logging
 import sys
 
-from ..progress import Progress
+from ..utils.progress import Progress
 
 __all__ = ["Callback", "ProgressBar", "LogLines", "RunFolder", "Rates"]
 
@@ -36,7 +36,7 @@ class Callback(object):
 
 
 class ProgressBar(Callback):
-    """:class:`~mobilenet_skip.progress.Progress` over an epoch's batches, on a terminal
+    """:class:`~mobilenet_skip.utils.progress.Progress` over an epoch's batches, on a terminal
     only (a log file gets the log lines, not a bar)."""
 
     def __init__(self, stream=None):

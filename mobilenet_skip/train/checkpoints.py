@@ -14,7 +14,7 @@ import re
 
 import numpy as np
 
-from ..fs import atomic_save, remove_if_exists, stage
+from ..utils.fs import atomic_save, remove_if_exists, stage
 
 __all__ = ["CheckpointDir"]
 

@@ -26,7 +26,7 @@ def common_iters(num_records, num_workers, batch):
     """Batches per epoch that every worker of ``num_workers`` can run, from the record count.
 
     dmlc's indexed RecordIO split gives each part ``ceil(n / W)`` records and the last
-    part the rest (:func:`mobilenet_skip.data.shard_size`), so the last shard is the
+    part the rest (:func:`mobilenet_skip.data.records.shard_size`), so the last shard is the
     shortest: ``n - (W - 1) * ceil(n / W)``, which is at most ``n // W``. All workers run
     that shard's batch count, so none waits for a push that never comes; a longer shard
     stops there. (``(n // W) // batch`` alone can exceed the last shard's count: 13
@@ -46,7 +46,7 @@ def common_iters(num_records, num_workers, batch):
     int
         The common batches per epoch; 0 when the shortest shard holds less than a batch.
     """
-    from ..data import shard_size
+    from ..data.records import shard_size
     return shard_size(num_records, num_workers, num_workers - 1) // batch
 
 

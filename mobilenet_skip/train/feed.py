@@ -2,7 +2,7 @@
 .rec, checked before the first step."""
 import logging
 
-from .. import data, dataset
+from ..data import records as data, checks as dataset
 from . import dist
 from ..errors import UserError
 

@@ -36,5 +36,5 @@ def setup_logging(rank_prefix=""):
 
 def describe(cfg):
     """The resolved configuration as printable YAML-ish lines."""
-    from .. import config as config_mod
+    from ..config import recipes as config_mod
     return "\n".join("  %-20s %s" % (k, json.dumps(cfg[k])) for k in config_mod.SCHEMA)

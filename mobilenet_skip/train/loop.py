@@ -18,12 +18,12 @@ import numpy as np
 
 from . import dist
 from ..errors import UserError
-from ..evaluation import evaluate
+from .evaluation import evaluate
 from . import callbacks as cb, guard, resume as resume_mod
 from .devices import init_kvstore, make_kvstore, parse_contexts
 from .feed import record_iters
 from .net import build_net, hybridize, params_checksum
-from .optim import effective_lr, schedule
+from ..optim.rules import effective_lr, schedule
 from .rundir import RunDir
 from .step import Accumulator, make_step
 
@@ -115,7 +115,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     Parameters
     ----------
     cfg : dict
-        A resolved recipe (:func:`mobilenet_skip.config.resolve`).
+        A resolved recipe (:func:`mobilenet_skip.config.recipes.resolve`).
     resume : bool
         Continue from the newest complete checkpoint in ``save_dir``.
     overwrite : bool

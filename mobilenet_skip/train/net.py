@@ -6,7 +6,7 @@ import logging
 import mxnet as mx
 from mxnet.gluon import nn
 
-from ..compat import load_gluoncv_params
+from ..models.gluoncv import load_gluoncv_params
 from ..models import DWUnit, get_model, norm_kwargs_from
 
 __all__ = ["build_net", "init_net", "hybridize", "params_checksum"]

@@ -3,7 +3,7 @@
 the interrupted epoch's running sums."""
 import logging
 
-from .. import config as config_mod
+from ..config import recipes as config_mod
 from ..errors import UserError
 from .states import load_states
 

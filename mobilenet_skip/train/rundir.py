@@ -11,10 +11,10 @@ import logging
 import os
 import weakref
 
-from ..fs import atomic_save_csv
+from ..utils.fs import atomic_save_csv
 from .checkpoints import CheckpointDir
 from ..errors import UserError
-from ..fs import OutputLock, remove_stale_tmp
+from ..utils.fs import OutputLock, remove_stale_tmp
 
 __all__ = ["RunDir", "METRIC_COLUMNS", "best_row", "selected_row", "summary_line"]
 
@@ -119,7 +119,7 @@ class RunDir(object):
 
     def config(self):
         """The run's settings (``config.yaml``), or ``{}`` when it has none."""
-        from .. import config as config_mod
+        from ..config import recipes as config_mod
         cfg = config_mod.load_dumped(self.config_path) if os.path.isfile(
             self.config_path) else {}
         if self._model is None:  # read once: the model names every checkpoint file
@@ -143,7 +143,7 @@ class RunDir(object):
         """``metrics.csv``'s rows (dicts of floats, ``epoch`` an int), or ``[]``, with
         ``best_epoch`` (re)computed, so that a file written before that column existed
         is rewritten whole on resume."""
-        from ..plots import read_metrics
+        from ..utils.plots import read_metrics
         rows = read_metrics(self.metrics_path) if self.has_metrics() else []
         best = None
         for row in rows:
@@ -212,7 +212,7 @@ class RunDir(object):
 
     def write_start(self, resume):
         """Write ``config.yaml`` and the kept metrics rows as a run (re)starts."""
-        from .. import config as config_mod
+        from ..config import recipes as config_mod
         if self.rank == 0:
             config_mod.dump(self.cfg, self.config_path)
             if self.rows or not resume:
@@ -224,7 +224,7 @@ class RunDir(object):
         The devices' BN running statistics are synchronised to the saved value first
         (a no-op after ``evaluate`` did it), so the checkpoint is what was validated.
         """
-        from ..bnstats import sync_running_stats
+        from .bnstats import sync_running_stats
         sync_running_stats(net)
         self.rows.append(row)
         row["best_epoch"] = self.best["epoch"]
@@ -254,7 +254,7 @@ class RunDir(object):
                  iters_per_epoch)
 
     def _plot(self):
-        from ..plots import plot_curves
+        from ..utils.plots import plot_curves
         try:
             plot_curves(self.metrics_path, self.curves_path,
                         title="%s x%g" % (self.cfg["model"], self.cfg["multiplier"]))

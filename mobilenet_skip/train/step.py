@@ -4,7 +4,7 @@ import mxnet as mx
 import numpy as np
 from mxnet import autograd, gluon
 
-from .optim import make_trainer
+from ..optim.rules import make_trainer
 
 __all__ = ["LabelSmoothingLoss", "TrainStep", "make_step", "Accumulator"]
 

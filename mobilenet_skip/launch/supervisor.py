@@ -4,7 +4,7 @@ safe with any argument, and unable to hang when one of its processes dies.
 What stops the launcher shipped with mxnet 1.9.1, and what is done about it:
 
 * the wheel ships ``launch.py`` but not the ``dmlc_tracker`` package it imports;
-  :func:`mobilenet_skip.tracker.install_tracker` installs it;
+  :func:`mobilenet_skip.launch.tracker.install_tracker` installs it;
 * ``dmlc_tracker`` calls ``Thread.isAlive``, removed in Python 3.9. :func:`run`
   restores the alias and then runs MXNet's ``launch.py`` unchanged;
 * the launchers join the command's arguments with spaces and run the result through a
@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 
-from .errors import UserError
+from ..errors import UserError
 from .tracker import tracker_available
 
 __all__ = ["mxnet_launch_script", "split_argv", "quote_command", "Supervisor", "run"]

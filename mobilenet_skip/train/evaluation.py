@@ -16,7 +16,7 @@ def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0):
 
     ``net`` is a Gluon block or any callable on one device's batch. With several
     devices a block's BatchNorm running statistics are first set to what a checkpoint
-    saves (:func:`~mobilenet_skip.bnstats.sync_running_stats`), so the figure is the
+    saves (:func:`~mobilenet_skip.train.bnstats.sync_running_stats`), so the figure is the
     checkpoint's whichever device scores a sample.
 
     Returns

@@ -7,8 +7,8 @@ import time
 
 import mxnet as mx
 
-from .bench import register
-from .errors import UserError
+from .sections import register
+from ..errors import UserError
 
 __all__ = ["randomise_bn", "INFER_TARGETS"]
 
@@ -19,7 +19,7 @@ INFER_TARGETS = {"fused": 0.85, "int8": 0.40}  # issue #5: at most this x plain 
 
 
 def _add_infer_arguments(p):
-    from .models import list_models
+    from ..models import list_models
     g = p.add_argument_group("infer section")
     g.add_argument("--model", default="full-connect-pre-act", choices=list_models(),
                    help="network to deploy (full-connect-pre-act)")
@@ -48,7 +48,7 @@ def randomise_bn(net, input_size, seed=0):
 
 
 def _mxnet_runner(prefix):
-    from .deploy.loading import open_export
+    from ..deploy.loading import open_export
     net = open_export(prefix).block
     net.hybridize(static_alloc=True, static_shape=True)
     return lambda x: net(x).wait_to_read()
@@ -74,11 +74,11 @@ def _gluoncv_reference(multiplier, input_size):
 
 def _infer_variants(args, folder):
     """(name, runner) for every deployment form of the same randomised network."""
-    from .deploy.artifact import describe, graph_of, write_graph
-    from .deploy.forms import fuse
-    from .deploy.int8 import export_int8
-    from .deploy.onnx import export_onnx
-    from .models import get_model
+    from ..deploy.artifact import describe, graph_of, write_graph
+    from ..deploy.mkldnn import fuse
+    from ..deploy.int8 import export_int8
+    from ..deploy.onnx import export_onnx
+    from ..models import get_model
     side = args.input_size
     net = randomise_bn(get_model(args.model, args.multiplier), side)
     plain, graph, info = os.path.join(folder, "plain"), graph_of(net, side), describe(net, side)

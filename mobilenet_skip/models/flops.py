@@ -10,7 +10,7 @@ import json
 
 import mxnet as mx
 
-from .models import check_input_shape
+from . import check_input_shape
 
 __all__ = ["count_symbol", "count_model", "COUNTED_OPS"]
 

@@ -1,5 +1,5 @@
 """Measurements behind tools/benchmark.py, one registered section each (data:
-:mod:`.bench_data`, infer: :mod:`.bench_infer`, train: :mod:`.bench_train`).
+:mod:`.data`, infer: :mod:`.infer`, train: :mod:`.train`).
 
 A section is registered with :func:`register`: a ``run(args) -> dict`` that measures,
 a ``format(result) -> str`` for people, and optionally ``add_arguments(parser)``

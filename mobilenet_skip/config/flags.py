@@ -1,13 +1,13 @@
 """Every recipe key as a command-line flag of the same name (``lr_mode`` -> ``--lr-mode``).
 
 :func:`add_flags` adds them to a tool's parser and :func:`flag_overrides` reads back the
-ones given, which :func:`mobilenet_skip.config.resolve` lays over the recipe.
+ones given, which :func:`mobilenet_skip.config.recipes.resolve` lays over the recipe.
 """
 import argparse
 
-from .config import SCHEMA
-from .errors import UserError
-from .values import parse_bool, parser_for
+from .recipes import SCHEMA
+from ..errors import UserError
+from ..utils.values import parse_bool, parser_for
 
 __all__ = ["add_flags", "flag_overrides"]
 

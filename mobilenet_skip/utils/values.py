@@ -5,7 +5,7 @@ and ``rand_mirror: off`` mean the same and a NaN is refused on either path.
 """
 import argparse
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["parse_bool", "list_parser", "parser_for", "coerce"]
 

@@ -1,8 +1,8 @@
 """Training recipes: YAML files of flat keys, composed by ``base:`` plus overrides.
 
 Every key is declared once in :data:`SCHEMA` (default, help), the data keys in
-:mod:`mobilenet_skip.data_settings`; the recipe files set values and say where each
-comes from, and :func:`mobilenet_skip.flags.add_flags` turns every key into a
+:mod:`mobilenet_skip.data.settings`; the recipe files set values and say where each
+comes from, and :func:`mobilenet_skip.config.flags.add_flags` turns every key into a
 command-line flag of the same name (``lr_mode`` -> ``--lr-mode``). Every ``--model``
 starts from ``recipes/imagenet.yaml`` unless a ``recipes/<model>.yaml`` exists.
 """
@@ -10,17 +10,17 @@ import os
 
 import yaml
 
-from . import data_settings
-from .fs import atomic_save
-from .errors import UserError
-from .models import BN_DEFAULTS, list_models
-from .values import coerce
-from .train import optim as _optim
+from ..data import settings
+from ..utils.fs import atomic_save, checkout_path
+from ..errors import UserError
+from ..models import BN_DEFAULTS, list_models
+from ..utils.values import coerce
+from ..optim import rules as _optim
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
            "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
 
-RECIPE_DIR = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "recipes")
+RECIPE_DIR = checkout_path("recipes")
 DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every model
 
 # Keys that fix the network's parameter shapes: a resume must not change them.
@@ -33,9 +33,9 @@ SCHEMA = {
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
-    # data: declared (default, help, rule) in mobilenet_skip.data_settings
+    # data: declared (default, help, rule) in mobilenet_skip.data.settings
     **{key: (default, help_text)
-       for key, (default, help_text, _) in data_settings.SCHEMA.items()},
+       for key, (default, help_text, _) in settings.SCHEMA.items()},
     # optimisation
     "num_epochs": (100, "epochs to train"),
     "optimizer": ("sgd", "sgd | nag | rmsprop (TensorFlow's RMSProp with momentum, "
@@ -89,7 +89,7 @@ CHOICES = {
     "kv_store": ("device", "local", "nccl", "dist_sync", "dist_device_sync"),
     "export_epoch": ("last", "best"),
 }
-# Ranges of the keys other than the data keys (data_settings.check has theirs).
+# Ranges of the keys other than the data keys (settings.check has theirs).
 POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_interval",
             "lr_decay_period", "lr_decay", "rmsprop_eps")
 
@@ -168,7 +168,7 @@ def validate(cfg, source="config"):
         if key not in SCHEMA:
             raise UserError("unknown key %r in %s; valid keys: %s" % (key, source,
                                                                       ", ".join(SCHEMA)))
-    data = data_settings.check(cfg, source)
+    data = settings.check(cfg, source)
     out = {key: data[key] if key in data else coerce(key, SCHEMA[key][0], value, source)
            for key, value in cfg.items()}
     for key, choices in CHOICES.items():
@@ -215,7 +215,7 @@ def resolve(recipe_path=None, overrides=None):
     cfg.update(recipe)
     cfg.update(validate(overrides, "command line"))
     # A pair of data keys may be split between the recipe and the flags.
-    data_settings.check(cfg, "%s with the command line" % recipe_path)
+    settings.check(cfg, "%s with the command line" % recipe_path)
     cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
     cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
     # Who set the class count: a stated value must agree with the data's synsets, the

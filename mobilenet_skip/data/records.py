@@ -8,9 +8,9 @@ keeping 25% to 100% of the image area (``min_random_area`` 0.25, where Inception
 uses 0.08: the MobileNet paper notes small models overfit less and need less
 augmentation), aspect 3/4 to 4/3, random mirror, colour jitter off by default.
 Val is the paper's single centre crop of
-:class:`~mobilenet_skip.preprocess.Preprocessing` (shorter side to 256 for 224, then
+:class:`~mobilenet_skip.data.preprocess.Preprocessing` (shorter side to 256 for 224, then
 the central ``input_size`` square). The settings and their checks are
-:mod:`mobilenet_skip.data_settings`.
+:mod:`mobilenet_skip.data.settings`.
 
 Batches hold ``batch_size * num_devices`` samples as ``(data, label)``: data float32
 NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The last
@@ -23,11 +23,11 @@ import os
 
 import mxnet as mx
 
-from .cores import physical_cores
-from .data_settings import DEFAULTS, check
-from .errors import UserError
+from ..utils.cores import physical_cores
+from .settings import DEFAULTS, check
+from ..errors import UserError
 from .preprocess import Preprocessing
-from .recordio import check_record, read_synsets, synsets_path
+from ..recordio import check_record, read_synsets, synsets_path
 
 __all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
            "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
@@ -46,7 +46,7 @@ def resolve_threads(cfg, cores=None):
     cfg : dict
         Recipe values: ``preprocess_threads`` and ``gpus`` (``"0,1"``; empty for CPU).
     cores : int, optional
-        Physical cores (default: :func:`~mobilenet_skip.cores.physical_cores`, else
+        Physical cores (default: :func:`~mobilenet_skip.utils.cores.physical_cores`, else
         ``os.cpu_count()``).
     """
     cfg = cfg or {}
@@ -215,7 +215,7 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     ----------
     cfg : dict
         Recipe values; the keys of :data:`DEFAULTS` are used, others ignored
-        (checked by :func:`mobilenet_skip.data_settings.check`).
+        (checked by :func:`mobilenet_skip.data.settings.check`).
     num_devices : int
         Devices the batch is split over; the batch is ``batch_size * num_devices``.
     num_parts, part_index : int
@@ -256,7 +256,7 @@ def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
     """Validation batches from ``cfg["rec_val"]``: resize, then the single centre crop.
 
     The transform is :meth:`Preprocessing.record_iter_args
-    <mobilenet_skip.preprocess.Preprocessing.record_iter_args>`; order is the file's,
+    <mobilenet_skip.data.preprocess.Preprocessing.record_iter_args>`; order is the file's,
     with no randomness. Parameters and return as :func:`train_iter`.
     """
     c = _resolve(cfg)

@@ -10,7 +10,7 @@ from collections import namedtuple
 
 import mxnet as mx
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["Preprocessing", "DEFAULT", "KEYS"]
 

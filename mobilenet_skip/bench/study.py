@@ -17,19 +17,18 @@ import time
 
 import numpy as np
 
-from .fs import atomic_save, atomic_save_csv
-from .errors import UserError
-from .models import list_models
-from .plots import finish_figure
-from .train.rundir import RunDir
+from ..utils.fs import atomic_save, atomic_save_csv, checkout_path
+from ..errors import UserError
+from ..models import list_models
+from ..utils.plots import finish_figure
+from ..train.rundir import RunDir
 
 __all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
 
 MARKER = "study-run.json"
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
            "val_top5")
-TRAIN_TOOL = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                          "tools", "train_imagenet.py")
+TRAIN_TOOL = checkout_path("tools", "train_imagenet.py")
 
 
 def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0, 1, 2),

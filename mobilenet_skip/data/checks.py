@@ -16,8 +16,8 @@ import os
 import mxnet as mx
 import numpy as np
 
-from .errors import UserError
-from .recordio import read_synsets, synsets_path
+from ..errors import UserError
+from ..recordio import read_synsets, synsets_path
 
 __all__ = ["resolve_classes", "check_same_classes", "describe_dropped", "LabelCheck"]
 

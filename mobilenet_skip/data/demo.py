@@ -11,8 +11,8 @@ import shutil
 import cv2
 import numpy as np
 
-from .errors import UserError
-from .recordio import make_list, pack
+from ..errors import UserError
+from ..recordio import make_list, pack
 
 __all__ = ["make_demo_data", "pack_demo_data", "CLASS_NAMES", "MARKER"]
 
@@ -97,7 +97,7 @@ def make_demo_data(out_dir, size=64, val_fraction=0.2, quality=95):
         if not cv2.imwrite(path, big, [cv2.IMWRITE_JPEG_QUALITY, quality]):
             raise UserError("cannot write %s; choose a writable OUT_DIR" % path)
     with open(os.path.join(out_dir, MARKER), "w") as f:
-        f.write("Demo images written by mobilenet_skip.demo_data.make_demo_data(size=%d, "
+        f.write("Demo images written by mobilenet_skip.data.demo.make_demo_data(size=%d, "
                 "val_fraction=%g):\nscikit-learn's copy of the UCI Optical Recognition of "
                 "Handwritten Digits data set\n(1,797 8x8 images, 10 classes), upscaled to "
                 "JPEG. Re-running the tool replaces this folder's train/ and val/.\n"

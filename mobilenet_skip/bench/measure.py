@@ -1,5 +1,5 @@
-"""The measuring process of the ``train`` benchmark section (:mod:`mobilenet_skip.bench_train`):
-``python -m mobilenet_skip.train.measure SPEC_JSON`` measures one (round, network) and
+"""The measuring process of the ``train`` benchmark section (:mod:`mobilenet_skip.bench.train`):
+``python -m mobilenet_skip.bench.measure SPEC_JSON`` measures one (round, network) and
 prints its result as the last stdout line.
 
 A network is built, initialised, wrapped and hybridized by the functions ``fit`` uses;
@@ -13,15 +13,18 @@ import time
 import mxnet as mx
 import numpy as np
 
-from .. import bench, config
-from ..bench_train import REFERENCE
-from .callbacks import Rates
-from .devices import make_kvstore, parse_contexts
-from .loop import fit
-from .net import hybridize, init_net
-from .step import make_step
+from . import sections as bench
+from ..config import recipes as config
+from ..train.callbacks import Rates
+from ..train.devices import make_kvstore, parse_contexts
+from ..train.loop import fit
+from ..train.net import hybridize, init_net
+from ..train.step import make_step
 
 __all__ = ["network", "main"]
+
+
+REFERENCE = "gluoncv"    # --models spelling of gluoncv's MobileNet v1
 
 
 def network(name, cfg):
@@ -111,7 +114,7 @@ def _measure_fit(spec):
     ``steps`` batches; the rates are its log windows' (a :class:`.callbacks.Rates`), the
     first (which builds the graph) being the warm-up. Epoch ends (validation, checkpoints)
     are left out: on ImageNet they come once per 40,000 batches, here they would every few."""
-    from .. import data
+    from ..data import records as data
     cfg = config.resolve(None, spec["overrides"])
     cfg.update(rec_train=spec["rec"], rec_val=spec["rec"], save_dir=spec["save_dir"],
                num_epochs=1, log_interval=spec["steps"])

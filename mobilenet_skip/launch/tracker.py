@@ -22,13 +22,12 @@ import urllib.error
 import urllib.parse
 import urllib.request
 
-from .errors import UserError
-from .fs import atomic_write
+from ..errors import UserError
+from ..utils.fs import atomic_write, checkout_path
 
 __all__ = ["TRACKER_REQUIREMENT", "tracker_available", "install_tracker", "index_urls"]
 
-TRACKER_REQUIREMENT = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))),
-                                   "requirements", "tracker.txt")
+TRACKER_REQUIREMENT = checkout_path("requirements", "tracker.txt")
 _MEMBER = "/xgboost/dmlc-core/tracker/dmlc_tracker/"
 PYPI_SIMPLE = "https://pypi.org/simple"
 

@@ -11,11 +11,11 @@ import os
 import re
 import shutil
 
-from .errors import UserError
+from ..errors import UserError
 
 __all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
            "atomic_write", "atomic_save", "atomic_save_csv", "stage", "tmp_path",
-           "remove_if_exists"]
+           "remove_if_exists", "checkout_path"]
 
 # "<name>.tmp-<pid>" (atomic_write), "<name>.export-tmp-<pid>" (export staging) and
 # "<name>.rec.tmp-<pid>"-style names all end in a writer's PID.
@@ -203,3 +203,10 @@ def atomic_save_csv(path, columns, rows):
             for row in rows:
                 writer.writerow({k: row[k] for k in columns})
     atomic_write(path, write)
+
+
+def checkout_path(*parts):
+    """A path in the checkout the package runs from (recipes/, tools/, requirements/): the
+    package is installed editable (``pip install -e .``), so these sit beside it."""
+    root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    return os.path.join(root, *parts)

@@ -1,14 +1,14 @@
 """The data settings of a recipe, declared once: each key's default, help and rule.
 
-:data:`mobilenet_skip.config.SCHEMA` includes these keys (so each is a recipe key and a
+:data:`mobilenet_skip.config.recipes.SCHEMA` includes these keys (so each is a recipe key and a
 flag), and :func:`check` is the one validation of their values, used by the recipe
 loader and by the iterators alike. The validation transform's four fields
 (``input_size``, ``crop_ratio``, ``mean_rgb``, ``std_rgb``) take their defaults from
-:class:`~mobilenet_skip.preprocess.Preprocessing` and are checked by it.
+:class:`~mobilenet_skip.data.preprocess.Preprocessing` and are checked by it.
 """
-from .errors import UserError
+from ..errors import UserError
 from .preprocess import DEFAULT as VAL, KEYS as VAL_KEYS, Preprocessing
-from .values import coerce
+from ..utils.values import coerce
 
 __all__ = ["SCHEMA", "DEFAULTS", "check"]
 

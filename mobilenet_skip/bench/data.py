@@ -5,11 +5,11 @@ import gc
 import os
 import tempfile
 
-from . import data
-from .bench import (_count_loader_batch, _count_record_batch, _endless, decode_threads,
-                    machine_info, measure_rate, register)
-from .demo_data import pack_demo_data
-from .preprocess import Preprocessing
+from ..data import records as data
+from .sections import (_count_loader_batch, _count_record_batch, _endless, decode_threads,
+                       machine_info, measure_rate, register)
+from ..data.demo import pack_demo_data
+from ..data.preprocess import Preprocessing
 
 __all__ = []
 

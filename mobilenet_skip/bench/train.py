@@ -8,7 +8,8 @@ Every network is built, initialised, wrapped and hybridized by the functions ``f
 step is what ``fit`` does per batch, minus reading it: split the host batch over the
 devices, then forward, loss, backward, all-reduce, clipping and update.
 
-Each (round, network) runs in a fresh Python process (:mod:`.train.measure`): its peak memory is its own, and no
+Each (round, network) runs in a fresh Python process (:mod:`.measure`): its peak memory
+is its own, and no
 network inherits another's caches or allocator state. Rounds visit the networks in
 alternating order, so a slow spell of a shared machine is spread over all of them; a
 network's rate is the median over rounds, and its ratios are medians of the per-round
@@ -28,15 +29,16 @@ import sys
 import tempfile
 import time
 
-from . import bench
-from .demo_data import pack_demo_data
-from .errors import UserError
-from .models import list_models
+from . import sections as bench
+from ..utils.fs import checkout_path
+from ..data.demo import pack_demo_data
+from ..errors import UserError
+from ..models import list_models
+from .measure import REFERENCE, network
 
 __all__ = ["REFERENCE", "BASELINE", "gluoncv_name", "network_names", "run_train",
            "format_train"]
 
-REFERENCE = "gluoncv"    # --models spelling of gluoncv's MobileNet v1
 BASELINE = "mobilenet"   # our plain MobileNet, the ratio_vs_mobilenet reference
 FIT_PREFIX = "train_imagenet.py:"
 ROW_FIELDS = ("model", "img_per_s", "ratio_vs_gluoncv", "ratio_vs_mobilenet", "macs",
@@ -87,8 +89,8 @@ def _overrides(args, model):
 
 def _check(args):
     """Validate the settings here, so a bad flag is one line, not a worker's traceback."""
-    from . import config
-    from .train.devices import parse_contexts
+    from ..config import recipes as config
+    from ..train.devices import parse_contexts
     if args.steps < 1:
         raise UserError("--steps must be at least 1")
     cfg = config.resolve(None, _overrides(args, BASELINE))
@@ -100,17 +102,16 @@ def _check(args):
 
 
 def _macs(name, cfg):
-    from .flops import count_model
-    from .train.measure import network
+    from ..models.flops import count_model
     return count_model(network(name, cfg), cfg["input_size"])["macs"]
 
 
 def _spawn(spec):
     """Run one measurement in a fresh interpreter; its last stdout line is the result."""
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    root = checkout_path()
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
-    proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.train.measure",
+    proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.bench.measure",
                            json.dumps(spec)],
                           stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     lines = proc.stdout.strip().splitlines()
@@ -177,7 +178,7 @@ def run_train(args):
 
 def _fit_row(args, cfg, rows, common):
     model = args.fit_model
-    from .preprocess import Preprocessing
+    from ..data.preprocess import Preprocessing
     image_size = getattr(args, "image_size", None) or Preprocessing.from_dict(
         cfg, input_size=args.input_size).resize
     given = getattr(args, "rec", None)  # the data section's --rec
