@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import UserError
 from ..recordio import make_list, pack
 
-__all__ = ["make_demo_data", "pack_demo_data", "CLASS_NAMES", "MARKER"]
+__all__ = ["make_demo_data", "pack_demo_data", "pack_splits", "prepare_output", "CLASS_NAMES",
+           "MARKER"]
 
 CLASS_NAMES = ["digit_%d" % d for d in range(10)]  # sort in class order, as im2rec labels them
 MARKER = "DEMO_DATA.txt"  # marks a folder as ours, so a re-run may replace it
@@ -118,6 +119,12 @@ def pack_demo_data(folder, size=64, splits=("train", "val"), num_thread=1):
     """
     images = os.path.join(folder, "images")
     make_demo_data(images, size=size)
+    return pack_splits(images, folder, splits, num_thread)
+
+
+def pack_splits(images, folder, splits=("train", "val"), num_thread=1):
+    """Pack ``images/<split>`` (an ImageNet-style folder) as ``folder/<split>.rec`` for each
+    split, quietly, as tools/im2rec.py would; returns the ``.rec`` paths."""
     recs = []
     for split in splits:
         prefix = os.path.join(folder, split)
