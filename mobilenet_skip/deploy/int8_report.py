@@ -27,10 +27,12 @@ from collections import Counter
 import mxnet as mx
 import numpy as np
 
+from . import ort_int8
 from .artifact import export_paths
 from .loading import open_export
 
-__all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report"]
+__all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report", "REPORTS",
+           "form_reports"]
 
 
 def params_storage(params_path):
@@ -93,3 +95,16 @@ def format_int8_report(r):
             "weights on disk and quantize them when first run" % (r["int8_ms"], r["fp32_ms"], r["latency_ratio"],
                                 r["int8_bytes"] / 1e6, r["fp32_bytes"] / 1e6,
                                 r["size_ratio"], dtypes))
+
+
+def _mxnet_int8(written, options):
+    return format_int8_report(int8_report(written["fp32"], written["int8"]))
+
+
+# What export_model.py reports after writing a form: its name to report(written, options).
+REPORTS = {"int8": _mxnet_int8, "onnx-int8": ort_int8.report}
+
+
+def form_reports(written, options):
+    """The report text of each written form that has one, in writing order."""
+    return [REPORTS[name](written, options) for name in written if name in REPORTS]
