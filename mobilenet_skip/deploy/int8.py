@@ -98,13 +98,15 @@ def calibration_for(info, options):
 
     ``options.calib_images`` (set in code, e.g. by the benchmark's synthetic images)
     wins, with ``rec`` None; otherwise :func:`calibration_images` of
-    ``options.calib_rec``, ``rec`` then being its absolute path.
+    ``options.calib_rec``, ``rec`` then being its absolute path. Kept in ``options``,
+    so that ``--int8 --onnx-int8`` read and decode the images once.
     """
-    images = getattr(options, "calib_images", None)
-    if images is not None:
-        return images, None
-    return (calibration_images(options.calib_rec, info, options.calib_batches,
+    if getattr(options, "calibration", None) is None:
+        images = getattr(options, "calib_images", None)
+        options.calibration = (images, None) if images is not None else (
+            calibration_images(options.calib_rec, info, options.calib_batches,
                                options.batch_size), os.path.abspath(options.calib_rec))
+    return options.calibration
 
 
 def _end_layers(sym):
