@@ -37,7 +37,8 @@ PIP_PINS = {"ml_dtypes": "ml_dtypes==0.5.1", "onnxruntime": "onnxruntime==1.32.0
 # QOperator: QLinearConv/QLinearAdd kernels (com.microsoft ops, ONNX Runtime only); QDQ:
 # QuantizeLinear/DequantizeLinear pairs around float ops, which a runtime fuses.
 QUANT_FORMATS = ("qoperator", "qdq")
-# qoperator ran 0.60x ORT FP32 at 1.0-224 batch 1 and qdq 0.63x, in the same (loaded) run
+# Full-connect-pre-act 1.0-224, batch 1, ONNX Runtime 1.32, two runs on a loaded 2-core
+# machine: qoperator 0.60x and 0.48x ORT FP32, qdq 0.63x and 0.56x (same runs).
 DEFAULT_QUANT_FORMAT = "qoperator"
 FLAG = "--onnx-int8"
 # Left FP32 besides quantize_static's own choice: the pre-activation BN (after a skip's sum,
