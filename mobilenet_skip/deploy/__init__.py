@@ -5,10 +5,12 @@
 - :mod:`.loading`: reading an export back, every broken file named;
 - :mod:`.source`: where the weights come from (an export, a run's epoch, a checkpoint);
 - :mod:`.forms`: the registry of deployment forms (fp32, fused, :mod:`.int8`,
-  :mod:`.onnx`), each derived from the FP32 graph in memory;
+  :mod:`.onnx`, ONNX Runtime INT8 :mod:`.ort_int8`), each derived from the FP32 graph in
+  memory and naming the runtime that runs it;
 - :mod:`.run`: :func:`export_run`, the export a training run ends with;
 - :mod:`.runtime` and :mod:`.scoring`: single images, top-k, and single-crop
-  evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.int8_report`.
+  evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.int8_report`: what the
+  INT8 forms buy (latency, file size).
 """
 from .run import export_run
 

@@ -1,4 +1,5 @@
-"""The deployment forms, one registered entry each: plain FP32, fused FP32, INT8, ONNX.
+"""The deployment forms, one registered entry each: plain FP32, fused FP32, INT8, ONNX and
+ONNX Runtime INT8.
 
 Every form is derived in memory from the FP32 graph (:class:`~.artifact.Graph`) that
 the source's weights give, so nothing is re-read from disk. A form is a
@@ -18,20 +19,25 @@ import os
 from collections import namedtuple
 
 from ..errors import UserError
-from . import int8, onnx
+from . import int8, onnx, ort_int8
 from .artifact import KINDS, graph_of, write_graph
 from .mkldnn import fuse, require_mkldnn
 from .source import output_prefix
 
-__all__ = ["Form", "Base", "FORMS", "register", "add_form_arguments", "form_options", "selected",
-           "deploy"]
+__all__ = ["Form", "Base", "FORMS", "RUNTIMES", "register", "add_form_arguments", "form_options",
+           "selected", "deploy"]
 
 Form = namedtuple("Form", ["name", "kind", "suffix", "help", "add_arguments", "check",
-                           "derive", "note"])
-Form.__new__.__defaults__ = (None,) * 5  # help, add_arguments, check, derive, note
+                           "derive", "note", "runtime"])
+Form.__new__.__defaults__ = (None,) * 6  # help, add_arguments, check, derive, note, runtime
 Form.__doc__ = ("A deployment form: name (its --NAME flag), sidecar kind (None: not an MXNet "
                 "export), output suffix, flag help (None: always written), add_arguments, "
-                "check, derive and note(options) (text after its 'wrote' line), or None.")
+                "check, derive, note(options) (text after its 'wrote' line), or None; and "
+                "runtime: what runs what it writes, a key of RUNTIMES (None: nothing here).")
+
+# What runs a form's output: MXNet loads an export prefix, ONNX Runtime an .onnx file. The
+# benchmark times, and export_model.py --eval-rec scores, every form that names one.
+RUNTIMES = ("mxnet", "onnxruntime")
 
 Base = namedtuple("Base", ["prefix", "graph", "info", "synsets"])
 Base.__doc__ = ("The plain FP32 export every form derives from: its prefix, Graph, sidecar "
@@ -42,6 +48,9 @@ FORMS = {}
 
 def register(form):
     """Make ``form`` one of :data:`FORMS` (its ``--NAME`` flag included); returns it."""
+    if form.runtime not in (None,) + RUNTIMES:
+        raise ValueError("form %s: runtime %r is none of %s" % (form.name, form.runtime,
+                                                              ", ".join(RUNTIMES)))
     FORMS[form.name] = form
     if form.kind:
         KINDS.add(form.kind)
@@ -132,12 +141,19 @@ def _write(out, graph, base, info):
 
 
 def _int8(base, out, options):
-    images = int8.calibration_images(options.calib_rec, base.info, options.calib_batches,
-                                     options.batch_size)
-    info = _derived_info(base, "int8", calib_rec=os.path.abspath(options.calib_rec))
+    images, rec = int8.calibration_for(base.info, options)
+    info = _derived_info(base, "int8", calib_rec=rec)
     int8.export_int8(base.graph, info, out, images, options.calib_mode,
                      options.int8_keep_ends, base.synsets)
     return out
+
+
+def _onnx_int8(base, out, options):
+    images, rec = int8.calibration_for(base.info, options)
+    return ort_int8.export_onnx_int8(
+        base.graph, _derived_info(base, "int8", calib_rec=rec), out, images,
+        options.calib_mode, options.int8_keep_ends, options.onnx_int8_format,
+        options.onnx_opset, options.batch_size)
 
 
 def _int8_check(source, options):
@@ -146,18 +162,24 @@ def _int8_check(source, options):
 
 
 register(Form("fp32", "fp32", "", derive=lambda base, out, options: _write(
-    out, base.graph, base, base.info)))
+    out, base.graph, base, base.info), runtime="mxnet"))
 register(Form(
     "fused", "fused", "-fused", "also write PREFIX-fused",
     check=lambda source, options: require_mkldnn("--fused"),
     derive=lambda base, out, options: _write(out, fuse(base.graph, base.info["input_size"]),
-                                             base, _derived_info(base, "fused"))))
+                                             base, _derived_info(base, "fused")),
+    runtime="mxnet"))
 register(Form("int8", "int8", "-int8", "also write PREFIX-int8", int8.add_arguments,
-              _int8_check, _int8))
+              _int8_check, _int8, runtime="mxnet"))
 register(Form(
     "onnx", None, ".onnx", "also write PREFIX.onnx", onnx.add_arguments,
     check=lambda source, options: onnx.onnx_ir_version(options.onnx_opset),
     derive=lambda base, out, options: onnx.export_onnx(base.graph, base.info, out,
                                                        opset=options.onnx_opset),
     note=lambda options: " (ONNX opset %d, IR version %d)" % (
-        options.onnx_opset, onnx.onnx_ir_version(options.onnx_opset))))
+        options.onnx_opset, onnx.onnx_ir_version(options.onnx_opset)),
+    runtime="onnxruntime"))
+register(Form(
+    "onnx-int8", None, "-int8.onnx", "also write PREFIX-int8.onnx: ONNX Runtime's static "
+    "INT8 quantisation of PREFIX.onnx, calibrated as --int8 is", ort_int8.add_arguments,
+    ort_int8.check, _onnx_int8, note=ort_int8.note, runtime="onnxruntime"))
