@@ -4,8 +4,9 @@
   memory (:class:`~.artifact.Graph`), and writing it;
 - :mod:`.loading`: reading an export back, every broken file named;
 - :mod:`.source`: where the weights come from (an export, a run's epoch, a checkpoint);
-- :mod:`.forms`: the registry of deployment forms (fp32, fused, :mod:`.int8`,
-  :mod:`.onnx`), each derived from the FP32 graph in memory;
+- :mod:`.registry`: the deployment forms (fp32, fused, :mod:`.int8`, :mod:`.onnx`) and
+  the sidecar kinds they write, light enough for every reader to import;
+- :mod:`.forms`: writing those forms, each derived from the FP32 graph in memory;
 - :mod:`.run`: :func:`export_run`, the export a training run ends with;
 - :mod:`.runtime` and :mod:`.scoring`: single images, top-k, and single-crop
   evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.int8_report`.
