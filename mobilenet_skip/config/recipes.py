@@ -18,7 +18,8 @@ from ..utils.values import coerce
 from ..optim import rules as _optim
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
-           "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
+           "default_recipe_path", "resolve", "dump", "load_dumped", "validate", "choices_of",
+           "key_help"]
 
 RECIPE_DIR = checkout_path("recipes")
 DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every model
@@ -26,10 +27,11 @@ DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every mode
 # Keys that fix the network's parameter shapes: a resume must not change them.
 ARCH_KEYS = ("model", "multiplier", "classes")
 
-# key: (default, help). The type of a flag is the type of its default.
+# key: (default, help). The type of a flag is the type of its default. "{choices}" in a help
+# is filled in by key_help from the registry as it stands when --help is built.
 SCHEMA = {
     # model
-    "model": ("full-connect-pre-act", "network: one of %s" % ", ".join(list_models())),
+    "model": ("full-connect-pre-act", "network: one of {choices}"),
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
@@ -38,7 +40,7 @@ SCHEMA = {
        for key, (default, help_text, _) in settings.SCHEMA.items()},
     # optimisation
     "num_epochs": (100, "epochs to train"),
-    "optimizer": ("sgd", "sgd | nag | rmsprop (TensorFlow's RMSProp with momentum, "
+    "optimizer": ("sgd", "{choices} (rmsprop: TensorFlow's RMSProp with momentum, "
                   "Inception-v3's optimiser)"),
     "lr": (0.045, "base learning rate, for a global batch of lr_batch"),
     "lr_batch": (0, "global batch the lr is for: the lr is scaled by global batch / "
@@ -53,7 +55,7 @@ SCHEMA = {
     "bn_eps": (BN_DEFAULTS["bn_eps"], "BatchNorm epsilon (MXNet Gluon 1e-5, TF-slim 1e-3)"),
     "rmsprop_decay": (0.9, "RMSProp decay of the mean-square average (TF's decay)"),
     "rmsprop_eps": (1.0, "RMSProp epsilon, under the square root as in TF"),
-    "lr_mode": ("exponential", "exponential | step | cosine"),
+    "lr_mode": ("exponential", "{choices}"),
     "lr_decay": (0.94, "lr factor per decay (exponential and step modes)"),
     "lr_decay_period": (2, "epochs between exponential decays"),
     "lr_decay_epochs": ([30, 60, 90], "epochs at which step mode decays"),
@@ -92,6 +94,21 @@ CHOICES = {
 # Ranges of the keys other than the data keys (settings.check has theirs).
 POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_interval",
             "lr_decay_period", "lr_decay", "rmsprop_eps")
+
+
+def choices_of(key):
+    """The values ``key`` may take now (a registry's names, new entries included), or None."""
+    if key == "model":
+        return list_models()
+    return list(CHOICES[key]) if key in CHOICES else None
+
+
+def key_help(key):
+    """The help of ``key`` in :data:`SCHEMA`, its ``{choices}`` read from the registries now."""
+    help_text = SCHEMA[key][1]
+    if "{choices}" in help_text:
+        help_text = help_text.replace("{choices}", " | ".join(choices_of(key)))
+    return help_text
 
 
 def default_recipe_path(model):
