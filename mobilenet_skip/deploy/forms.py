@@ -17,6 +17,7 @@ import os
 from collections import namedtuple
 
 from ..errors import UserError
+from ..utils.fs import writable_dir
 from . import int8, onnx
 from .artifact import graph_of, write_graph
 from .mkldnn import fuse, require_mkldnn
@@ -96,6 +97,8 @@ def deploy(source, output, forms=(), options=None):
     for form in chosen:
         if form.check:
             form.resolved("check")(source, options)
+    writable_dir(os.path.dirname(os.path.abspath(output)), "the export %s" % output,
+                 "give --output a PREFIX on a writable disk")
     if source.synsets is None:
         raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
                         "--recursive wrote PREFIX.synsets.txt beside the training list)"
