@@ -13,7 +13,8 @@ import yaml
 from ..data import settings
 from ..utils.fs import atomic_save, checkout_path
 from ..errors import UserError
-from ..models import BN_DEFAULTS, list_models
+from ..models import BN_DEFAULTS, list_models, min_train_bytes
+from ..utils.cores import memory_limit
 from ..utils.values import coerce
 from ..optim import rules as _optim
 
@@ -133,6 +134,43 @@ def _find_recipe(path, relative_to=None):
                                                               for c in candidates)))))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (YAML
+    keeps the last one silently, so a recipe would not do what its first line says)."""
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_mapping(loader, node, deep=False):
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, str) and key in lines:
+            raise _DuplicateKey("%s is given twice (lines %d and %d)" % (key, lines[key], line))
+        lines[key] = line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _unique_mapping)
+
+
+def _read_yaml(path, what):
+    """The YAML in ``path`` (``{}`` when empty); ``what`` names it in the one-line error for
+    bad YAML or a key given twice."""
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        raise UserError("%s is not valid YAML: %s" % (what, str(err).splitlines()[0]))
+    except _DuplicateKey as err:
+        raise UserError("%s: %s, and YAML would keep the last silently; delete one"
+                        % (what, err)) from None
+
+
 def load_recipe(path, _seen=None, _relative_to=None):
     """Read a recipe file and its ``base:`` chain into one flat dict (no defaults filled).
 
@@ -146,14 +184,14 @@ def load_recipe(path, _seen=None, _relative_to=None):
     seen = list(_seen or [])
     if path in seen:
         raise UserError("recipe base cycle: %s" % " -> ".join(seen + [path]))
-    try:
-        with open(path) as f:
-            values = yaml.safe_load(f) or {}
-    except yaml.YAMLError as err:
-        raise UserError("recipe %s is not valid YAML: %s" % (path, str(err).splitlines()[0]))
+    values = _read_yaml(path, "recipe %s" % path)
     if not isinstance(values, dict):
         raise UserError("recipe %s must be a mapping of key: value lines" % path)
     base = values.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise UserError("recipe %s: base must be one recipe file, such as base: imagenet.yaml, "
+                        "got %r; to build on several, chain them (give each its own base:)"
+                        % (path, base))
     for key in values:
         if key not in SCHEMA:
             raise UserError("unknown key %r in recipe %s; valid keys: %s"
@@ -217,6 +255,28 @@ def _check_bn(out, source):
                         % (source, out["bn_eps"]))
 
 
+def _check_fits(cfg):
+    """Refuse a model, input and batch whose training cannot fit in this machine's memory
+    (:func:`~mobilenet_skip.models.min_train_bytes`, a floor) before MXNet fails to
+    allocate them."""
+    devices = 1 if cfg["gpus"] else max(int(cfg["cpu_contexts"]), 1)  # CPU contexts share it
+    need = min_train_bytes(cfg["multiplier"], cfg["input_size"], cfg["classes"],
+                           cfg["batch_size"] * devices)
+    have = memory_limit()
+    if have and need > have:
+        raise UserError("training at input_size %d, multiplier %g, batch_size %d%s needs at "
+                        "least %s of memory (weights, gradients and the activations kept for "
+                        "the backward pass), more than the %s this machine has; lower "
+                        "--input-size (224 for ImageNet), --multiplier or --batch-size"
+                        % (cfg["input_size"], cfg["multiplier"], cfg["batch_size"],
+                           " x %d CPU contexts" % devices if devices > 1 else "",
+                           _gigabytes(need), _gigabytes(have)))
+
+
+def _gigabytes(n):
+    return "{:,.1f} GB".format(n / 1e9) if n < 1e15 else "%.1e GB" % (n / 1e9)
+
+
 def resolve(recipe_path=None, overrides=None):
     """Defaults < recipe chain < overrides, validated, with ``{model}`` expanded.
 
@@ -233,6 +293,7 @@ def resolve(recipe_path=None, overrides=None):
     cfg.update(validate(overrides, "command line"))
     # A pair of data keys may be split between the recipe and the flags.
     settings.check(cfg, "%s with the command line" % recipe_path)
+    _check_fits(cfg)
     cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
     cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
     # Who set the class count: a stated value must agree with the data's synsets, the
@@ -253,5 +314,4 @@ def dump(cfg, path):
 
 def load_dumped(path):
     """Read back a config written by :func:`dump` (validated)."""
-    with open(path) as f:
-        return validate(yaml.safe_load(f) or {}, path)
+    return validate(_read_yaml(path, path), path)
