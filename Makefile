@@ -20,7 +20,7 @@ help:
 	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
 	@echo "make test    run the test suite"
 	@echo "make test-quick  the suite without the tests marked slow (~25 s on 2 cores)"
-	@echo "make compare the five variants x 3 seeds x 2 lrs on the digits (CPU, ~25 min)"
+	@echo "make compare the five variants x 3 seeds x 4 lrs on Fashion-MNIST (needs apt-get install dataset-fashion-mnist; see docs/study.md)"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu)"
 
 venv: $(STAMP) $(TRACKER)
@@ -55,7 +55,7 @@ demo: $(STAMP)
 	$(PY) tools/demo.py --dir demo
 
 compare: $(STAMP)
-	$(PY) tools/compare_variants.py --out runs/compare
+	$(PY) tools/compare_variants.py --data fashion --out runs/study
 
 clean-venv:
 	rm -rf $(VENV)

@@ -30,7 +30,7 @@ setup(
     extras_require={
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu112==1.9.1"],
-        "onnx": ["onnx<1.19", "onnxruntime"],
+        "onnx": ["onnx<1.19", "onnxruntime", "ml_dtypes<0.6"],  # ml_dtypes: --onnx-int8
         "demo": ["scikit-learn"],
     },
     classifiers=["Programming Language :: Python :: 3",

@@ -42,23 +42,57 @@ def test_bad_option_is_one_line():
     assert res.returncode == 2 and res.stderr == "error: --batch-size must be at least 1\n"
 
 
+TINY_INFER = ["infer", "--json", "--input-size", "32", "--multiplier", "0.25", "--batch-size",
+              "2", "--repeats", "1", "--warmup", "0", "--infer-images", "1",
+              "--calib-batches", "1"]
+
+
 def test_infer_section_json_smoke():
-    res = _bench("infer", "--json", "--input-size", "32", "--multiplier", "0.25", "--batch-size",
-                 "2", "--repeats", "1", "--warmup", "0", "--infer-images", "1",
-                 "--calib-batches", "1")
+    from mobilenet_skip.bench.infer import row_name
+    from mobilenet_skip.deploy.forms import FORMS
+    res = _bench(*TINY_INFER)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["infer"]
-    variants = ["fp32", "fused", "int8", "onnxruntime", "onnxruntime-weights-as-inputs",
-                "gluoncv mobilenet0.25"]
+    forms = [row_name(f) for f in FORMS.values() if f.runtime]  # one row per runnable form
+    assert forms == ["fp32", "fused", "int8", "onnxruntime", "onnxruntime-int8"]
+    variants = forms + ["onnxruntime-weights-as-inputs", "gluoncv mobilenet0.25"]
     assert [(r["variant"], r["batch"]) for r in rows] == [(v, b) for b in (1, 2) for v in variants]
+    own_fp32 = {"fp32": "fp32", "fused": "fp32", "int8": "fp32", variants[-1]: "fp32"}
     for r in rows:
         assert set(r) == {"variant", "batch", "model", "latency_ms", "ratio_vs_fp32",
-                          "ratio_vs_gluoncv"} and r["latency_ms"] > 0
+                          "ratio_vs_runtime_fp32", "ratio_vs_gluoncv"} and r["latency_ms"] > 0
         same_batch = {x["variant"]: x["latency_ms"] for x in rows if x["batch"] == r["batch"]}
         assert abs(r["ratio_vs_fp32"] - r["latency_ms"] / same_batch["fp32"]) < 1e-9
         assert abs(r["ratio_vs_gluoncv"] - r["latency_ms"] / same_batch[variants[-1]]) < 1e-9
+        # ONNX Runtime's rows against its FP32 form, MXNet's against fp32
+        own = same_batch[own_fp32.get(r["variant"], "onnxruntime")]
+        assert abs(r["ratio_vs_runtime_fp32"] - r["latency_ms"] / own) < 1e-9
     assert rows[0]["model"] == "full-connect-pre-act x0.25 at 32"
     assert rows[-1]["model"] == "gluoncv mobilenet0.25"
+
+
+def test_a_newly_registered_form_gets_an_infer_row(capsys, monkeypatch):
+    """The infer section's rows come from the form registry: a form registered with a
+    runtime is derived from the benchmark's network and timed, a form without none."""
+    from conftest import call_tool
+    from mobilenet_skip.deploy import forms
+    from mobilenet_skip.deploy.onnx import export_onnx
+    derived = []
+
+    def derive(base, out, options):
+        derived.append(out)
+        return export_onnx(base.graph, base.info, out)
+    monkeypatch.setitem(forms.FORMS, "onnx-copy", forms.Form(
+        "onnx-copy", None, ".copy.onnx", "a copy", derive=derive, runtime="onnxruntime"))
+    monkeypatch.setitem(forms.FORMS, "notes", forms.Form(
+        "notes", None, ".txt", "no runtime", derive=lambda *a: pytest.fail("derived")))
+    code, out, err = call_tool(capsys, "benchmark", *TINY_INFER)
+    assert code == 0, err
+    rows = json.loads(out)["infer"]
+    assert [r["variant"] for r in rows if r["batch"] == 1][3:6] == [
+        "onnxruntime", "onnxruntime-int8", "onnxruntime-copy"]
+    assert len(derived) == 1 and derived[0].endswith("plain.copy.onnx")
+    assert not any(r["variant"].startswith("notes") for r in rows)
 
 
 TINY_TRAIN = ["--multiplier", "0.25", "--input-size", "32", "--batch-size", "4", "--steps", "1",

@@ -10,6 +10,7 @@ import pytest
 from mobilenet_skip.bench import study as compare
 
 from conftest import TOOLS
+from test_fashion import write_idx
 
 NAMES = ["mobilenet", "simple-connect", "full-connect", "simple-connect-pre-act",
          "full-connect-pre-act"]
@@ -19,16 +20,16 @@ NAMES = ["mobilenet", "simple-connect", "full-connect", "simple-connect-pre-act"
 def test_quick_study_writes_csv_table_and_plot(tmp_path):
     out = tmp_path / "study"
     res = subprocess.run([sys.executable, os.path.join(TOOLS, "compare_variants.py"), "--quick",
-                          "--seeds", "1", "--epochs", "1", "--out", str(out)],
-                         capture_output=True, text=True)
+                          "--seeds", "1", "--epochs", "1", "--out", str(out),
+                          "--no-gradient-flow"], capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    with open(str(out / "compare.csv")) as f:
+    with open(str(out / "study.csv")) as f:
         rows = list(csv.DictReader(f))
     assert sorted(r["variant"] for r in rows) == sorted(NAMES)  # one epoch, one seed each
     assert all(0 <= float(r["val_top1"]) <= 1 and float(r["train_loss"]) > 0 for r in rows)
-    table = (out / "compare.md").read_text().strip().splitlines()
+    table = (out / "study.md").read_text().strip().splitlines()
     assert [l.split("|")[2].strip() for l in table[2:]] == NAMES
-    with open(str(out / "compare.png"), "rb") as f:
+    with open(str(out / "curves.png"), "rb") as f:
         assert f.read(8) == b"\x89PNG\r\n\x1a\n"
     assert "| base lr | variant |" in res.stdout
 
@@ -39,12 +40,12 @@ def test_quick_study_writes_csv_table_and_plot(tmp_path):
     weights = sorted((out / "runs" / "mobilenet-lr0.1-seed0").glob("*.params"))
     stamps = [w.stat().st_mtime_ns for w in weights]
     again = subprocess.run([sys.executable, os.path.join(TOOLS, "compare_variants.py"), "--quick",
-                            "--seeds", "1", "--epochs", "1", "--out", str(out)],
-                           capture_output=True, text=True)
+                            "--seeds", "1", "--epochs", "1", "--out", str(out),
+                            "--no-gradient-flow"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
     assert again.stdout.count("reused, finished earlier") == len(NAMES)
     assert [w.stat().st_mtime_ns for w in weights] == stamps
-    with open(str(out / "compare.csv")) as f:
+    with open(str(out / "study.csv")) as f:
         assert list(csv.DictReader(f)) == rows
 
 
@@ -79,6 +80,69 @@ def test_summary_statistics_and_convergence_epoch():
     assert by_name["full-connect"]["epochs_to_loss_mean"] == 2
     table = compare.markdown_table(compare.summarise(rows, 1.0), 1.0)
     assert "(1 of 2 seeds)" in table and "70.00 ± 14.14" in table
+    # full-connect vs mobilenet: +26 points, Welch interval from the two seeds each
+    diff, low, high = compare.welch_interval([0.95, 0.97], [0.6, 0.8])
+    assert diff == pytest.approx(0.26) and low < 0.26 < high
+    assert by_name["full-connect"]["diff_mean"] == pytest.approx(0.26)
+    assert "+26.00 [%+.2f, %+.2f]" % (low * 100, high * 100) in table
+
+
+def test_welch_interval_matches_the_textbook_and_decides_shown():
+    # b has no spread: se = sqrt(var(a)/3) = sqrt(1/3), Welch dof = 2, t(0.975, 2) = 4.3027
+    diff, low, high = compare.welch_interval([1, 2, 3], [0, 0, 0])
+    assert diff == 2 and high - diff == pytest.approx(4.302653 * (1 / 3) ** 0.5, rel=1e-5)
+    assert low < 0  # not shown: the interval holds 0
+    diff, low, high = compare.welch_interval([0.90, 0.91, 0.92], [0.80, 0.81, 0.80])
+    assert low > 0  # shown
+    assert compare.welch_interval([0.9], [0.8])[1] != compare.welch_interval([0.9], [0.8])[1]
+    rows = sum((_rows(variant, seed, [1.0], [top1]) for variant, tops in
+                (("mobilenet", (0.80, 0.81, 0.80)), ("full-connect", (0.90, 0.91, 0.92)))
+                for seed, top1 in enumerate(tops)), [])
+    summary = compare.summarise(rows, 1.0)
+    assert "shown" in compare.markdown_table(summary, 1.0)
+
+
+@pytest.mark.slow
+def test_quick_study_on_fashion_shaped_data(tmp_path):
+    """The whole study on a tiny Fashion-MNIST-shaped IDX set the test writes: packing,
+    two variants x two seeds, the table with intervals, all plots, gradient flow, and
+    --report-only redrawing the same table from the CSV."""
+    import numpy as np
+    idx = tmp_path / "idx"
+    idx.mkdir()
+    rng = np.random.RandomState(0)
+    write_idx(str(idx), "train", 12, rng)
+    write_idx(str(idx), "val", 4, rng)
+    out = tmp_path / "study"
+    tool = os.path.join(TOOLS, "compare_variants.py")
+    args = [sys.executable, tool, "--quick", "--data", "fashion", "--idx-dir", str(idx),
+            "--per-class", "10", "--epochs", "1", "--seeds", "2", "--variants",
+            "mobilenet,full-connect-pre-act", "--out", str(out)]
+    res = subprocess.run(args, capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "100 train images (10 per class), 40 val images" in res.stdout
+    rows = compare.read_rows(str(out / "study.csv"))
+    assert sorted((r["variant"], r["seed"]) for r in rows) == [
+        ("full-connect-pre-act", 0), ("full-connect-pre-act", 1), ("mobilenet", 0),
+        ("mobilenet", 1)]
+    table = (out / "study.md").read_text()
+    line = [l for l in table.splitlines() if "| full-connect-pre-act |" in l][0]
+    assert line.rstrip().endswith("|") and "[" in line.split("|")[-2]  # its 95% interval
+    for png in ("curves.png", "lr.png", "gradflow.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    flow = compare_gradflow_rows(out)
+    assert len(flow) == 2 * 2 * 13
+    assert all(r["grad_norm"] > 0 and r["grad_norm"] < float("inf") for r in flow)
+    (out / "study.md").unlink()
+    again = subprocess.run(args + ["--report-only"], capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr[-2000:]
+    assert (out / "study.md").read_text() == table
+    assert "study:" not in again.stdout  # nothing trained
+
+
+def compare_gradflow_rows(out):
+    from mobilenet_skip.bench import gradflow
+    return gradflow.read_rows(str(out / "gradflow.csv"))
 
 
 @pytest.mark.slow

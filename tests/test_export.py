@@ -4,6 +4,9 @@ import json
 import os
 import re
 import shutil
+import subprocess
+import sys
+from collections import Counter
 
 import mxnet as mx
 import numpy as np
@@ -16,7 +19,7 @@ from mobilenet_skip.deploy import onnx as onnx_form
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.models import get_model
 
-from conftest import DEMO_EPOCHS, call_tool, run_tool, tool_module
+from conftest import DEMO_EPOCHS, ROOT, TOOLS, call_tool, run_tool, tool_module
 
 
 @pytest.fixture(scope="module")
@@ -24,7 +27,8 @@ def deployed(demo_run, tmp_path_factory):
     """export_model.py on the last demo epoch: every form, evaluated on the demo val set."""
     out = os.path.join(str(tmp_path_factory.mktemp("deploy")), "digits")
     res = run_tool("export_model", "--save-dir", demo_run.save_dir, "--epoch", str(DEMO_EPOCHS),
-                   "--output", out, "--fused", "--int8", "--onnx", "--eval-rec", demo_run.val_rec)
+                   "--output", out, "--fused", "--int8", "--onnx", "--onnx-int8",
+                   "--eval-rec", demo_run.val_rec)
     assert res.returncode == 0, res.stderr
     return out, res.stdout
 
@@ -192,6 +196,86 @@ def test_onnx_eval_input_errors(demo_run, deployed, capsys):
             (["--onnx", onnx_file, "--runtime", "mxnet"], "runs in ONNX Runtime")]:
         err = _one_line_error(capsys, "eval_imagenet", argv + ["--rec-val", demo_run.val_rec])
         assert words in err, (argv, err)
+
+
+def _onnx_ops(path):
+    import onnx
+    return Counter(n.op_type for n in onnx.load(path).graph.node)
+
+
+def test_onnx_int8_scores_like_fp32_and_describes_itself_as_int8_does(demo_run, deployed):
+    """export_model.py --onnx-int8 on the demo: an ONNX Runtime INT8 file whose metadata
+    carries the MXNet INT8 sidecar's calibration entries, which --eval-rec scores beside
+    FP32 (>= 99% the same class) and eval_imagenet.py --runtime onnxruntime scores alike."""
+    out, stdout = deployed
+    path = out + "-int8.onnx"
+    ops = _onnx_ops(path)
+    assert ops["QLinearConv"] >= 20 and ops["QuantizeLinear"] > 0 and "Conv" not in ops
+    assert _onnx_ops(out + ".onnx")["Conv"] == ops["QLinearConv"]  # every conv quantized
+    mx_side = artifact.read_info(out + "-int8")
+    side = onnx_form.read_onnx_info(path)
+    for key in ("kind", "derived_from", "calib_rec", "calib_mode", "calib_images",
+                "fp32_layers", "variant", "multiplier", "classes", "input_size"):
+        assert side[key] == mx_side[key], key
+    assert side["calib_images"] == 320 and side["quant_format"] == "qoperator"
+    assert os.path.getsize(path) < 0.4 * os.path.getsize(out + ".onnx")  # weights stored int8
+    assert "wrote onnx-int8 %s (qoperator, weights per channel, from ONNX opset 13)" % path \
+        in stdout
+    assert re.search(r"^onnx-int8 latency: [\d.]+ ms vs ONNX FP32 [\d.]+ ms", stdout, re.M)
+    assert "onnx-int8 file size: %.2f MB vs ONNX FP32 %.2f MB" % (
+        os.path.getsize(path) / 1e6, os.path.getsize(out + ".onnx") / 1e6) in stdout
+    fp32 = scoring.evaluate_export(out, demo_run.val_rec, keep_logits=True)
+    int8 = scoring.evaluate_onnx(path, demo_run.val_rec, keep_logits=True)
+    agree = (fp32["logits"].argmax(1) == int8["logits"].argmax(1)).mean()
+    assert agree >= 0.99 and np.abs(int8["logits"] - fp32["logits"]).max() > 1e-4
+    line = next(ln for ln in stdout.splitlines() if ln.startswith("onnx-int8 top-1"))
+    assert "top-1 %.4f" % int8["top1"] in line and "%.1f%%" % (100 * agree) in line
+    res = run_tool("eval_imagenet", "--runtime", "onnxruntime", "--onnx", path,
+                   "--rec-val", demo_run.val_rec, "--json")
+    assert res.returncode == 0, res.stderr
+    got = json.loads(res.stdout)
+    assert (got["top1"], got["images"]) == (int8["top1"], 359)
+
+
+def test_onnx_int8_of_a_tiny_export_keeps_its_ends_or_writes_qdq(demo_run, tmp_path):
+    """A 0.25-width 32-px export calibrated on 16 demo digits: --int8-keep-ends leaves the
+    first conv and the classifier FP32 (by name), and qdq writes Q/DQ pairs around float
+    convs instead of QLinearConv."""
+    net = randomise_bn(get_model("full-connect-pre-act", 0.25, classes=10), 32)
+    prefix = str(tmp_path / "tiny")
+    artifact.export_network(net, prefix, 32)
+    calib = dict(calib_rec=demo_run.train_rec, calib_batches=1, batch_size=16)
+    kept = _derive(prefix, "onnx-int8", prefix + "-q.onnx", int8_keep_ends=True, **calib)
+    qdq = _derive(prefix, "onnx-int8", prefix + "-qdq.onnx", onnx_int8_format="qdq", **calib)
+    import onnx
+    nodes = {n.name: n.op_type for n in onnx.load(kept).graph.node}
+    side = onnx_form.read_onnx_info(kept)
+    assert side["calib_images"] == 16 and len(side["fp32_layers"]) == 2
+    assert [nodes[name] for name in side["fp32_layers"]] == ["Conv", "Gemm"]
+    assert Counter(nodes.values())["QLinearConv"] == 32 - 1
+    ops = _onnx_ops(qdq)
+    assert ops["Conv"] == 32 and "QLinearConv" not in ops
+    assert ops["QuantizeLinear"] > 0 and ops["DequantizeLinear"] >= 32
+    assert onnx_form.read_onnx_info(qdq)["quant_format"] == "qdq"
+
+
+def test_onnx_int8_without_ml_dtypes_is_one_line_naming_the_pinned_pip_command(demo_run,
+                                                                                 tmp_path):
+    """ml_dtypes (which onnxruntime.quantization imports) missing: one line with the pip
+    command of requirements/test.txt's pin, and nothing written."""
+    out = str(tmp_path / "m")
+    code = ("import runpy, sys; sys.modules['ml_dtypes'] = None; sys.path.insert(0, %r); "
+            "sys.argv = ['export_model.py', '--prefix', %r, '--output', %r, '--onnx-int8']; "
+            "runpy.run_path(%r, run_name='__main__')"
+            % (TOOLS, demo_run.prefix, out, os.path.join(TOOLS, "export_model.py")))
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    with open(os.path.join(ROOT, "requirements", "test.txt")) as f:
+        pin = next(ln.strip() for ln in f if ln.startswith("ml_dtypes=="))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr == ("error: --onnx-int8 needs ml_dtypes, which ONNX Runtime's "
+                          "quantisation imports: pip install %s\n" % pin)
+    assert os.listdir(str(tmp_path)) == []
 
 
 def test_int8_summary_says_what_it_buys_and_what_not(deployed):

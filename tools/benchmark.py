@@ -3,15 +3,17 @@
 
   benchmark.py data     ImageRecordIter (C++) vs gluon DataLoader (Python) img/s,
                         train and val augmentation, over the same .rec
-  benchmark.py infer    latency of one model (--model, --multiplier) exported as plain
-                        FP32, fused FP32, INT8 and ONNX (run by ONNX Runtime), at batch 1
-                        and --batch-size, beside gluoncv's mobilenet as the reference
+  benchmark.py infer    latency of one model (--model, --multiplier) in every registered
+                        deployment form that a runtime runs (FP32, fused FP32 and INT8
+                        in MXNet; FP32 and INT8 ONNX in ONNX Runtime), at batch 1 and
+                        --batch-size, beside gluoncv's mobilenet as the reference
 
 --json for infer gives a list of rows {variant, batch, model, latency_ms (median ms
-per forward), ratio_vs_fp32, ratio_vs_gluoncv (latency / the same batch's fp32 or
-gluoncv latency)}. variant is fp32, fused, int8, onnxruntime,
-onnxruntime-weights-as-inputs (the ONNX file before its weights leave the graph
-inputs) or the gluoncv reference.
+per forward), ratio_vs_fp32, ratio_vs_runtime_fp32, ratio_vs_gluoncv (latency / the
+same batch's fp32, FP32 form in the same runtime, or gluoncv latency)}. variant is a
+form's name in MXNet (fp32, fused, int8), the runtime's name with the form's qualifiers
+in ONNX Runtime (onnxruntime, onnxruntime-int8), onnxruntime-weights-as-inputs (the
+ONNX file before its weights leave the graph inputs) or the gluoncv reference.
 
 Each rate is the median of --repeats timed runs after --warmup untimed batches.
 --json prints one object keyed by section name instead of the tables.

@@ -1,5 +1,5 @@
 #!/usr/bin/env python
-"""Export trained weights for deployment: MXNet files, fused FP32, INT8 and ONNX.
+"""Export trained weights for deployment: MXNet files, fused FP32, INT8, ONNX and ONNX INT8.
 
   export_model.py --save-dir runs/demo --epoch 12 --output deploy/demo --fused --int8 --onnx
   export_model.py --params m-0090.params --model full-connect-pre-act --output deploy/m
@@ -11,11 +11,14 @@ Under --output PREFIX it writes:
   PREFIX-fused-*      (--fused)           conv+BN(+ReLU)(+sum) fused by MXNet's MKLDNN backend
   PREFIX-int8-*       (--int8)            INT8, calibrated on --calib-batches of --calib-rec
   PREFIX.onnx         (--onnx)            ONNX opset 13 (IR 7), weights as initializers, any batch
+  PREFIX-int8.onnx    (--onnx-int8)       ONNX Runtime's static INT8 of it, calibrated as --int8
 --output DIR/ (or an existing folder) means DIR/<model>. PREFIX, PREFIX-fused and
-PREFIX-int8 are each complete exports for tools/predict.py and tools/eval_imagenet.py.
+PREFIX-int8 are each complete exports for tools/predict.py and tools/eval_imagenet.py;
+the .onnx files run with eval_imagenet.py --runtime onnxruntime --onnx FILE.
 With --int8 it reports INT8's measured latency against FP32 and its file size (the
-same: MXNet 1.9 keeps the conv weights FP32 on disk). --eval-rec then reports each
-form's top-1 on a .rec and how often INT8 picks the same class as FP32.
+same: MXNet 1.9 keeps the conv weights FP32 on disk); with --onnx-int8 the same against
+the FP32 ONNX file in ONNX Runtime. --eval-rec then reports each form's top-1 on a .rec
+and how often it picks the same class as FP32.
 """
 import argparse
 
@@ -50,13 +53,13 @@ def main(argv=None):
         files = [out] if form.kind is None else list(export_paths(out)) + [sidecar_path(out)]
         note = form.resolved("note")(args) if form.note else ""
         print("wrote %-6s %s%s" % (name, "  ".join(files), note))
-    if "int8" in written:
-        from mobilenet_skip.deploy.int8_report import format_int8_report, int8_report
-        print(format_int8_report(int8_report(written["fp32"], written["int8"])))
+    from mobilenet_skip.deploy.int8_report import form_reports
+    for text in form_reports(written, args):
+        print(text)
     if args.eval_rec:
         from mobilenet_skip.deploy.scoring import compare_exports
-        rows = compare_exports({k: v for k, v in written.items() if FORMS[k].kind},
-                               args.eval_rec, args.batch_size)
+        rows = compare_exports({k: (FORMS[k].runtime, v) for k, v in written.items()
+                                if FORMS[k].runtime}, args.eval_rec, args.batch_size)
         print("on %s (%d images, single centre crop):" % (args.eval_rec, rows[0]["images"]))
         for r in rows:
             print("%-6s top-1 %.4f  top-5 %.4f%s" % (

@@ -5,9 +5,11 @@ own process and save directory; the study reads each run's ``metrics.csv`` (thro
 :class:`~mobilenet_skip.train.rundir.RunDir`). A run
 that finished leaves ``study-run.json`` with its command line, so a study that was
 killed resumes where it stopped instead of retraining finished runs. The
-summary gives mean and sample standard deviation over seeds of the final val top-1,
-and the first epoch at which the train loss falls below a fixed level (the
-convergence speed the paper talks about).
+summary gives, for each base lr, the mean and sample standard deviation over seeds of
+the final and best val top-1, the first epoch at which the train loss falls below a
+fixed level (the convergence speed the paper talks about), and each skip variant's
+difference to plain MobileNet with a 95% confidence interval over seeds (Welch's t):
+a difference counts as shown only where that interval excludes 0.
 """
 import json
 import os
@@ -23,12 +25,15 @@ from ..models import list_models
 from ..utils.plots import finish_figure
 from ..train.rundir import RunDir
 
-__all__ = ["run_study", "summarise", "markdown_table", "plot_study", "COLUMNS"]
+__all__ = ["run_study", "summarise", "markdown_table", "plot_study", "plot_lr", "read_rows",
+           "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]
 
 MARKER = "study-run.json"
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
            "val_top5")
 TRAIN_TOOL = checkout_path("tools", "train_imagenet.py")
+PLAIN = "mobilenet"  # what every skip variant is compared with
+OUTPUTS = {"csv": "study.csv", "table": "study.md", "curves": "curves.png", "lr": "lr.png"}
 
 
 def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0, 1, 2),
@@ -121,11 +126,36 @@ def summarise(rows, loss_level):
             "epochs": mine[0][-1]["epoch"], "val_top1_mean": top1, "val_top1_std": top1_std,
             "best_val_top1_mean": _mean_std([max(r["val_top1"] for r in run)
                                              for run in mine])[0],
+            "best_val_top1_std": _mean_std([max(r["val_top1"] for r in run)
+                                            for run in mine])[1],
             "final_train_loss_mean": _mean_std([run[-1]["train_loss"] for run in mine])[0],
             "epochs_to_loss_mean": _mean_std(reached)[0] if reached else None,
             "epochs_to_loss_std": _mean_std(reached)[1] if reached else None,
-            "reached_loss": len(reached)})
+            "reached_loss": len(reached), "finals": finals})
+    plain = {s["base_lr"]: s["finals"] for s in summary if s["variant"] == PLAIN}
+    for s in summary:
+        interval = (welch_interval(s["finals"], plain[s["base_lr"]])
+                    if s["variant"] != PLAIN and s["base_lr"] in plain else None)
+        s["diff_mean"], s["diff_low"], s["diff_high"] = interval or (None, None, None)
     return summary
+
+
+def welch_interval(a, b, level=0.95):
+    """Mean of ``a`` minus mean of ``b`` with its ``level`` confidence interval (Welch's t,
+    unequal variances); ``(diff, nan, nan)`` when either side has fewer than 2 values."""
+    from scipy import stats
+
+    a, b = np.asarray(a, float), np.asarray(b, float)
+    diff = float(a.mean() - b.mean())
+    if len(a) < 2 or len(b) < 2:
+        return diff, float("nan"), float("nan")
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    se = np.sqrt(va + vb)
+    if se == 0:
+        return diff, diff, diff
+    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
+    half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
+    return diff, diff - half, diff + half
 
 
 def _pm(mean, std, scale=1.0, digits=2):
@@ -139,16 +169,30 @@ def _pm(mean, std, scale=1.0, digits=2):
 def markdown_table(summary, loss_level):
     """The study's result as a markdown table (val top-1 in percent)."""
     lines = ["| base lr | variant | seeds | final val top-1 (%%) | best val top-1 (%%) | final "
-             "train loss | epochs to train loss ≤ %g |" % loss_level,
-             "|---|---|---|---|---|---|---|"]
+             "train loss | epochs to train loss ≤ %g | final vs %s, points (95%% CI) |"
+             % (loss_level, PLAIN),
+             "|---|---|---|---|---|---|---|---|"]
     for s in summary:
         reach = _pm(s["epochs_to_loss_mean"], s["epochs_to_loss_std"], digits=1)
         if s["reached_loss"] < s["seeds"]:
             reach += " (%d of %d seeds)" % (s["reached_loss"], s["seeds"])
-        lines.append("| %g | %s | %d | %s | %.2f | %.3f | %s |" % (
-            s["base_lr"], s["variant"], s["seeds"], _pm(s["val_top1_mean"], s["val_top1_std"], 100),
-            s["best_val_top1_mean"] * 100, s["final_train_loss_mean"], reach))
+        lines.append("| %g | %s | %d | %s | %s | %.3f | %s | %s |" % (
+            s["base_lr"], s["variant"], s["seeds"],
+            _pm(s["val_top1_mean"], s["val_top1_std"], 100),
+            _pm(s["best_val_top1_mean"], s["best_val_top1_std"], 100),
+            s["final_train_loss_mean"], reach, _difference(s)))
     return "\n".join(lines) + "\n"
+
+
+def _difference(s):
+    """'+0.53 [+0.12, +0.94] shown' (points), or '-' for plain MobileNet itself."""
+    if s["diff_mean"] is None:
+        return "-"
+    if s["diff_low"] != s["diff_low"]:  # NaN: one seed has no interval
+        return "%+.2f (one seed: no interval)" % (s["diff_mean"] * 100)
+    shown = s["diff_low"] > 0 or s["diff_high"] < 0
+    return "%+.2f [%+.2f, %+.2f]%s" % (s["diff_mean"] * 100, s["diff_low"] * 100,
+                                       s["diff_high"] * 100, " shown" if shown else "")
 
 
 def plot_study(rows, path, loss_level, title=None):
@@ -185,11 +229,52 @@ def plot_study(rows, path, loss_level, title=None):
     finish_figure(fig, path, title)
 
 
+def plot_lr(summary, path, title=None):
+    """Final val top-1 against the base lr, one line per variant with a ±1 std band over
+    seeds: where does one variant fail while another does not?"""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7.5, 4.8))
+    for variant in list(dict.fromkeys(s["variant"] for s in summary)):
+        mine = sorted((s for s in summary if s["variant"] == variant),
+                      key=lambda s: s["base_lr"])
+        lrs = [s["base_lr"] for s in mine]
+        mean = np.array([s["val_top1_mean"] for s in mine]) * 100
+        line, = ax.plot(lrs, mean, "o-", ms=4, label="%s (%d seeds)" % (variant, mine[0]["seeds"]))
+        std = np.array([s["val_top1_std"] for s in mine]) * 100
+        if np.isfinite(std).all():
+            ax.fill_between(lrs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+    ax.set_xscale("log")
+    ax.set_xlabel("base learning rate")
+    ax.set_ylabel("final val top-1 (%), mean ± 1 std over seeds")
+    ax.grid(alpha=0.3, which="both")
+    ax.legend(fontsize=8)
+    finish_figure(fig, path, title)
+
+
+def read_rows(path):
+    """The rows of a study CSV written by :func:`write_outputs`, typed."""
+    import csv
+
+    with open(path) as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        row["base_lr"], row["seed"], row["epoch"] = (float(row["base_lr"]), int(row["seed"]),
+                                                     int(row["epoch"]))
+        for key in COLUMNS[4:]:
+            row[key] = float(row[key])
+    return rows
+
+
 def write_outputs(rows, out_dir, loss_level, title=None):
-    """compare.csv, compare.md and compare.png in ``out_dir``; returns their paths."""
-    paths = [os.path.join(out_dir, "compare." + ext) for ext in ("csv", "md", "png")]
-    atomic_save_csv(paths[0], COLUMNS, rows)
+    """:data:`OUTPUTS` in ``out_dir``, everything from ``rows`` (the CSV's content);
+    returns their paths and the summary."""
+    paths = {key: os.path.join(out_dir, name) for key, name in OUTPUTS.items()}
+    atomic_save_csv(paths["csv"], COLUMNS, rows)
     summary = summarise(rows, loss_level)
-    atomic_save(paths[1], markdown_table(summary, loss_level))
-    plot_study(rows, paths[2], loss_level, title)
+    atomic_save(paths["table"], markdown_table(summary, loss_level))
+    plot_study(rows, paths["curves"], loss_level, title)
+    plot_lr(summary, paths["lr"], title)
     return paths, summary

@@ -14,7 +14,8 @@ import numpy as np
 from ..errors import UserError
 from ..recordio import make_list, pack
 
-__all__ = ["make_demo_data", "pack_demo_data", "CLASS_NAMES", "MARKER"]
+__all__ = ["make_demo_data", "pack_demo_data", "pack_splits", "prepare_output", "CLASS_NAMES",
+           "MARKER"]
 
 CLASS_NAMES = ["digit_%d" % d for d in range(10)]  # sort in class order, as im2rec labels them
 MARKER = "DEMO_DATA.txt"  # marks a folder as ours, so a re-run may replace it
@@ -31,18 +32,19 @@ def _load_digits():
     return digits.images, digits.target
 
 
-def _prepare(out_dir):
-    """Make ``out_dir`` ready, refusing to replace train/ or val/ that are not ours."""
+def prepare_output(out_dir, marker, writer):
+    """Make ``out_dir`` ready for an image set, refusing to replace train/ or val/ that
+    ``writer`` did not write (it leaves ``marker`` beside them)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
-        raise UserError("%s is a file; give a folder for the demo images" % out_dir)
-    ours = os.path.isfile(os.path.join(out_dir, MARKER))
+        raise UserError("%s is a file; give a folder for the images" % out_dir)
+    ours = os.path.isfile(os.path.join(out_dir, marker))
     for split in ("train", "val"):
         path = os.path.join(out_dir, split)
         if not os.path.lexists(path) or (os.path.isdir(path) and not os.listdir(path)):
             continue
         if not ours or not os.path.isdir(path):
-            raise UserError("%s already exists and was not written by make_demo_data; "
-                            "remove it or choose another OUT_DIR" % path)
+            raise UserError("%s already exists and was not written by %s; "
+                            "remove it or choose another OUT_DIR" % (path, writer))
         shutil.rmtree(path)
     try:
         os.makedirs(out_dir, exist_ok=True)
@@ -80,7 +82,7 @@ def make_demo_data(out_dir, size=64, val_fraction=0.2, quality=95):
     if not 0 < val_fraction < 1:
         raise UserError("--val-fraction must be between 0 and 1, got %r" % (val_fraction,))
     images, labels = _load_digits()
-    _prepare(out_dir)
+    prepare_output(out_dir, MARKER, "make_demo_data")
     rng = np.random.RandomState(_SPLIT_SEED)
     is_val = np.zeros(len(labels), bool)
     for digit in range(len(CLASS_NAMES)):
@@ -117,6 +119,12 @@ def pack_demo_data(folder, size=64, splits=("train", "val"), num_thread=1):
     """
     images = os.path.join(folder, "images")
     make_demo_data(images, size=size)
+    return pack_splits(images, folder, splits, num_thread)
+
+
+def pack_splits(images, folder, splits=("train", "val"), num_thread=1):
+    """Pack ``images/<split>`` (an ImageNet-style folder) as ``folder/<split>.rec`` for each
+    split, quietly, as tools/im2rec.py would; returns the ``.rec`` paths."""
     recs = []
     for split in splits:
         prefix = os.path.join(folder, split)

@@ -1,6 +1,6 @@
 """Writing the deployment forms of :data:`~.registry.FORMS`: plain FP32, fused FP32, INT8,
-ONNX, each derived in memory from the FP32 graph (:class:`~.artifact.Graph`) that the
-source's weights give, so nothing is re-read from disk.
+ONNX and ONNX Runtime INT8, each derived in memory from the FP32 graph
+(:class:`~.artifact.Graph`) that the source's weights give, so nothing is re-read from disk.
 
 The registry itself (:class:`~.registry.Form`, :func:`~.registry.register`) lives in
 :mod:`.registry`, which the readers import too; it is re-exported here. Adding a form
@@ -18,14 +18,14 @@ from collections import namedtuple
 
 from ..errors import UserError
 from ..utils.fs import writable_dir
-from . import int8, onnx
+from . import int8, onnx, ort_int8
 from .artifact import graph_of, write_graph
 from .mkldnn import fuse, require_mkldnn
-from .registry import FORMS, Form, register
+from .registry import FORMS, RUNTIMES, Form, register
 from .source import output_prefix
 
-__all__ = ["Form", "Base", "FORMS", "register", "add_form_arguments", "form_options", "selected",
-           "deploy", "derived_info", "write_derived"]
+__all__ = ["Form", "Base", "FORMS", "RUNTIMES", "register", "add_form_arguments", "form_options",
+           "selected", "deploy", "derived_info", "write_derived"]
 
 Base = namedtuple("Base", ["prefix", "graph", "info", "synsets"])
 Base.__doc__ = ("The plain FP32 export every form derives from: its prefix, Graph, sidecar "
@@ -142,9 +142,8 @@ def check_int8(source, options):
 
 
 def derive_int8(base, out, options):
-    images = int8.calibration_images(options.calib_rec, base.info, options.calib_batches,
-                                     options.batch_size)
-    info = derived_info(base, "int8", calib_rec=os.path.abspath(options.calib_rec))
+    images, rec = int8.calibration_for(base.info, options)
+    info = derived_info(base, "int8", calib_rec=rec)
     int8.export_int8(base.graph, info, out, images, options.calib_mode,
                      options.int8_keep_ends, base.synsets)
     return out
@@ -161,3 +160,11 @@ def derive_onnx(base, out, options):
 def onnx_note(options):
     return " (ONNX opset %d, IR version %d)" % (options.onnx_opset,
                                                 onnx.onnx_ir_version(options.onnx_opset))
+
+
+def derive_onnx_int8(base, out, options):
+    images, rec = int8.calibration_for(base.info, options)
+    return ort_int8.export_onnx_int8(
+        base.graph, derived_info(base, "int8", calib_rec=rec), out, images,
+        options.calib_mode, options.int8_keep_ends, options.onnx_int8_format,
+        options.onnx_opset, options.batch_size)

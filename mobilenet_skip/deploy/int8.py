@@ -13,7 +13,8 @@ from .artifact import Graph, write_graph
 from .mkldnn import require_mkldnn
 from .runtime import val_config
 
-__all__ = ["calibration_images", "export_int8", "add_arguments", "check", "CALIB_MIN_IMAGES"]
+__all__ = ["calibration_images", "calibration_for", "export_int8", "add_arguments", "check",
+           "CALIB_MIN_IMAGES", "CALIB_MODES"]
 
 CALIB_MIN_IMAGES = 32  # fewer and a layer's min/max rests on a handful of images
 CALIB_MODES = ("naive", "entropy")
@@ -34,17 +35,17 @@ def add_arguments(parser):
                    help="keep the first conv and the classifier in FP32")
 
 
-def check(source, options):
+def check(source, options, flag="--int8"):
     """Refuse calibration settings that read nothing before any file is written; default
-    ``options.calib_rec`` to the run's training ``.rec``."""
+    ``options.calib_rec`` to the run's training ``.rec``. ``flag`` names the form asking."""
     if options.calib_batches < 1:  # a value error first: it needs no file to be refused
         _check_counts(options.calib_batches, options.batch_size)
     if not options.calib_rec:
         rec = source.config.get("rec_train")
         if not rec or not os.path.isfile(rec):
-            raise UserError("--int8 needs --calib-rec: a .rec of training images to "
+            raise UserError("%s needs --calib-rec: a .rec of training images to "
                             "calibrate on (not the images you will evaluate on)%s"
-                            % ("; the run's %s is gone" % rec if rec else ""))
+                            % (flag, "; the run's %s is gone" % rec if rec else ""))
         options.calib_rec = rec
     _check_counts(options.calib_batches, options.batch_size)
     images = min(data.check_record(options.calib_rec),
@@ -90,6 +91,22 @@ def calibration_images(rec, info, batches, batch_size=32):
         n = batch.data[0].shape[0] - batch.pad
         images.append(batch.data[0][:n].as_in_context(mx.cpu()))
     return mx.nd.concat(*images, dim=0)
+
+
+def calibration_for(info, options):
+    """``(images, rec)``: what an INT8 form calibrates on, from its options.
+
+    ``options.calib_images`` (set in code, e.g. by the benchmark's synthetic images)
+    wins, with ``rec`` None; otherwise :func:`calibration_images` of
+    ``options.calib_rec``, ``rec`` then being its absolute path. Kept in ``options``,
+    so that ``--int8 --onnx-int8`` read and decode the images once.
+    """
+    if getattr(options, "calibration", None) is None:
+        images = getattr(options, "calib_images", None)
+        options.calibration = (images, None) if images is not None else (
+            calibration_images(options.calib_rec, info, options.calib_batches,
+                               options.batch_size), os.path.abspath(options.calib_rec))
+    return options.calibration
 
 
 def _end_layers(sym):

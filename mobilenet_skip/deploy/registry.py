@@ -4,8 +4,10 @@ A form is a :class:`Form`: its name (and ``--NAME`` flag of ``tools/export_model
 the sidecar ``kind`` it writes (None: not an export MXNet loads back, such as ONNX),
 the suffix of its output after the export prefix, the flag's help (None: always
 written), ``add_arguments(parser)`` for its own options, ``check(source, options)``
-run before any file is written, ``derive(base, out, options)`` writing it and
-``note(options)``, text after its "wrote" line.
+run before any file is written, ``derive(base, out, options)`` writing it,
+``note(options)``, text after its "wrote" line, and ``runtime``, what runs what it
+writes (a key of :data:`RUNTIMES`; None: nothing here): the benchmark times, and
+``export_model.py --eval-rec`` scores, every form that names one.
 
 This module imports nothing heavy, so that ``tools/predict.py``,
 ``tools/eval_imagenet.py`` and the benchmark know every loadable kind
@@ -19,15 +21,19 @@ every reader sees its kind.
 import importlib
 from collections import namedtuple
 
-__all__ = ["Form", "FORMS", "register", "kinds"]
+__all__ = ["Form", "FORMS", "RUNTIMES", "register", "kinds"]
 
-_FIELDS = ["name", "kind", "suffix", "help", "add_arguments", "check", "derive", "note"]
+_FIELDS = ["name", "kind", "suffix", "help", "add_arguments", "check", "derive", "note",
+           "runtime"]
+# What runs a form's output: MXNet loads an export prefix, ONNX Runtime an .onnx file.
+RUNTIMES = ("mxnet", "onnxruntime")
 
 
 class Form(namedtuple("Form", _FIELDS)):
     """A deployment form: name (its --NAME flag), sidecar kind (None: not an MXNet export),
     output suffix, flag help (None: always written), add_arguments, check, derive and
-    note(options), each a callable, a ``"module:function"`` string or None."""
+    note(options), each a callable, a ``"module:function"`` string or None; and runtime, a
+    key of RUNTIMES (None: nothing here runs it)."""
     __slots__ = ()
 
     def resolved(self, field):
@@ -40,13 +46,16 @@ class Form(namedtuple("Form", _FIELDS)):
         return value
 
 
-Form.__new__.__defaults__ = (None,) * 5  # help, add_arguments, check, derive, note
+Form.__new__.__defaults__ = (None,) * 6  # help, add_arguments, check, derive, note, runtime
 
 FORMS = {}
 
 
 def register(form):
     """Make ``form`` one of :data:`FORMS` (its ``--NAME`` flag and its kind); returns it."""
+    if form.runtime not in (None,) + RUNTIMES:
+        raise ValueError("form %s: runtime %r is none of %s" % (form.name, form.runtime,
+                                                              ", ".join(RUNTIMES)))
     FORMS[form.name] = form
     return form
 
@@ -56,10 +65,15 @@ def kinds():
     return {form.kind for form in FORMS.values() if form.kind}
 
 
-register(Form("fp32", "fp32", "", derive=".forms:derive_fp32"))
+register(Form("fp32", "fp32", "", derive=".forms:derive_fp32", runtime="mxnet"))
 register(Form("fused", "fused", "-fused", "also write PREFIX-fused",
-              check=".forms:check_fused", derive=".forms:derive_fused"))
+              check=".forms:check_fused", derive=".forms:derive_fused", runtime="mxnet"))
 register(Form("int8", "int8", "-int8", "also write PREFIX-int8", ".int8:add_arguments",
-              ".forms:check_int8", ".forms:derive_int8"))
+              ".forms:check_int8", ".forms:derive_int8", runtime="mxnet"))
 register(Form("onnx", None, ".onnx", "also write PREFIX.onnx", ".onnx:add_arguments",
-              ".forms:check_onnx", ".forms:derive_onnx", ".forms:onnx_note"))
+              ".forms:check_onnx", ".forms:derive_onnx", ".forms:onnx_note",
+              runtime="onnxruntime"))
+register(Form("onnx-int8", None, "-int8.onnx", "also write PREFIX-int8.onnx: ONNX Runtime's "
+              "static INT8 quantisation of PREFIX.onnx, calibrated as --int8 is",
+              ".ort_int8:add_arguments", ".ort_int8:check", ".forms:derive_onnx_int8",
+              ".ort_int8:note", runtime="onnxruntime"))

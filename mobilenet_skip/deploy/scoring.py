@@ -17,7 +17,7 @@ from .artifact import describe, read_info, sidecar_path
 from .loading import open_export
 from .runtime import ModuleNet, OnnxNet, val_config
 
-__all__ = ["evaluate_export", "evaluate_onnx", "compare_exports", "APIS"]
+__all__ = ["evaluate_export", "evaluate_onnx", "compare_exports", "APIS", "SCORERS"]
 
 APIS = ("symbolblock", "module")
 
@@ -46,6 +46,10 @@ class _Recorder(object):
         out = self.net(x)
         self.outputs.append(out.astype("float32"))  # a copy: a Module reuses its output
         return out
+
+    def logits(self):
+        """Every output so far as one NumPy array, in call order."""
+        return np.concatenate([o.asnumpy() for o in self.outputs])
 
 
 def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, input_size=None,
@@ -86,7 +90,7 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
     result["info"] = exported.info
     if keep_logits:
         # split_and_load cuts each batch into consecutive runs, one per device, in order
-        result["logits"] = np.concatenate([o.asnumpy() for o in net.outputs])
+        result["logits"] = net.logits()
     return result
 
 
@@ -103,7 +107,7 @@ def _onnx_info(path, input_size):
     return info
 
 
-def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
+def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_logits=False):
     """Single-centre-crop top-1/top-5 of an ONNX file in ONNX Runtime over a ``.rec``.
 
     The images come from the same validation iterator as :func:`evaluate_export` (the
@@ -115,7 +119,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
     -------
     dict
         As :func:`evaluate_export` (``top1``, ``top5``, ``images``, ``seconds``,
-        ``images_per_s``, ``info``).
+        ``images_per_s``, ``info`` and, with ``keep_logits``, ``logits``).
     """
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
@@ -135,31 +139,42 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None):
         else:
             raise UserError("%s takes %dx%d images but its description says %d; re-export it"
                             % (path, side, side, info["input_size"]))
+    if keep_logits:
+        net = _Recorder(net)
     result = evaluate(net, data.val_iter(val_config(info, rec, batch_size, threads)),
                       [mx.cpu()])
     result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
     result["info"] = info
+    if keep_logits:
+        result["logits"] = net.logits()
     return result
 
 
-def compare_exports(prefixes, rec, batch_size=32):
-    """Top-1 of several exports of one model over ``rec``, and their agreement.
+# How a form's output is scored, by the runtime that runs it (registry.RUNTIMES).
+SCORERS = {"mxnet": evaluate_export, "onnxruntime": evaluate_onnx}
+
+
+def compare_exports(outputs, rec, batch_size=32):
+    """Top-1 of several forms of one model over ``rec``, and their agreement.
 
     Parameters
     ----------
-    prefixes : dict
-        Name (``fp32``, ``fused``, ``int8``) to export prefix; the first is the reference.
+    outputs : dict
+        Name (``fp32``, ``int8``, ...) to ``(runtime, path)``: a key of :data:`SCORERS`
+        and an export prefix (``mxnet``) or an ONNX file (``onnxruntime``); the first is
+        the reference. A plain string is an MXNet export prefix.
 
     Returns
     -------
     list of dict
-        Per export: ``kind``, ``top1``, ``top5``, ``images``, ``agreement`` (share of
-        images whose top-1 class equals the reference's) and ``top1_drop``
+        Per form: ``kind`` (its name), ``top1``, ``top5``, ``images``, ``agreement``
+        (share of images whose top-1 class equals the reference's) and ``top1_drop``
         (reference top-1 minus this one).
     """
     rows, reference = [], None
-    for name, prefix in prefixes.items():
-        r = evaluate_export(prefix, rec, batch_size=batch_size, keep_logits=True)
+    for name, output in outputs.items():
+        runtime, path = ("mxnet", output) if isinstance(output, str) else output
+        r = SCORERS[runtime](path, rec, batch_size=batch_size, keep_logits=True)
         pred = r["logits"].argmax(axis=1)
         if reference is None:
             reference = {"pred": pred, "top1": r["top1"]}
