@@ -121,6 +121,24 @@ def test_flags_cover_every_key_and_override():
         parser.parse_args(["--learning-rate", "0.1"])
 
 
+def test_help_lists_the_registered_optimizers_lr_modes_and_models(monkeypatch, capsys):
+    """train_imagenet.py --help reads the registries when it is built: an optimizer, lr mode
+    or variant registered after import is listed beside the shipped ones."""
+    from mobilenet_skip import models
+    from mobilenet_skip.optim import rules
+    monkeypatch.setitem(rules.OPTIMIZERS, "toy-opt", rules.OPTIMIZERS["sgd"])
+    monkeypatch.setitem(rules.LR_MODES, "toy-mode", rules.LR_MODES["cosine"])
+    monkeypatch.setattr(models.registry, "VARIANTS", dict(models.VARIANTS))
+    models.register_variant("toy-variant", connect="full", preact=True)
+    monkeypatch.setenv("COLUMNS", "1000")  # no wrapping (argparse breaks lines at hyphens)
+    code, out, _ = call_tool(capsys, "train_imagenet", "--help")
+    text = " ".join(out.split())
+    assert code == 0
+    assert "--optimizer STR sgd | nag | rmsprop | toy-opt (rmsprop:" in text
+    assert "--lr-mode STR exponential | step | cosine | toy-mode (schema" in text
+    assert "full-connect-pre-act | toy-variant" in text
+
+
 def test_dump_round_trips(tmp_path):
     cfg = config.resolve(None, {"model": "mobilenet", "lr": 0.2})
     path = str(tmp_path / "config.yaml")

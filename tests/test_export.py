@@ -47,7 +47,7 @@ def _checkpoint_net(demo_run, epoch=DEMO_EPOCHS):
 def _derive(prefix, name, out, **options):
     """The registered form ``name`` derived from the export ``prefix``, written to ``out``."""
     base = forms.Base(prefix, loading.load_symbolic(prefix), artifact.read_info(prefix), None)
-    return forms.FORMS[name].derive(base, out, forms.form_options(**options))
+    return forms.FORMS[name].resolved("derive")(base, out, forms.form_options(**options))
 
 
 def _ops(prefix):

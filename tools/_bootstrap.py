@@ -22,6 +22,12 @@ if not {"OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"} & set(os.environ):
     if _cores:
         os.environ["OMP_NUM_THREADS"] = str(_cores)
 
+# Under an ASCII locale (LC_ALL=C with PYTHONUTF8=0) a print naming a class or file such as
+# café would die of UnicodeEncodeError; such names print escaped (caf\xe9) instead.
+for _stream in (sys.stdout, sys.stderr):
+    if (getattr(_stream, "encoding", None) or "").lower() in ("ascii", "ansi_x3.4-1968"):
+        _stream.reconfigure(errors="backslashreplace")
+
 import mobilenet_skip  # noqa: E402
 
 try:

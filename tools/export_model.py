@@ -51,7 +51,8 @@ def main(argv=None):
     for name, out in written.items():
         form = FORMS[name]
         files = [out] if form.kind is None else list(export_paths(out)) + [sidecar_path(out)]
-        print("wrote %-6s %s%s" % (name, "  ".join(files), form.note(args) if form.note else ""))
+        note = form.resolved("note")(args) if form.note else ""
+        print("wrote %-6s %s%s" % (name, "  ".join(files), note))
     from mobilenet_skip.deploy.int8_report import form_reports
     for text in form_reports(written, args):
         print(text)

@@ -66,7 +66,7 @@ def _ort_runner(path):
     return lambda x: session.run(None, {name: x.asnumpy()})
 
 
-# How a form's output is timed, by the runtime that runs it (deploy.forms.RUNTIMES).
+# How a form's output is timed, by the runtime that runs it (deploy.registry.RUNTIMES).
 RUNNERS = {"mxnet": _mxnet_runner, "onnxruntime": _ort_runner}
 
 
@@ -106,7 +106,7 @@ def _infer_variants(args, folder):
     variants = []
     for form in FORMS.values():
         if form.runtime:
-            out = form.derive(base, base.prefix + form.suffix, options)
+            out = form.resolved("derive")(base, base.prefix + form.suffix, options)
             variants.append((row_name(form), form.runtime, RUNNERS[form.runtime](out)))
     inputs = export_onnx(base.graph, base.info, base.prefix + "-inputs.onnx",
                          weights_as_inputs=True)

@@ -5,7 +5,7 @@ ones given, which :func:`mobilenet_skip.config.recipes.resolve` lays over the re
 """
 import argparse
 
-from .recipes import SCHEMA
+from .recipes import SCHEMA, key_help
 from ..errors import UserError
 from ..utils.values import parse_bool, parser_for
 
@@ -57,7 +57,8 @@ def add_flags(parser):
     accepted where they mean the same, and ``--help`` says where they differ.
     """
     group = parser.add_argument_group("recipe keys (each overrides the recipe's value)")
-    for key, (default, help_text) in SCHEMA.items():
+    for key, (default, _) in SCHEMA.items():
+        help_text = key_help(key)
         shown = ",".join(str(v) for v in default) if isinstance(default, list) else default
         extra, note = ALIASES.get(key, ((), ""))
         help_text = "%s (schema default: %s)%s" % (help_text, shown, "; " + note if note else "")

@@ -13,12 +13,14 @@ import yaml
 from ..data import settings
 from ..utils.fs import atomic_save, checkout_path
 from ..errors import UserError
-from ..models import BN_DEFAULTS, list_models
+from ..models import BN_DEFAULTS, list_models, min_train_bytes
+from ..utils.cores import memory_limit
 from ..utils.values import coerce
 from ..optim import rules as _optim
 
 __all__ = ["SCHEMA", "RECIPE_DIR", "DEFAULT_RECIPE", "ARCH_KEYS", "load_recipe",
-           "default_recipe_path", "resolve", "dump", "load_dumped", "validate"]
+           "default_recipe_path", "resolve", "dump", "load_dumped", "validate", "choices_of",
+           "key_help"]
 
 RECIPE_DIR = checkout_path("recipes")
 DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every model
@@ -26,10 +28,11 @@ DEFAULT_RECIPE = "imagenet.yaml"  # the paper's setting, the same for every mode
 # Keys that fix the network's parameter shapes: a resume must not change them.
 ARCH_KEYS = ("model", "multiplier", "classes")
 
-# key: (default, help). The type of a flag is the type of its default.
+# key: (default, help). The type of a flag is the type of its default. "{choices}" in a help
+# is filled in by key_help from the registry as it stands when --help is built.
 SCHEMA = {
     # model
-    "model": ("full-connect-pre-act", "network: one of %s" % ", ".join(list_models())),
+    "model": ("full-connect-pre-act", "network: one of {choices}"),
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
@@ -38,7 +41,7 @@ SCHEMA = {
        for key, (default, help_text, _) in settings.SCHEMA.items()},
     # optimisation
     "num_epochs": (100, "epochs to train"),
-    "optimizer": ("sgd", "sgd | nag | rmsprop (TensorFlow's RMSProp with momentum, "
+    "optimizer": ("sgd", "{choices} (rmsprop: TensorFlow's RMSProp with momentum, "
                   "Inception-v3's optimiser)"),
     "lr": (0.045, "base learning rate, for a global batch of lr_batch"),
     "lr_batch": (0, "global batch the lr is for: the lr is scaled by global batch / "
@@ -53,7 +56,7 @@ SCHEMA = {
     "bn_eps": (BN_DEFAULTS["bn_eps"], "BatchNorm epsilon (MXNet Gluon 1e-5, TF-slim 1e-3)"),
     "rmsprop_decay": (0.9, "RMSProp decay of the mean-square average (TF's decay)"),
     "rmsprop_eps": (1.0, "RMSProp epsilon, under the square root as in TF"),
-    "lr_mode": ("exponential", "exponential | step | cosine"),
+    "lr_mode": ("exponential", "{choices}"),
     "lr_decay": (0.94, "lr factor per decay (exponential and step modes)"),
     "lr_decay_period": (2, "epochs between exponential decays"),
     "lr_decay_epochs": ([30, 60, 90], "epochs at which step mode decays"),
@@ -94,6 +97,21 @@ POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_in
             "lr_decay_period", "lr_decay", "rmsprop_eps")
 
 
+def choices_of(key):
+    """The values ``key`` may take now (a registry's names, new entries included), or None."""
+    if key == "model":
+        return list_models()
+    return list(CHOICES[key]) if key in CHOICES else None
+
+
+def key_help(key):
+    """The help of ``key`` in :data:`SCHEMA`, its ``{choices}`` read from the registries now."""
+    help_text = SCHEMA[key][1]
+    if "{choices}" in help_text:
+        help_text = help_text.replace("{choices}", " | ".join(choices_of(key)))
+    return help_text
+
+
 def default_recipe_path(model):
     """The recipe of ``--model`` without ``--recipe``: ``recipes/<model>.yaml`` where a
     model's setting differs from the paper's (no shipped model's does), else
@@ -116,6 +134,43 @@ def _find_recipe(path, relative_to=None):
                                                               for c in candidates)))))
 
 
+class _UniqueKeyLoader(yaml.SafeLoader):
+    """``yaml.safe_load``, except that a key given twice in one mapping is an error (YAML
+    keeps the last one silently, so a recipe would not do what its first line says)."""
+
+
+class _DuplicateKey(Exception):
+    pass
+
+
+def _unique_mapping(loader, node, deep=False):
+    lines = {}
+    for key_node, _ in node.value:
+        key = loader.construct_object(key_node, deep=deep)
+        line = key_node.start_mark.line + 1
+        if isinstance(key, str) and key in lines:
+            raise _DuplicateKey("%s is given twice (lines %d and %d)" % (key, lines[key], line))
+        lines[key] = line
+    return loader.construct_mapping(node, deep)
+
+
+_UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
+                                 _unique_mapping)
+
+
+def _read_yaml(path, what):
+    """The YAML in ``path`` (``{}`` when empty); ``what`` names it in the one-line error for
+    bad YAML or a key given twice."""
+    try:
+        with open(path) as f:
+            return yaml.load(f, Loader=_UniqueKeyLoader) or {}
+    except yaml.YAMLError as err:
+        raise UserError("%s is not valid YAML: %s" % (what, str(err).splitlines()[0]))
+    except _DuplicateKey as err:
+        raise UserError("%s: %s, and YAML would keep the last silently; delete one"
+                        % (what, err)) from None
+
+
 def load_recipe(path, _seen=None, _relative_to=None):
     """Read a recipe file and its ``base:`` chain into one flat dict (no defaults filled).
 
@@ -129,14 +184,14 @@ def load_recipe(path, _seen=None, _relative_to=None):
     seen = list(_seen or [])
     if path in seen:
         raise UserError("recipe base cycle: %s" % " -> ".join(seen + [path]))
-    try:
-        with open(path) as f:
-            values = yaml.safe_load(f) or {}
-    except yaml.YAMLError as err:
-        raise UserError("recipe %s is not valid YAML: %s" % (path, str(err).splitlines()[0]))
+    values = _read_yaml(path, "recipe %s" % path)
     if not isinstance(values, dict):
         raise UserError("recipe %s must be a mapping of key: value lines" % path)
     base = values.pop("base", None)
+    if base is not None and not isinstance(base, str):
+        raise UserError("recipe %s: base must be one recipe file, such as base: imagenet.yaml, "
+                        "got %r; to build on several, chain them (give each its own base:)"
+                        % (path, base))
     for key in values:
         if key not in SCHEMA:
             raise UserError("unknown key %r in recipe %s; valid keys: %s"
@@ -200,6 +255,28 @@ def _check_bn(out, source):
                         % (source, out["bn_eps"]))
 
 
+def _check_fits(cfg):
+    """Refuse a model, input and batch whose training cannot fit in this machine's memory
+    (:func:`~mobilenet_skip.models.min_train_bytes`, a floor) before MXNet fails to
+    allocate them."""
+    devices = 1 if cfg["gpus"] else max(int(cfg["cpu_contexts"]), 1)  # CPU contexts share it
+    need = min_train_bytes(cfg["multiplier"], cfg["input_size"], cfg["classes"],
+                           cfg["batch_size"] * devices)
+    have = memory_limit()
+    if have and need > have:
+        raise UserError("training at input_size %d, multiplier %g, batch_size %d%s needs at "
+                        "least %s of memory (weights, gradients and the activations kept for "
+                        "the backward pass), more than the %s this machine has; lower "
+                        "--input-size (224 for ImageNet), --multiplier or --batch-size"
+                        % (cfg["input_size"], cfg["multiplier"], cfg["batch_size"],
+                           " x %d CPU contexts" % devices if devices > 1 else "",
+                           _gigabytes(need), _gigabytes(have)))
+
+
+def _gigabytes(n):
+    return "{:,.1f} GB".format(n / 1e9) if n < 1e15 else "%.1e GB" % (n / 1e9)
+
+
 def resolve(recipe_path=None, overrides=None):
     """Defaults < recipe chain < overrides, validated, with ``{model}`` expanded.
 
@@ -216,6 +293,7 @@ def resolve(recipe_path=None, overrides=None):
     cfg.update(validate(overrides, "command line"))
     # A pair of data keys may be split between the recipe and the flags.
     settings.check(cfg, "%s with the command line" % recipe_path)
+    _check_fits(cfg)
     cfg["save_dir"] = cfg["save_dir"].replace("{model}", cfg["model"])
     cfg["recipe"] = os.path.abspath(_find_recipe(recipe_path))
     # Who set the class count: a stated value must agree with the data's synsets, the
@@ -236,5 +314,4 @@ def dump(cfg, path):
 
 def load_dumped(path):
     """Read back a config written by :func:`dump` (validated)."""
-    with open(path) as f:
-        return validate(yaml.safe_load(f) or {}, path)
+    return validate(_read_yaml(path, path), path)

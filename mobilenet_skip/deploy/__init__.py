@@ -4,9 +4,10 @@
   memory (:class:`~.artifact.Graph`), and writing it;
 - :mod:`.loading`: reading an export back, every broken file named;
 - :mod:`.source`: where the weights come from (an export, a run's epoch, a checkpoint);
-- :mod:`.forms`: the registry of deployment forms (fp32, fused, :mod:`.int8`,
-  :mod:`.onnx`, ONNX Runtime INT8 :mod:`.ort_int8`), each derived from the FP32 graph in
-  memory and naming the runtime that runs it;
+- :mod:`.registry`: the deployment forms (fp32, fused, :mod:`.int8`, :mod:`.onnx`, ONNX
+  Runtime INT8 :mod:`.ort_int8`), the sidecar kinds they write and the runtime that runs
+  each, light enough for every reader to import;
+- :mod:`.forms`: writing those forms, each derived from the FP32 graph in memory;
 - :mod:`.run`: :func:`export_run`, the export a training run ends with;
 - :mod:`.runtime` and :mod:`.scoring`: single images, top-k, and single-crop
   evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.int8_report`: what the

@@ -18,13 +18,13 @@ from ..utils.fs import atomic_save, atomic_write
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
 from ..data.preprocess import Preprocessing
+from .registry import kinds
 
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
            "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
-           "write_synsets", "write_sidecar", "FORMAT", "KINDS", "DEFAULT_INPUT_SIZE"]
+           "write_synsets", "write_sidecar", "FORMAT", "DEFAULT_INPUT_SIZE"]
 
 FORMAT = "mobilenet-skip-export"
-KINDS = {"fp32", "fused", "int8"}  # sidecar kinds; forms.register adds a new form's
 DEFAULT_INPUT_SIZE = 224
 NOT_WRITTEN = ("sidecar", "trained_input_size")  # read_info's notes, not the file's
 
@@ -57,7 +57,7 @@ def describe(model, input_size, preprocessing=None, kind="fp32", **extra):
         ``crop_ratio``, ``mean_rgb``, ``std_rgb`` (a recipe will do); missing keys take
         :class:`~mobilenet_skip.data.preprocess.Preprocessing`'s defaults.
     kind : str
-        ``fp32``, ``fused``, ``int8`` (see :data:`KINDS`).
+        ``fp32``, ``fused``, ``int8``: a registered form's (see :func:`~.registry.kinds`).
     **extra
         More JSON-serialisable entries (where the weights came from, calibration).
     """
@@ -89,8 +89,14 @@ def summary(info):
 
 def check_info(info, path):
     """``info`` if it is a valid sidecar, else a :class:`UserError` naming ``path``."""
+    known = kinds()
+    if info.get("format") == FORMAT and isinstance(info.get("kind"), str) \
+            and info["kind"] not in known:
+        raise UserError("%s is an export of kind %r, which no registered form writes (known: "
+                        "%s); register its Form in mobilenet_skip/deploy/registry.py, or use "
+                        "a newer mobilenet_skip" % (path, info["kind"], ", ".join(sorted(known))))
     try:
-        ok = (info.get("format") == FORMAT and info.get("kind") in KINDS
+        ok = (info.get("format") == FORMAT and info.get("kind") in known
               and int(info["input_size"]) >= MIN_INPUT_SIZE
               and all(k in info for k in ("crop_ratio", "mean_rgb", "std_rgb")))
         Preprocessing.from_dict(info)  # raises on a bad crop ratio, mean or std

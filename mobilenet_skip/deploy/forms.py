@@ -1,60 +1,35 @@
-"""The deployment forms, one registered entry each: plain FP32, fused FP32, INT8, ONNX and
-ONNX Runtime INT8.
+"""Writing the deployment forms of :data:`~.registry.FORMS`: plain FP32, fused FP32, INT8,
+ONNX and ONNX Runtime INT8, each derived in memory from the FP32 graph
+(:class:`~.artifact.Graph`) that the source's weights give, so nothing is re-read from disk.
 
-Every form is derived in memory from the FP32 graph (:class:`~.artifact.Graph`) that
-the source's weights give, so nothing is re-read from disk. A form is a
-:class:`Form`: its name (and ``--NAME`` flag of ``tools/export_model.py``), the
-sidecar kind it writes, the suffix of its output after the export prefix, the flag's
-help, ``add_arguments(parser)`` for its own options, ``check(source, options)`` run
-before any file is written, and ``derive(base, out, options)`` writing it. Adding a
-form is one :func:`register` call, e.g. a form writing the graph's JSON::
+The registry itself (:class:`~.registry.Form`, :func:`~.registry.register`) lives in
+:mod:`.registry`, which the readers import too; it is re-exported here. Adding a form
+is one :func:`register` call, e.g. a form writing the graph's JSON::
 
     register(Form("graph-json", None, ".graph.json", "also write PREFIX.graph.json",
                   derive=lambda base, out, options: base.graph.sym.save(out) or out))
 
 and ``export_model.py --graph-json`` writes it (tests/test_export.py registers one).
+This module holds the built-in forms' writers, which the registry names lazily.
 """
 import argparse
 import os
 from collections import namedtuple
 
 from ..errors import UserError
+from ..utils.fs import writable_dir
 from . import int8, onnx, ort_int8
-from .artifact import KINDS, graph_of, write_graph
+from .artifact import graph_of, write_graph
 from .mkldnn import fuse, require_mkldnn
+from .registry import FORMS, RUNTIMES, Form, register
 from .source import output_prefix
 
 __all__ = ["Form", "Base", "FORMS", "RUNTIMES", "register", "add_form_arguments", "form_options",
-           "selected", "deploy"]
-
-Form = namedtuple("Form", ["name", "kind", "suffix", "help", "add_arguments", "check",
-                           "derive", "note", "runtime"])
-Form.__new__.__defaults__ = (None,) * 6  # help, add_arguments, check, derive, note, runtime
-Form.__doc__ = ("A deployment form: name (its --NAME flag), sidecar kind (None: not an MXNet "
-                "export), output suffix, flag help (None: always written), add_arguments, "
-                "check, derive, note(options) (text after its 'wrote' line), or None; and "
-                "runtime: what runs what it writes, a key of RUNTIMES (None: nothing here).")
-
-# What runs a form's output: MXNet loads an export prefix, ONNX Runtime an .onnx file. The
-# benchmark times, and export_model.py --eval-rec scores, every form that names one.
-RUNTIMES = ("mxnet", "onnxruntime")
+           "selected", "deploy", "derived_info", "write_derived"]
 
 Base = namedtuple("Base", ["prefix", "graph", "info", "synsets"])
 Base.__doc__ = ("The plain FP32 export every form derives from: its prefix, Graph, sidecar "
                 "and class names (a list, a file or None).")
-
-FORMS = {}
-
-
-def register(form):
-    """Make ``form`` one of :data:`FORMS` (its ``--NAME`` flag included); returns it."""
-    if form.runtime not in (None,) + RUNTIMES:
-        raise ValueError("form %s: runtime %r is none of %s" % (form.name, form.runtime,
-                                                              ", ".join(RUNTIMES)))
-    FORMS[form.name] = form
-    if form.kind:
-        KINDS.add(form.kind)
-    return form
 
 
 def add_form_arguments(parser):
@@ -65,7 +40,7 @@ def add_form_arguments(parser):
                                 help=form.help)
     for form in FORMS.values():
         if form.add_arguments:
-            form.add_arguments(parser)
+            form.resolved("add_arguments")(parser)
 
 
 def form_options(**overrides):
@@ -121,65 +96,75 @@ def deploy(source, output, forms=(), options=None):
     chosen = [f for f in FORMS.values() if not f.help or f.name in forms]
     for form in chosen:
         if form.check:
-            form.check(source, options)
+            form.resolved("check")(source, options)
+    writable_dir(os.path.dirname(os.path.abspath(output)), "the export %s" % output,
+                 "give --output a PREFIX on a writable disk")
     if source.synsets is None:
         raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
                         "--recursive wrote PREFIX.synsets.txt beside the training list)"
                         % source.path)
     info = dict(source.info, kind="fp32")
     base = Base(output, graph_of(source.net, info["input_size"]), info, source.synsets)
-    return {f.name: f.derive(base, output + f.suffix, options) for f in chosen}
+    return {f.name: f.resolved("derive")(base, output + f.suffix, options) for f in chosen}
 
 
-def _derived_info(base, kind, **extra):
+def derived_info(base, kind, **extra):
+    """The sidecar of a form of kind ``kind`` derived from ``base`` (``extra`` added)."""
     return dict(base.info, kind=kind, derived_from=os.path.basename(base.prefix), **extra)
 
 
-def _write(out, graph, base, info):
-    write_graph(out, graph, base.synsets, info)
+def write_derived(base, out, kind, graph=None, **extra):
+    """Write ``graph`` (default: ``base.graph``) as a complete export of kind ``kind`` under
+    ``out``, with ``base``'s class names and :func:`derived_info`; returns ``out``."""
+    write_graph(out, base.graph if graph is None else graph, base.synsets,
+                derived_info(base, kind, **extra))
     return out
 
 
-def _int8(base, out, options):
+# --- the built-in forms' writers, named in the registry ------------------------------
+
+def derive_fp32(base, out, options):
+    write_graph(out, base.graph, base.synsets, base.info)
+    return out
+
+
+def check_fused(source, options):
+    require_mkldnn("--fused")
+
+
+def derive_fused(base, out, options):
+    return write_derived(base, out, "fused", fuse(base.graph, base.info["input_size"]))
+
+
+def check_int8(source, options):
+    require_mkldnn("--int8")
+    int8.check(source, options)
+
+
+def derive_int8(base, out, options):
     images, rec = int8.calibration_for(base.info, options)
-    info = _derived_info(base, "int8", calib_rec=rec)
+    info = derived_info(base, "int8", calib_rec=rec)
     int8.export_int8(base.graph, info, out, images, options.calib_mode,
                      options.int8_keep_ends, base.synsets)
     return out
 
 
-def _onnx_int8(base, out, options):
+def check_onnx(source, options):
+    onnx.onnx_ir_version(options.onnx_opset)
+
+
+def derive_onnx(base, out, options):
+    return onnx.export_onnx(base.graph, base.info, out, opset=options.onnx_opset)
+
+
+def onnx_note(options):
+    return " (ONNX opset %d, IR version %d)" % (options.onnx_opset,
+                                                onnx.onnx_ir_version(options.onnx_opset))
+
+
+def derive_onnx_int8(base, out, options):
     images, rec = int8.calibration_for(base.info, options)
     return ort_int8.export_onnx_int8(
-        base.graph, _derived_info(base, "int8", calib_rec=rec), out, images,
+        base.graph, derived_info(base, "int8", calib_rec=rec), out, images,
         options.calib_mode, options.int8_keep_ends, options.onnx_int8_format,
         options.onnx_opset, options.batch_size)
-
-
-def _int8_check(source, options):
-    require_mkldnn("--int8")
-    int8.check(source, options)
-
-
-register(Form("fp32", "fp32", "", derive=lambda base, out, options: _write(
-    out, base.graph, base, base.info), runtime="mxnet"))
-register(Form(
-    "fused", "fused", "-fused", "also write PREFIX-fused",
-    check=lambda source, options: require_mkldnn("--fused"),
-    derive=lambda base, out, options: _write(out, fuse(base.graph, base.info["input_size"]),
-                                             base, _derived_info(base, "fused")),
-    runtime="mxnet"))
-register(Form("int8", "int8", "-int8", "also write PREFIX-int8", int8.add_arguments,
-              _int8_check, _int8, runtime="mxnet"))
-register(Form(
-    "onnx", None, ".onnx", "also write PREFIX.onnx", onnx.add_arguments,
-    check=lambda source, options: onnx.onnx_ir_version(options.onnx_opset),
-    derive=lambda base, out, options: onnx.export_onnx(base.graph, base.info, out,
-                                                       opset=options.onnx_opset),
-    note=lambda options: " (ONNX opset %d, IR version %d)" % (
-        options.onnx_opset, onnx.onnx_ir_version(options.onnx_opset)),
-    runtime="onnxruntime"))
-register(Form(
-    "onnx-int8", None, "-int8.onnx", "also write PREFIX-int8.onnx: ONNX Runtime's static "
-    "INT8 quantisation of PREFIX.onnx, calibrated as --int8 is", ort_int8.add_arguments,
-    ort_int8.check, _onnx_int8, note=ort_int8.note, runtime="onnxruntime"))

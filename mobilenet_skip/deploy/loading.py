@@ -13,11 +13,11 @@ import mxnet as mx
 import numpy as np
 
 from ..data import records as data
-from ..errors import UserError
+from ..errors import UserError, mxnet_message
 from .artifact import Graph, export_paths, read_info, sidecar_path
 
 __all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
-           "mxnet_message", "MAX_SYMBOL_BYTES"]
+           "MAX_SYMBOL_BYTES"]
 
 MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
 
@@ -231,10 +231,3 @@ def _is_allocation_failure(err):
     text = str(err).lower()
     return any(word in text for word in ("bad_alloc", "out of memory", "failed to allocate",
                                          "cannot allocate", "memory allocation"))
-
-
-def mxnet_message(err):
-    """The informative line of an MXNetError (the C++ check), shortened."""
-    lines = [line.strip() for line in str(err).splitlines() if line.strip()]
-    checks = [line for line in lines if "Check failed" in line or "Error" in line]
-    return (checks[-1] if checks else lines[0] if lines else type(err).__name__)[:200]

@@ -15,7 +15,6 @@ from ..errors import UserError
 from ..train.evaluation import evaluate
 from .artifact import describe, read_info, sidecar_path
 from .loading import open_export
-from .onnx import import_onnx, read_onnx_info
 from .runtime import ModuleNet, OnnxNet, val_config
 
 __all__ = ["evaluate_export", "evaluate_onnx", "compare_exports", "APIS", "SCORERS"]
@@ -98,6 +97,7 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
 def _onnx_info(path, input_size):
     """Input size and preprocessing of an ONNX file: its stored sidecar, the ``.json``
     beside it, or the defaults at the graph's input size."""
+    from .onnx import read_onnx_info  # the ONNX form's module, only when reading its file
     info = read_onnx_info(path)
     base = path[:-5] if path.endswith(".onnx") else path
     if info is None and os.path.isfile(sidecar_path(base)):
@@ -126,8 +126,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_
     if not os.path.isfile(path):
         raise UserError("ONNX file %s not found (tools/export_model.py --onnx writes "
                         "PREFIX.onnx)" % path)
-    import_onnx()
-    info = _onnx_info(path, input_size)
+    info = _onnx_info(path, input_size)  # says which onnx to install if it is missing
     net = OnnxNet(path, threads=None)
     side = net.shape[2] if len(net.shape) == 4 and isinstance(net.shape[2], int) else None
     if input_size and side and int(input_size) != side:
@@ -151,7 +150,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_
     return result
 
 
-# How a form's output is scored, by the runtime that runs it (forms.RUNTIMES).
+# How a form's output is scored, by the runtime that runs it (registry.RUNTIMES).
 SCORERS = {"mxnet": evaluate_export, "onnxruntime": evaluate_onnx}
 
 

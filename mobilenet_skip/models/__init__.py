@@ -7,11 +7,11 @@ applied to the same layer list, :data:`TABLE1`; no variant has code of its own.
 """
 from .blocks import DWBlock, DWUnit, Projection, Stem
 from .network import (MIN_INPUT_SIZE, STEM_CHANNELS, TABLE1, MobileNetSkip, check_input_shape,
-                      skip_kind)
+                      min_train_bytes, skip_kind)
 from .registry import (BN_DEFAULTS, VARIANTS, canonical_name, get_model, list_models,
                        norm_kwargs_from, register_variant)
 
 __all__ = ["TABLE1", "STEM_CHANNELS", "VARIANTS", "Stem", "DWUnit", "Projection",
            "DWBlock", "MobileNetSkip", "skip_kind", "check_input_shape", "canonical_name",
            "get_model", "list_models", "register_variant", "MIN_INPUT_SIZE", "BN_DEFAULTS",
-           "norm_kwargs_from"]
+           "norm_kwargs_from", "min_train_bytes"]

@@ -8,7 +8,7 @@ from mxnet.gluon.nn import BatchNorm
 from .blocks import DWBlock, Stem, make_norm, relu
 
 __all__ = ["TABLE1", "STEM_CHANNELS", "MIN_INPUT_SIZE", "MobileNetSkip", "skip_kind",
-           "check_input_shape"]
+           "check_input_shape", "min_train_bytes"]
 
 STEM_CHANNELS = 32  # Table 1, Conv_1: 112x112x32
 
@@ -32,6 +32,31 @@ TABLE1 = (
 )
 
 MIN_INPUT_SIZE = 32  # total stride of the network
+MAX_CHANNELS = 2 ** 31 - 1  # MXNet parses num_filter/num_hidden as a C int
+
+
+def min_train_bytes(multiplier, input_size, classes, batch):
+    """A lower bound on the memory that training one batch takes, from :data:`TABLE1` alone.
+
+    Every weight is held with its gradient (the optimizer's state comes on top), and
+    every image keeps at least its input, the stem's output and each block's depthwise
+    and pointwise outputs for the backward pass, all float32. Nothing is built, so an
+    input of 100,000 pixels or a multiplier of 1e9 is refused before MXNet fails to
+    allocate it; it is a floor, not the peak (BN and ReLU outputs, projections and
+    workspace come on top).
+    """
+    width = lambda c: int(c * multiplier)  # noqa: E731 - the network's rounding
+    side = -(-int(input_size) // 2)  # the stem's stride-2 conv, padded
+    weights = 27 * width(STEM_CHANNELS)
+    kept = 3 * int(input_size) ** 2 + width(STEM_CHANNELS) * side ** 2
+    in_c = STEM_CHANNELS
+    for _, out_c, stride in TABLE1:
+        side = -(-side // stride)
+        weights += 9 * width(in_c) + width(in_c) * width(out_c)
+        kept += (width(in_c) + width(out_c)) * side ** 2
+        in_c = out_c
+    weights += (width(in_c) + 1) * int(classes)
+    return 4 * (2 * weights + int(batch) * kept)
 
 
 def skip_kind(connect, in_channels, channels, stride):
@@ -82,6 +107,10 @@ class MobileNetSkip(HybridBlock):
         if int(STEM_CHANNELS * multiplier) < 1:
             raise ValueError("multiplier %g leaves the 32-channel stem with no channels; "
                              "use at least %g" % (multiplier, 1.0 / STEM_CHANNELS))
+        if int(TABLE1[-1][1] * multiplier) > MAX_CHANNELS:
+            raise ValueError("multiplier %g gives the last block %d channels, more than MXNet's "
+                             "limit of %d per layer; use a width such as 0.25 to 2"
+                             % (multiplier, int(TABLE1[-1][1] * multiplier), MAX_CHANNELS))
         if int(classes) < 1:
             raise ValueError("classes must be at least 1, got %r" % (classes,))
         skip_kind(connect, 0, 0, 1)  # validates `connect`

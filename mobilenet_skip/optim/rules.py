@@ -17,6 +17,7 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..errors import UserError
+from ..utils.values import FLOAT32_MAX
 
 __all__ = ["OPTIMIZERS", "LR_MODES", "register_optimizer", "register_lr_mode",
            "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "optimizer_name",
@@ -66,6 +67,10 @@ def effective_lr(cfg, global_batch):
     if int(global_batch) < 1:
         raise UserError("the global batch must be at least 1, got %r" % (global_batch,))
     factor = float(global_batch) / lr_batch if lr_batch else 1.0
+    if max(cfg["lr"], cfg["warmup_lr"]) * factor > FLOAT32_MAX:
+        raise UserError("lr %g scaled to the global batch %d (x%g, lr_batch %d) is beyond "
+                        "float32, which MXNet computes in; give a smaller --lr"
+                        % (max(cfg["lr"], cfg["warmup_lr"]), global_batch, factor, lr_batch))
     return cfg["lr"] * factor, cfg["warmup_lr"] * factor
 
 

@@ -1,5 +1,4 @@
 """One image file to one record, as MXNet's im2rec encodes it, refusing truncated files."""
-import os
 import struct
 from collections import deque, namedtuple
 from concurrent.futures import ThreadPoolExecutor
@@ -7,6 +6,8 @@ from concurrent.futures import ThreadPoolExecutor
 import cv2
 import mxnet as mx
 import numpy as np
+
+from .files import fs_path
 
 PackOptions = namedtuple("PackOptions", ["resize", "center_crop", "quality", "encoding",
                                          "color", "pass_through", "pack_label"])
@@ -120,7 +121,7 @@ def encoded_records(items, root, opts, num_thread):
     The window of pending images is bounded, so memory stays flat over 1.28M images.
     """
     def work(item):
-        return encode_image(os.path.join(root, item[1]), item[2:], item[0], opts)
+        return encode_image(fs_path(root, item[1]), item[2:], item[0], opts)
 
     if num_thread <= 1:
         for item in items:

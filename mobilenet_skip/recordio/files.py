@@ -10,6 +10,25 @@ from ..utils import fs
 from ..errors import UserError
 
 
+def text_name(name):
+    """A file name as the file system gave it (``os.listdir``) as the text a ``.lst`` holds,
+    or None when its bytes are not UTF-8.
+
+    Under an ASCII locale (``LC_ALL=C``, ``PYTHONUTF8=0``) Python hands ``café`` over as
+    ``caf\\udcc3\\udca9``: the bytes are valid UTF-8, so they are decoded as such.
+    """
+    try:
+        return os.fsencode(name).decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+
+
+def fs_path(root, name):
+    """The path of the ``.lst`` entry ``name`` under ``root``, spelt for the file system
+    whatever the locale (the inverse of :func:`text_name`)."""
+    return os.path.join(root, os.fsdecode(name.encode("utf-8", "surrogateescape")))
+
+
 def check_prefix(prefix):
     """Refuse a prefix that names a folder: im2rec appends .lst/.rec/.idx to it."""
     if os.path.isdir(prefix):

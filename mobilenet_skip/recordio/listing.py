@@ -5,7 +5,8 @@ import re
 
 from ..utils import fs
 from ..errors import UserError
-from .files import check_prefix, check_root, output_dir, prefix_lock, report_skipped, write_text
+from .files import (check_prefix, check_root, output_dir, prefix_lock, report_skipped,
+                    text_name, write_text)
 
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
@@ -75,15 +76,14 @@ def _walk_once(root, skipped):
         yield path, dirs, files
 
 
-def _bad_name(relpath):
-    """Why ``relpath`` cannot be a .lst entry, or None."""
+def _lst_name(relpath):
+    """``(relpath as a .lst holds it, None)``, or ``(None, why it cannot be a .lst entry)``."""
     if any(c in relpath for c in _BAD_NAME_CHARS):
-        return "name holds a tab or line break, which a .lst line cannot; rename the file"
-    try:
-        relpath.encode("utf-8")
-    except UnicodeEncodeError:
-        return "name is not valid UTF-8; rename the file"
-    return None
+        return None, "name holds a tab or line break, which a .lst line cannot; rename the file"
+    name = text_name(relpath)
+    if name is None:
+        return None, "name is not valid UTF-8; rename the file"
+    return name, None
 
 
 def list_images(root, recursive=False, exts=IMAGE_EXTS, skipped=None):
@@ -120,13 +120,13 @@ def list_images(root, recursive=False, exts=IMAGE_EXTS, skipped=None):
         for fname in sorted(files):
             fpath = os.path.join(path, fname)
             if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
-                reason = _bad_name(os.path.relpath(fpath, root))
+                name, reason = _lst_name(os.path.relpath(fpath, root))
                 if reason:
                     skipped.append((os.path.relpath(fpath, root), reason))
                     continue
-                label = classes.setdefault(os.path.relpath(path, root), len(classes)) \
-                    if recursive else 0
-                items.append((len(items), os.path.relpath(fpath, root), float(label)))
+                label = classes.setdefault(text_name(os.path.relpath(path, root)),
+                                           len(classes)) if recursive else 0
+                items.append((len(items), name, float(label)))
     return items, sorted(classes, key=classes.get)
 
 

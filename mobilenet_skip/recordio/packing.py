@@ -9,7 +9,7 @@ from ..utils import fs
 from ..errors import UserError
 from ..utils.progress import Progress
 from .encoding import PackOptions, encoded_records
-from .files import check_root, output_dir, prefix_lock, remove_files, write_text
+from .files import check_root, fs_path, output_dir, prefix_lock, remove_files, write_text
 from .listing import find_lists, read_list
 
 
@@ -23,7 +23,7 @@ def _outside_root(relpath, root):
     if os.path.normpath(relpath).split(os.sep)[0] == "..":
         return True
     real_root = os.path.realpath(root)
-    return os.path.commonpath([real_root, os.path.realpath(os.path.join(root, relpath))]) \
+    return os.path.commonpath([real_root, os.path.realpath(fs_path(root, relpath))]) \
         != real_root
 
 

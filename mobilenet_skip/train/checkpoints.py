@@ -14,6 +14,7 @@ import re
 
 import numpy as np
 
+from ..errors import UserError, mxnet_message
 from ..utils.fs import atomic_save, remove_if_exists, stage
 
 __all__ = ["CheckpointDir"]
@@ -77,6 +78,25 @@ class CheckpointDir(object):
                            for p in net.collect_params().values())
         except Exception:  # deferred shapes: no estimate, the error still names the disk
             return None
+
+    def load_params(self, tag, net, ctxs):
+        """Load ``tag``'s weights into ``net`` on ``ctxs``.
+
+        Raises
+        ------
+        UserError
+            Naming the file when it is truncated, garbage or another network's (MXNet
+            says "Invalid NDArray file format" in a C++ traceback), and how to go on.
+        """
+        import mxnet as mx
+        path = self.path(tag, "params")
+        try:
+            net.load_parameters(path, ctx=ctxs, cast_dtype=True)
+        except (mx.base.MXNetError, AssertionError, ValueError) as err:
+            raise UserError("--resume: checkpoint %s cannot be loaded (%s): it is truncated, "
+                            "damaged or not this model's; delete its marker %s to resume from "
+                            "the checkpoint before it, or pass --overwrite to start again"
+                            % (path, mxnet_message(err), self.path(tag, "json"))) from None
 
     def remove(self, tag):
         for ext in ("json", "params", "states"):  # marker first: never a marker without data

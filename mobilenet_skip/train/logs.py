@@ -17,7 +17,7 @@ def attach_file_log(path):
         if isinstance(handler, logging.FileHandler) and handler.baseFilename == os.path.abspath(
                 path):
             return
-    handler = logging.FileHandler(path)
+    handler = logging.FileHandler(path, encoding="utf-8")
     handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
     log.addHandler(handler)
 

@@ -44,8 +44,7 @@ def start(run, net, trainer, ctxs, resume, overwrite, global_batch=None):
             log.warning("--resume: no complete checkpoint in %s; starting from scratch",
                         run.path)
         else:
-            net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs,
-                                cast_dtype=True)
+            ckpt.load_params(start["tag"], net, ctxs)
             fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
                                 start.get("optimizer_state"))
             if fresh:

@@ -64,7 +64,8 @@ class _RunLocks(object):
     def hold(self, owner, save_dir):
         key = os.path.realpath(save_dir)
         if key not in self.held:
-            lock = OutputLock(os.path.join(save_dir, RunDir.LOCK), "run folder %s" % save_dir)
+            lock = OutputLock(os.path.join(save_dir, RunDir.LOCK), "run folder %s" % save_dir,
+                              "give --save-dir a folder on a writable disk")
             self.held[key] = [lock.acquire(), 0]
         self.held[key][1] += 1
         weakref.finalize(owner, self._drop, key)

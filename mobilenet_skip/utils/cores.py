@@ -1,11 +1,12 @@
-"""How many physical cores this process may use (Linux), from the standard library alone.
+"""How many physical cores and how much memory this process may use (Linux), from the
+standard library alone.
 
 ``tools/_bootstrap.py`` loads this file by path before MXNet is imported (to size its
 OpenMP pool), so it must not import the package or MXNet.
 """
 import os
 
-__all__ = ["physical_cores"]
+__all__ = ["physical_cores", "memory_limit"]
 
 
 def _cgroup_cpus():
@@ -49,3 +50,24 @@ def physical_cores():
             return None
     quota = _cgroup_cpus()
     return min(len(cores), quota) if quota else len(cores)
+
+
+def memory_limit():
+    """Bytes of memory this process may use at most (Linux): the machine's ``MemTotal``,
+    capped by a container's cgroup limit; None where that is unknown."""
+    limits = []
+    try:
+        with open("/proc/meminfo") as f:
+            limits += [int(line.split()[1]) * 1024 for line in f
+                       if line.startswith("MemTotal:")]
+    except (OSError, ValueError, IndexError):
+        pass
+    for path in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            with open(path) as f:
+                text = f.read().strip()
+        except OSError:
+            continue
+        if text.isdigit():
+            limits.append(int(text))
+    return min(limits) if limits else None

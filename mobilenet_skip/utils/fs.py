@@ -13,7 +13,7 @@ import shutil
 
 from ..errors import UserError
 
-__all__ = ["OutputLock", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
+__all__ = ["OutputLock", "writable_dir", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
            "atomic_write", "atomic_save", "atomic_save_csv", "stage", "tmp_path",
            "remove_if_exists", "checkout_path"]
 
@@ -34,14 +34,19 @@ class OutputLock(object):
         The lock file.
     what : str
         What is being protected, for the error (``"run folder runs/x"``).
+    fix : str
+        What to do when its folder cannot be written (``"choose another --save-dir"``).
     """
 
-    def __init__(self, path, what):
-        self.path, self.what, self._fd = path, what, None
+    def __init__(self, path, what, fix="choose another output"):
+        self.path, self.what, self.fix, self._fd = path, what, fix, None
 
     def acquire(self):
-        os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        folder = writable_dir(os.path.dirname(os.path.abspath(self.path)), self.what, self.fix)
+        try:
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as err:
+            raise _unwritable(folder, err, self.what, self.fix) from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as err:
@@ -70,6 +75,51 @@ class OutputLock(object):
     def __exit__(self, *exc):
         self.release()
         return False
+
+
+def writable_dir(folder, what, fix):
+    """Create ``folder`` if needed and check that this process may write in it.
+
+    A read-only mount, a folder without write permission and a file where a folder
+    should be each become one line naming the path at fault, ``what`` it was for and
+    ``fix`` (``access(2)`` reports a read-only file system even to root).
+
+    Returns
+    -------
+    str
+        ``folder``.
+    """
+    try:
+        os.makedirs(folder, exist_ok=True)
+    except OSError as err:
+        raise _unwritable(folder, err, what, fix) from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise _unwritable(folder, OSError(errno.EROFS if _read_only(folder) else errno.EACCES,
+                                          ""), what, fix)
+    return folder
+
+
+def _read_only(folder):
+    try:
+        return bool(os.statvfs(folder).f_flag & os.ST_RDONLY)
+    except OSError:
+        return False
+
+
+def _unwritable(folder, err, what, fix):
+    """The one-line :class:`UserError` for ``folder`` that ``err`` says cannot be written."""
+    blocker = folder
+    while blocker and not os.path.exists(blocker):  # the part of the path that exists
+        blocker = os.path.dirname(blocker.rstrip(os.sep)) if blocker != os.sep else ""
+    if blocker and not os.path.isdir(blocker) or err.errno in (errno.EEXIST, errno.ENOTDIR):
+        problem = "%s is a file, not a folder" % (blocker or folder)
+    elif err.errno == errno.EROFS or blocker and _read_only(blocker):
+        problem = "%s is on a read-only file system" % (blocker or folder)
+    elif err.errno in (errno.EACCES, errno.EPERM):
+        problem = "%s is not writable by this user" % (blocker or folder)
+    else:
+        problem = "%s: %s" % (folder, err.strerror or err)
+    return UserError("cannot write %s: %s; %s" % (what, problem, fix))
 
 
 def is_disk_full(err):

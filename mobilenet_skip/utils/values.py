@@ -7,7 +7,9 @@ import argparse
 
 from ..errors import UserError
 
-__all__ = ["parse_bool", "list_parser", "parser_for", "coerce"]
+__all__ = ["parse_bool", "list_parser", "parser_for", "coerce", "FLOAT32_MAX"]
+
+FLOAT32_MAX = 3.4028234663852886e38  # MXNet holds every float setting (lr, wd, ...) as float32
 
 
 def parse_bool(text):
@@ -43,11 +45,12 @@ def parser_for(default):
 
 
 def _number(item_type, value):
-    """``value`` as an int or float, refusing NaN/inf and fractional ints."""
+    """``value`` as an int or float, refusing NaN/inf, floats beyond float32 and fractional
+    ints (``--lr 1e308`` would reach MXNet's operators as an unparsable parameter)."""
     if isinstance(value, bool) or value is None:
         raise ValueError
     number = float(value)
-    if number != number or number in (float("inf"), float("-inf")):
+    if number != number or abs(number) > FLOAT32_MAX:
         raise ValueError
     if item_type is int:
         if not number.is_integer() or isinstance(value, str) and not value.strip().lstrip(
@@ -79,5 +82,6 @@ def coerce(key, default, value, source):
             return _number(type(default), value)
         return "" if value is None else str(value)
     except (TypeError, ValueError, argparse.ArgumentTypeError):
-        finite = " (finite: no NaN or infinity)" if kind not in ("str", "bool") else ""
+        finite = (" (finite: no NaN or infinity, and within float32's +-3.4e38)"
+                  if kind not in ("str", "bool") else "")
         raise UserError("%s: %s must be a %s%s, got %r" % (source, key, kind, finite, value))
