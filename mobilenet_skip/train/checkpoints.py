@@ -23,7 +23,7 @@ from ..errors import UserError
 from ..utils.fs import atomic_save, remove_if_exists, stage
 
 __all__ = ["CheckpointDir", "MARKER_KIND", "MARKER_FORMAT", "check_marker", "read_marker",
-           "is_checkpoint_file"]
+           "read_json", "is_checkpoint_file"]
 
 MARKER_KIND = "checkpoint"
 MARKER_FORMAT = 1  # the marker's own layout; bump it when a reader must change
@@ -54,13 +54,18 @@ def check_marker(meta, path):
     return meta
 
 
-def read_marker(path):
-    """The JSON in ``path`` if it is a checkpoint marker (any format), else None."""
+def read_json(path):
+    """The JSON in ``path``, or None if it is missing, unreadable or not JSON."""
     try:
         with open(path, encoding="utf-8") as f:
-            meta = json.load(f)
+            return json.load(f)
     except (OSError, ValueError):
         return None
+
+
+def read_marker(path):
+    """The JSON in ``path`` if it is a checkpoint marker (any format), else None."""
+    meta = read_json(path)
     return meta if _is_marker(meta) else None
 
 
@@ -139,13 +144,10 @@ class CheckpointDir(object):
         marker = self.path(tag, "json")
         if not all(os.path.isfile(self.path(tag, ext)) for ext in EXTENSIONS):
             return None
-        try:
-            with open(marker, encoding="utf-8") as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
+        meta = read_json(marker)
+        if meta is None:
             return None  # half-written by a killed job: not a checkpoint
-        meta = dict(check_marker(meta, marker), tag=tag)
-        return meta
+        return dict(check_marker(meta, marker), tag=tag)
 
     def epochs(self):
         """Metadata of every complete epoch checkpoint, oldest first."""
