@@ -21,7 +21,7 @@ import argparse
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
-from mobilenet_skip.deploy.artifact import export_paths, sidecar_path, summary
+from mobilenet_skip.deploy.artifact import summary, written_files
 from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
 
 
@@ -47,8 +47,8 @@ def main(argv=None):
     print("from %s: %s" % (source.path, summary(source.info)))
     for name, out in written.items():
         form = FORMS[name]
-        files = [out] if form.kind is None else list(export_paths(out)) + [sidecar_path(out)]
-        print("wrote %-6s %s%s" % (name, "  ".join(files), form.note(args) if form.note else ""))
+        print("wrote %-6s %s%s" % (name, "  ".join(written_files(out, form.kind)),
+                                   form.note(args) if form.note else ""))
     if "int8" in written:
         from mobilenet_skip.deploy.int8_report import format_int8_report, int8_report
         print(format_int8_report(int8_report(written["fp32"], written["int8"])))

@@ -19,7 +19,7 @@ from collections import namedtuple
 
 from ..errors import UserError
 from . import int8, onnx
-from .artifact import KINDS, graph_of, write_graph
+from .artifact import KINDS, graph_of, refuse_overwrites, write_graph, written_files
 from .mkldnn import fuse, require_mkldnn
 from .source import output_prefix
 
@@ -110,6 +110,7 @@ def deploy(source, output, forms=(), options=None):
                         "export instead" % (source.path, source.info["kind"]))
     output = output_prefix(output, source)
     chosen = [f for f in FORMS.values() if not f.help or f.name in forms]
+    refuse_overwrites([p for f in chosen for p in written_files(output + f.suffix, f.kind)])
     for form in chosen:
         if form.check:
             form.check(source, options)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import records as data
 from ..errors import UserError
+from ..models import MIN_INPUT_SIZE, get_model
 from .artifact import Graph, export_paths, read_info, sidecar_path
 
 __all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
@@ -133,7 +134,7 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     Parameters
     ----------
     input_size : int, optional
-        Overrides the sidecar's (default 224 without a sidecar).
+        Overrides the sidecar's; required without one.
     ctx : Context or list of Context, optional
         Where the weights go (default CPU).
     need_synsets : bool
@@ -143,8 +144,8 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     -------
     Export
     """
+    graph = load_symbolic(prefix)  # a missing file is named before a missing sidecar
     info = read_info(prefix, input_size)
-    graph = load_symbolic(prefix)
     sym_path, params_path, synsets_file = export_paths(prefix)
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
     block = block_of(graph, ctxs, params_path)
@@ -176,7 +177,46 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
         raise UserError("%s says %d classes but %s outputs %d; re-export"
                         % (sidecar_path(prefix), info["classes"], sym_path, classes))
     info["classes"] = info.get("classes") or classes
+    _check_model(graph, info, prefix)
     return Export(prefix, block, info, synsets, classes, graph)
+
+
+# --- the sidecar's model against the graph -----------------------------------------
+
+def _signature(sym, side):
+    """Operators in order and the weights' shapes: what the same model and width share."""
+    ops = [node["op"] for node in json.loads(sym.tojson())["nodes"] if node["op"] != "null"]
+    args, _, aux = sym.infer_shape(data=(1, 3, side, side))
+    weights = [tuple(s) for name, s in zip(sym.list_arguments(), args) if name != "data"]
+    return ops, weights, [tuple(s) for s in aux]
+
+
+def _check_model(graph, info, prefix):
+    """Refuse a sidecar whose model or width is not the graph's, by building the network
+    it names (no weights) and comparing operators and weight shapes.
+
+    Only a plain FP32 export is compared: MXNet rewrites the fused and INT8 graphs,
+    and their sidecars are written together with them.
+    """
+    if info.get("kind") != "fp32" or not info.get("variant") or not info.get("multiplier"):
+        return
+    described = "%s x%g" % (info["variant"], info["multiplier"])
+    try:
+        net = get_model(info["variant"], float(info["multiplier"]), int(info["classes"]))
+    except (ValueError, TypeError) as err:
+        raise UserError("%s describes %s, which this mobilenet-skip cannot build (%s); "
+                        "re-export it" % (sidecar_path(prefix), described, err)) from None
+    # the smallest input: neither operators nor weight shapes depend on it
+    theirs = _signature(graph.sym, MIN_INPUT_SIZE)
+    ours = _signature(net(mx.sym.var("data")), MIN_INPUT_SIZE)
+    if theirs != ours:
+        first = ("its first convolution has %d filters, %s has %d"
+                 % (theirs[1][0][0], described, ours[1][0][0])
+                 if theirs[1][:1] != ours[1][:1] else "its layers differ from %s's" % described)
+        raise UserError("%s describes %s but %s holds another model or width (%s): the "
+                        "sidecar belongs to another export; re-export, or put this export's "
+                        "own sidecar beside it" % (sidecar_path(prefix), described,
+                                                   export_paths(prefix)[0], first))
 
 
 # --- memory --------------------------------------------------------------------------
