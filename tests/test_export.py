@@ -393,7 +393,7 @@ def test_missing_and_mismatched_export_files(demo_run, deployed, tmp_path, capsy
     with open(mixed + ".synsets.txt", "w") as f:
         f.write("cat\ndog\n")
     with pytest.raises(UserError, match="names 2 classes but .* outputs 10"):
-        loading.open_export(mixed)
+        loading.open_export(mixed, 32)  # no sidecar: the size must be given
 
 
 def test_eval_input_errors(demo_run, tmp_path, capsys):
@@ -464,3 +464,144 @@ def test_a_registered_form_is_a_flag_that_writes_its_file(demo_run, tmp_path, ca
     assert words[0] == "hi" and int(words[1]) > 10 and words[2] == "fp32"
     assert "wrote toy    %s.toy.txt" % out in stdout
     assert os.path.isfile(out + "-symbol.json")  # the FP32 export it derives from
+
+
+# --- issue 18, items 15, 16 and 18: exports that never destroy, and sidecars that fit ---
+
+def _digests(folder):
+    """``{name: md5}`` of every file in ``folder``."""
+    import hashlib
+    found = {}
+    for name in sorted(os.listdir(folder)):
+        path = os.path.join(folder, name)
+        if os.path.isfile(path):
+            with open(path, "rb") as f:
+                found[name] = hashlib.md5(f.read()).hexdigest()
+    return found
+
+
+@pytest.mark.parametrize("tag", ["%04d" % DEMO_EPOCHS, "interrupted"])
+def test_export_onto_a_checkpoints_prefix_is_refused_and_the_run_still_resumes(
+        demo_run, tmp_path, tag):
+    """--output RUN/<model>-0005 once wrote its sidecar over the checkpoint's marker, and
+    --resume then died with a KeyError; now nothing in the run folder changes."""
+    run = str(tmp_path / "run")
+    shutil.copytree(demo_run.save_dir, run)
+    if tag == "interrupted":  # a Ctrl-C checkpoint: the same trio under another tag
+        for ext in ("json", "params", "states"):
+            shutil.copy(os.path.join(run, "%s-%04d.%s" % (demo_run.model, DEMO_EPOCHS, ext)),
+                        os.path.join(run, "%s-interrupted.%s" % (demo_run.model, ext)))
+    before = _digests(run)
+    res = run_tool("export_model", "--save-dir", run, "--epoch", str(DEMO_EPOCHS), "--output",
+                   os.path.join(run, "%s-%s" % (demo_run.model, tag)))
+    marker = os.path.join(run, "%s-%s.json" % (demo_run.model, tag))
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert res.stderr.startswith("error: --output would overwrite %s, a training checkpoint's "
+                                 "file" % marker)
+    assert _digests(run) == before
+    from mobilenet_skip.train.checkpoints import CheckpointDir
+    assert CheckpointDir(run, demo_run.model).newest()["epoch"] == DEMO_EPOCHS
+
+
+def test_export_onto_a_json_that_is_not_a_sidecar_is_refused(demo_run, tmp_path, capsys):
+    out = str(tmp_path / "m")
+    with open(out + ".json", "w") as f:
+        f.write('{"mine": 1}\n')
+    err = _one_line_error(capsys, "export_model", ["--prefix", demo_run.prefix, "--output",
+                                                   out])
+    assert "would overwrite %s.json, a JSON file that is not an export's sidecar" % out in err
+    assert os.listdir(str(tmp_path)) == ["m.json"]
+
+
+class _FullOnSecondFile(object):
+    """``os.fsync`` that reports a full disk on its ``n``-th call: the staged files are
+    synced one by one, so the 2nd file of the export set is the one that fails."""
+
+    def __init__(self, n=2):
+        import errno
+        self.n, self.calls, self.errno, self.real = n, 0, errno.ENOSPC, os.fsync
+
+    def __call__(self, fd):
+        self.calls += 1
+        if self.calls == self.n:
+            raise OSError(self.errno, "No space left on device")
+        return self.real(fd)
+
+
+def test_a_full_disk_on_the_second_file_leaves_no_partial_export(demo_run, tmp_path, capsys,
+                                                                 monkeypatch):
+    """The export set is staged, then renamed into place with the sidecar last: a full disk
+    while writing the params leaves no -symbol.json alone (a fresh prefix) and an earlier
+    export exactly as it was (the same prefix again), and no temporary file."""
+    fresh, again = tmp_path / "fresh", tmp_path / "again"
+    fresh.mkdir()
+    again.mkdir()
+    code, _, err = call_tool(capsys, "export_model", "--prefix", demo_run.prefix, "--output",
+                             str(again / "m"))
+    assert code == 0, err
+    before = _digests(str(again))
+    assert sorted(before) == ["m-0000.params", "m-symbol.json", "m.json", "m.synsets.txt"]
+    other = str(tmp_path / "other")  # another network re-exported over the earlier one
+    net = randomise_bn(get_model("full-connect-pre-act", 0.5, 10), 32)
+    artifact.export_network(net, other, 32, synsets=demo_run.prefix + ".synsets.txt")
+    for folder, source_prefix in ((fresh, demo_run.prefix), (again, other)):
+        monkeypatch.setattr(os, "fsync", _FullOnSecondFile())
+        err = _one_line_error(capsys, "export_model", ["--prefix", source_prefix, "--output",
+                                                       str(folder / "m")])
+        monkeypatch.undo()
+        assert "the disk holding %s is full" % folder in err
+        assert _digests(str(folder)) == ({} if folder == fresh else before)
+
+
+def test_write_graph_commits_the_sidecar_last(tmp_path, monkeypatch):
+    """Renames happen in file order with the sidecar last, after the old sidecar is gone:
+    whoever sees a sidecar sees the whole set."""
+    net = randomise_bn(get_model("mobilenet", 0.25, 10), 32)
+    prefix = str(tmp_path / "m")
+    artifact.export_network(net, prefix, 32, synsets=["c%d" % i for i in range(10)])
+    seen, real = [], os.replace
+
+    def replace(src, dst):
+        seen.append((os.path.basename(dst), os.path.isfile(prefix + ".json")))
+        return real(src, dst)
+    monkeypatch.setattr(os, "replace", replace)
+    artifact.export_network(net, prefix, 32, synsets=["c%d" % i for i in range(10)])
+    assert seen == [("m-symbol.json", False), ("m-0000.params", False),
+                    ("m.synsets.txt", False), ("m.json", False)]
+
+
+def _tiny_export(folder, model, multiplier=0.25):
+    prefix = os.path.join(str(folder), "%s-x%g" % (model, multiplier))
+    artifact.export_network(randomise_bn(get_model(model, multiplier, 10), 32), prefix, 32,
+                            synsets=["c%d" % i for i in range(10)])
+    return prefix
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("model,multiplier,words", [
+    ("mobilenet", 0.25, "its layers differ from mobilenet x0.25's"),
+    ("full-connect-pre-act", 0.5,
+     "its first convolution has 8 filters, full-connect-pre-act x0.5 has 16"),
+])
+def test_a_sidecar_of_another_model_or_width_is_refused(tmp_path, model, multiplier, words):
+    """Only the class count was compared: a sidecar saying mobilenet, or width 0.5, beside a
+    full-connect-pre-act x0.25 graph was accepted, and its preprocessing used."""
+    from PIL import Image
+    ours = _tiny_export(tmp_path, "full-connect-pre-act")
+    theirs = _tiny_export(tmp_path, model, multiplier)
+    with open(ours + ".json") as f:
+        own = f.read()
+    shutil.copy(theirs + ".json", ours + ".json")
+    image = str(tmp_path / "x.png")
+    Image.fromarray(np.zeros((40, 40, 3), np.uint8)).save(image)
+    for tool, argv in (("predict", [image]), ("export_model", ["--output",
+                                                               str(tmp_path / "out")])):
+        res = run_tool(tool, "--prefix", ours, *argv)
+        assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+        assert res.stderr.startswith("error: %s.json describes %s x%g but %s-symbol.json holds "
+                                     "another model or width (%s)"
+                                     % (ours, model, multiplier, ours, words)), res.stderr
+    assert not os.path.exists(str(tmp_path / "out-symbol.json"))
+    with open(ours + ".json", "w") as f:
+        f.write(own)
+    assert loading.open_export(ours).info["variant"] == "full-connect-pre-act"  # its own: fine

@@ -478,3 +478,74 @@ def test_a_full_disk_anywhere_in_a_tool_is_one_line(capsys):
     err = capsys.readouterr().err
     assert exit_.value.code == 2 and err.startswith("error: the disk holding /some/where is "
                                                     "full") and err.count("\n") == 1, err
+
+
+# --- issue 18: markers that say what they are -----------------------------------------------
+
+def _run_copy(demo_run, tmp_path, edit=None):
+    """A copy of the trained demo run whose last epoch's marker ``edit(meta)`` changed."""
+    from conftest import DEMO_EPOCHS
+    run = str(tmp_path / "run")
+    shutil.copytree(demo_run.save_dir, run)
+    marker = os.path.join(run, "%s-%04d.json" % (demo_run.model, DEMO_EPOCHS))
+    if edit:
+        with open(marker) as f:
+            meta = json.load(f)
+        edit(meta)
+        with open(marker, "w") as f:
+            json.dump(meta, f)
+    return run, marker
+
+
+def _resume(demo_run, run):
+    from conftest import DEMO_EPOCHS
+    return subprocess.run([sys.executable, TRAIN, "--recipe", DEMO_RECIPE, "--rec-train",
+                           demo_run.train_rec, "--rec-val", demo_run.val_rec, "--save-dir", run,
+                           "--resume", "--num-epochs", str(DEMO_EPOCHS + 1)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_a_sidecar_over_a_marker_is_named_on_resume(demo_run, tmp_path):
+    """What export_model.py --output RUN/<model>-0005 used to do: the sidecar replaced the
+    marker, and --resume died with a KeyError traceback. The marker's kind names it now."""
+    run, marker = _run_copy(demo_run, tmp_path)
+    shutil.copy(demo_run.prefix + ".json", marker)
+    res = _resume(demo_run, run)
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.splitlines()[-1] == (
+        "error: %s is not a checkpoint marker but an export's sidecar (kind fp32); move it out "
+        "of %s (restore the marker from a backup, or start again with --overwrite)"
+        % (marker, run))
+
+
+@pytest.mark.parametrize("where", ["marker", "optimizer_state"])
+def test_a_newer_format_is_named_as_newer_not_old_and_pickled(demo_run, tmp_path, where):
+    """A marker (or its state description) from a newer release was reported as 'the old
+    pickled format', or, for the marker itself, read as if it were this one's."""
+    def newer(meta):
+        (meta if where == "marker" else meta["optimizer_state"])["format"] = 2
+    run, marker = _run_copy(demo_run, tmp_path, newer)
+    res = _resume(demo_run, run)
+    named = marker if where == "marker" else marker[:-len(".json")] + ".states"
+    assert res.returncode == 2 and "Traceback" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.splitlines()[-1] == ("error: %s was written by a newer mobilenet-skip "
+                                           "(format 2); upgrade mobilenet-skip to read it"
+                                           % named)
+
+
+def test_markers_carry_their_kind_and_old_ones_still_load(demo_run, tmp_path):
+    run, marker = _run_copy(demo_run, tmp_path)
+    with open(marker) as f:
+        meta = json.load(f)
+    assert meta["kind"] == "checkpoint" and meta["format"] == checkpoints.MARKER_FORMAT
+
+    def old(meta):  # what releases before the kind wrote
+        del meta["kind"], meta["format"]
+    run, marker = _run_copy(demo_run, tmp_path / "old", old)
+    newest = checkpoints.CheckpointDir(run, demo_run.model).newest()
+    assert newest["epoch"] == meta["epoch"] and "kind" not in newest
+    with open(marker, "w") as f:
+        f.write('{"note": "someone else\'s"}')
+    with pytest.raises(UserError, match=r"is not a checkpoint marker but JSON without "
+                                        r"\"kind\": \"checkpoint\""):
+        checkpoints.CheckpointDir(run, demo_run.model).newest()

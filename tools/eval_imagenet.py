@@ -8,11 +8,13 @@
 
 The paper's protocol: the shorter side resized to 256, the central 224 square, one
 crop, one model (for another --input-size S, the shorter side goes to
-round(S / crop ratio)). Pack val with `im2rec.py ... --resize 256` or keep the
-originals; never centre-crop while packing. A checkpoint is exported to a
-temporary folder first, so both --api paths read the same files: SymbolBlock.imports
-(default) or mx.mod.Module (load_checkpoint, bind, set_params). --runtime onnxruntime
-runs an --onnx file in ONNX Runtime on the same decoded, cropped and normalised batches.
+round(S / crop ratio)). An export without its PREFIX.json sidecar needs --input-size:
+its preprocessing is then ImageNet's, and no size is guessed. Pack val with
+`im2rec.py ... --resize 256` or keep the originals; never centre-crop while packing.
+A checkpoint is exported to a temporary folder first, so both --api paths read the
+same files: SymbolBlock.imports (default) or mx.mod.Module (load_checkpoint, bind,
+set_params). --runtime onnxruntime runs an --onnx file in ONNX Runtime on the same
+decoded, cropped and normalised batches.
 --json prints one line: top1, top5 (fractions), images, images_per_s, device, api.
 """
 import argparse

@@ -24,7 +24,7 @@ import argparse
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
-from mobilenet_skip.deploy.artifact import export_paths, sidecar_path, summary
+from mobilenet_skip.deploy.artifact import summary, written_files
 from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
 
 
@@ -50,9 +50,8 @@ def main(argv=None):
     print("from %s: %s" % (source.path, summary(source.info)))
     for name, out in written.items():
         form = FORMS[name]
-        files = [out] if form.kind is None else list(export_paths(out)) + [sidecar_path(out)]
         note = form.resolved("note")(args) if form.note else ""
-        print("wrote %-6s %s%s" % (name, "  ".join(files), note))
+        print("wrote %-6s %s%s" % (name, "  ".join(written_files(out, form.kind)), note))
     from mobilenet_skip.deploy.int8_report import form_reports
     for text in form_reports(written, args):
         print(text)

@@ -14,13 +14,12 @@ status is then 1.
 """
 import argparse
 import json
-import os
 import sys
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.deploy.artifact import input_size_warning, read_info, sidecar_path, summary
+from mobilenet_skip.deploy.artifact import input_size_warning, read_info, summary
 from mobilenet_skip.deploy.loading import open_export
 from mobilenet_skip.deploy.runtime import load_image, softmax, top_k
 
@@ -42,11 +41,6 @@ def main(argv=None):
     args = parse_args(argv)
     if args.top < 1:
         raise UserError("--top must be at least 1")
-    if not args.input_size and not os.path.isfile(sidecar_path(args.prefix)) \
-            and os.path.isfile(args.prefix + "-symbol.json"):
-        raise UserError("%s has no sidecar %s saying the input size it was trained at; pass "
-                        "--input-size S (224 for ImageNet, 32 for the demo digits)"
-                        % (args.prefix, sidecar_path(args.prefix)))
     if args.input_size:
         warning = input_size_warning(args.prefix, read_info(args.prefix, args.input_size))
         if warning:

@@ -1,6 +1,12 @@
 """An export on disk: ``<prefix>-symbol.json`` + ``<prefix>-0000.params``, the class
 names ``<prefix>.synsets.txt`` and the sidecar ``<prefix>.json``, written last.
 
+The set is written as one: every file is staged beside its place first, the old
+sidecar goes, the files are renamed into place and the sidecar comes last. The
+sidecar is the commit point: a reader that finds it finds the whole set, and one that
+finds none refuses the export unless told its input size. A full disk leaves the
+earlier export as it was and no temporary file.
+
 The graph takes one input named ``data`` (NCHW float32, normalised as in validation)
 and returns logits. The sidecar records the model and the preprocessing it expects
 (:class:`~mobilenet_skip.data.preprocess.Preprocessing`), so nothing else is needed to
@@ -13,8 +19,10 @@ import shutil
 from collections import namedtuple
 
 import mxnet as mx
+import numpy as np
 
-from ..utils.fs import atomic_save, atomic_write
+from ..utils.fs import remove_if_exists, stage
+from ..train.checkpoints import is_checkpoint_file, read_json
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
 from ..data.preprocess import Preprocessing
@@ -22,7 +30,8 @@ from .registry import kinds
 
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
            "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
-           "write_synsets", "write_sidecar", "FORMAT", "DEFAULT_INPUT_SIZE"]
+           "written_files", "refuse_overwrites", "FORMAT",
+           "DEFAULT_INPUT_SIZE"]
 
 FORMAT = "mobilenet-skip-export"
 DEFAULT_INPUT_SIZE = 224
@@ -40,6 +49,35 @@ def export_paths(prefix):
 def sidecar_path(prefix):
     """``<prefix>.json``: what the export is and how to preprocess its input."""
     return prefix + ".json"
+
+
+def written_files(out, kind):
+    """The files a form of sidecar ``kind`` writes at ``out``: an export's four, or ``out``
+    itself for a one-file form (``kind`` None)."""
+    return [out] if kind is None else list(export_paths(out)) + [sidecar_path(out)]
+
+
+def refuse_overwrites(paths, flag="--output"):
+    """A one-line :class:`UserError` if writing ``paths`` would replace a checkpoint's file
+    or a JSON that is not an export's sidecar (a checkpoint marker, say)."""
+    for path in paths:
+        if not os.path.exists(path):
+            continue
+        if is_checkpoint_file(path):
+            what = "a training checkpoint's file (the run could no longer resume)"
+        elif path.endswith(".json") and not path.endswith("-symbol.json") \
+                and not _is_sidecar(path):
+            what = "a JSON file that is not an export's sidecar"
+        else:
+            continue  # an earlier export's file: replaced as a whole set
+        raise UserError("%s would overwrite %s, %s; choose another %s, such as %s"
+                        % (flag, path, what, flag,
+                           os.path.join(os.path.dirname(path) or ".", "deploy", "m")))
+
+
+def _is_sidecar(path):
+    info = read_json(path)
+    return isinstance(info, dict) and info.get("format") == FORMAT
 
 
 # --- the sidecar ---------------------------------------------------------------------
@@ -110,11 +148,13 @@ def check_info(info, path):
 
 
 def read_info(prefix, input_size=None):
-    """The sidecar of ``prefix``, or the ImageNet defaults when there is none.
+    """The sidecar of ``prefix``; without one, the ImageNet defaults at ``input_size``.
 
-    Without a sidecar the input is 224 (crop ratio 0.875, ImageNet mean/std) and
-    ``kind``, ``variant``, ``multiplier`` and ``classes`` are None. ``input_size``,
-    when given, overrides either (``trained_input_size`` then keeps the sidecar's).
+    Without a sidecar ``input_size`` is required (a :class:`UserError` otherwise: a
+    32 px export run at 224 answers wrongly without a word), the crop ratio is 0.875
+    with the ImageNet mean/std, and ``kind``, ``variant``, ``multiplier`` and
+    ``classes`` are None. ``input_size``, when given, overrides the sidecar's
+    (``trained_input_size`` then keeps the sidecar's).
     """
     path = sidecar_path(prefix)
     if os.path.isfile(path):
@@ -125,6 +165,10 @@ def read_info(prefix, input_size=None):
             info = None
         info = check_info(info if isinstance(info, dict) else {}, path)
         info["sidecar"] = True
+    elif not input_size:
+        raise UserError("%s has no sidecar %s saying the input size it was trained at; pass "
+                        "--input-size S (224 for ImageNet, 32 for the demo digits)"
+                        % (prefix, path))
     else:
         info = describe({}, DEFAULT_INPUT_SIZE, kind=None, sidecar=False)
     if input_size:
@@ -165,10 +209,12 @@ def graph_of(net, input_size):
 
 
 def write_graph(prefix, graph, synsets=None, info=None):
-    """Write ``graph`` under ``prefix`` atomically: symbol, params, synsets, sidecar last.
+    """Write ``graph`` under ``prefix`` as one set: symbol, params, synsets, sidecar last.
 
     ``synsets`` is a list of names or a file to copy (or None); ``info`` the sidecar
-    (or None for none).
+    (or None for none). Every file is staged first (a full disk is a one-line
+    :class:`UserError` that leaves the earlier export whole), then the old sidecar
+    goes and the files are renamed into place, the sidecar last.
 
     Returns
     -------
@@ -177,14 +223,52 @@ def write_graph(prefix, graph, synsets=None, info=None):
     """
     sym_path, params_path, synsets_file = export_paths(prefix)
     os.makedirs(os.path.dirname(os.path.abspath(prefix)), exist_ok=True)
-    atomic_write(sym_path, graph.sym.save)
     saved = {"arg:%s" % k: v.as_in_context(mx.cpu()) for k, v in graph.arg_params.items()}
     saved.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in graph.aux_params.items()})
-    atomic_write(params_path, lambda tmp: mx.nd.save(tmp, saved))
-    write_synsets(synsets, synsets_file)
+    writes = [(sym_path, graph.sym.save), (params_path, lambda tmp: mx.nd.save(tmp, saved)),
+              (synsets_file, _synsets_writer(synsets, synsets_file))]
     if info is not None:
-        write_sidecar(prefix, info)
+        writes.append((sidecar_path(prefix), _text_writer(json.dumps(
+            {k: v for k, v in info.items() if k not in NOT_WRITTEN}, indent=1,
+            sort_keys=True) + "\n")))
+    needed = sum(v.size * np.dtype(v.dtype).itemsize for v in saved.values())
+    _write_set([(path, write) for path, write in writes if write], sidecar_path(prefix),
+               needed)
     return sym_path, params_path, synsets_file
+
+
+def _write_set(writes, commit, size_hint=None):
+    """Stage every ``(path, write)``, remove ``commit`` (the old set's sidecar), then rename
+    the staged files into place in order; no temporary file outlives a failure."""
+    staged = []
+    try:
+        for path, write in writes:
+            staged.append(stage(path, write, size_hint))
+        remove_if_exists(commit)  # a reader must never pair the old sidecar with new files
+        for tmp in staged:
+            os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
+    finally:
+        for tmp in staged:
+            remove_if_exists(tmp)
+
+
+def _text_writer(text):
+    def write(tmp):
+        with open(tmp, "w", encoding="utf-8") as f:
+            f.write(text)
+    return write
+
+
+def _synsets_writer(synsets, path):
+    """How to write class names to ``path``: a list as lines, a file copied (None when
+    there are none, or the file is ``path`` itself)."""
+    if synsets is None:
+        return None
+    if isinstance(synsets, str):
+        if os.path.abspath(synsets) == os.path.abspath(path):
+            return None
+        return lambda tmp: shutil.copyfile(synsets, tmp)
+    return _text_writer("".join("%s\n" % name for name in synsets))
 
 
 def export_network(net, prefix, input_size=224, synsets=None, preprocessing=None, info=None):
@@ -209,20 +293,3 @@ def export_network(net, prefix, input_size=224, synsets=None, preprocessing=None
     if info is None:
         info = describe(net, input_size, preprocessing)
     return write_graph(prefix, graph_of(net, input_size), synsets, info)
-
-
-def write_synsets(synsets, path):
-    """Class names to ``path``: a list written, a file copied (unless it is ``path``)."""
-    if synsets is None:
-        return
-    if isinstance(synsets, str):
-        if os.path.abspath(synsets) != os.path.abspath(path):
-            atomic_write(path, lambda tmp: shutil.copyfile(synsets, tmp))
-    else:
-        atomic_save(path, "".join("%s\n" % name for name in synsets))
-
-
-def write_sidecar(prefix, info):
-    """``<prefix>.json``, without :func:`read_info`'s notes on how it was read."""
-    info = {k: v for k, v in info.items() if k not in NOT_WRITTEN}
-    atomic_save(sidecar_path(prefix), json.dumps(info, indent=1, sort_keys=True) + "\n")

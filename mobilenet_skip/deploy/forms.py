@@ -19,7 +19,7 @@ from collections import namedtuple
 from ..errors import UserError
 from ..utils.fs import writable_dir
 from . import int8, onnx, ort_int8
-from .artifact import graph_of, write_graph
+from .artifact import graph_of, refuse_overwrites, write_graph, written_files
 from .mkldnn import fuse, require_mkldnn
 from .registry import FORMS, RUNTIMES, Form, register
 from .source import output_prefix
@@ -94,6 +94,7 @@ def deploy(source, output, forms=(), options=None):
                         "export instead" % (source.path, source.info["kind"]))
     output = output_prefix(output, source)
     chosen = [f for f in FORMS.values() if not f.help or f.name in forms]
+    refuse_overwrites([p for f in chosen for p in written_files(output + f.suffix, f.kind)])
     for form in chosen:
         if form.check:
             form.resolved("check")(source, options)

@@ -14,6 +14,7 @@ import numpy as np
 
 from ..data import records as data
 from ..errors import UserError, mxnet_message
+from ..models import MIN_INPUT_SIZE, get_model
 from .artifact import Graph, export_paths, read_info, sidecar_path
 
 __all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
@@ -133,7 +134,7 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     Parameters
     ----------
     input_size : int, optional
-        Overrides the sidecar's (default 224 without a sidecar).
+        Overrides the sidecar's; required without one.
     ctx : Context or list of Context, optional
         Where the weights go (default CPU).
     need_synsets : bool
@@ -143,13 +144,13 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     -------
     Export
     """
+    graph = load_symbolic(prefix)  # a missing file is named before a missing sidecar
     info = read_info(prefix, input_size)
-    graph = load_symbolic(prefix)
     sym_path, params_path, synsets_file = export_paths(prefix)
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
-    block = block_of(graph, ctxs, params_path)
     side = info["input_size"]
-    _check_memory(graph.sym, side, prefix)
+    _check_memory(graph.sym, side, prefix)  # before anything is allocated
+    block = block_of(graph, ctxs, params_path)
     try:
         out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
         out.wait_to_read()
@@ -176,13 +177,67 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
         raise UserError("%s says %d classes but %s outputs %d; re-export"
                         % (sidecar_path(prefix), info["classes"], sym_path, classes))
     info["classes"] = info.get("classes") or classes
+    _check_model(graph, info, prefix)
     return Export(prefix, block, info, synsets, classes, graph)
+
+
+# --- the sidecar's model against the graph -----------------------------------------
+
+def _signature(sym, side):
+    """Operators in order and the weights' shapes: what the same model and width share."""
+    ops = [node["op"] for node in json.loads(sym.tojson())["nodes"] if node["op"] != "null"]
+    args, _, aux = sym.infer_shape(data=(1, 3, side, side))
+    weights = [tuple(s) for name, s in zip(sym.list_arguments(), args) if name != "data"]
+    return ops, weights, [tuple(s) for s in aux]
+
+
+def _check_model(graph, info, prefix):
+    """Refuse a sidecar whose model or width is not the graph's, by building the network
+    it names (no weights) and comparing operators and weight shapes.
+
+    Only a plain FP32 export is compared: MXNet rewrites the fused and INT8 graphs,
+    and their sidecars are written together with them.
+    """
+    if info.get("kind") != "fp32" or not info.get("variant") or not info.get("multiplier"):
+        return
+    described = "%s x%g" % (info["variant"], info["multiplier"])
+    try:
+        net = get_model(info["variant"], float(info["multiplier"]), int(info["classes"]))
+    except (ValueError, TypeError) as err:
+        raise UserError("%s describes %s, which this mobilenet-skip cannot build (%s); "
+                        "re-export it" % (sidecar_path(prefix), described, err)) from None
+    # the smallest input: neither operators nor weight shapes depend on it
+    theirs = _signature(graph.sym, MIN_INPUT_SIZE)
+    ours = _signature(net(mx.sym.var("data")), MIN_INPUT_SIZE)
+    if theirs != ours:
+        first = ("its first convolution has %d filters, %s has %d"
+                 % (theirs[1][0][0], described, ours[1][0][0])
+                 if theirs[1][:1] != ours[1][:1] else "its layers differ from %s's" % described)
+        raise UserError("%s describes %s but %s holds another model or width (%s): the "
+                        "sidecar belongs to another export; re-export, or put this export's "
+                        "own sidecar beside it" % (sidecar_path(prefix), described,
+                                                   export_paths(prefix)[0], first))
 
 
 # --- memory --------------------------------------------------------------------------
 
+# What one image of side S adds to the peak RSS of tools/predict.py, measured with 0.25
+# and 1.0 full-connect-pre-act exports from 512 to 3072 px (MXNet 1.9.1 with MKLDNN, one
+# CPU thread): about 32 MB whatever the size (MKLDNN's primitives and scratch), plus
+# 3.35 times the largest feature map, plus 0.3 times the input. The estimate rounds each
+# term up, so that it stays above every measurement (by 10 to 45 %).
+FIXED_BYTES, MAP_COPIES, INPUT_COPIES = 64 << 20, 3.5, 1.0
+
+
 def _available_memory():
-    """Bytes the kernel says a new allocation can get (MemAvailable), or None."""
+    """Bytes a new allocation can get: MemAvailable, or less under a cgroup memory limit
+    (the OOM killer enforces that one); None if neither can be read."""
+    found = [_meminfo_available(), _cgroup_headroom()]
+    found = [n for n in found if n is not None]
+    return min(found) if found else None
+
+
+def _meminfo_available():
     try:
         with open("/proc/meminfo") as f:
             for line in f:
@@ -193,12 +248,41 @@ def _available_memory():
     return None
 
 
-def forward_memory(sym, input_size):
-    """A lower bound on the bytes one image of ``input_size`` needs through ``sym``.
+def _cgroup_headroom():
+    """Limit minus usage of this process's memory cgroup (v2, else v1), or None."""
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [line.rstrip("\n").split(":", 2) for line in f]
+    except OSError:
+        return None
+    for _, controllers, path in lines:
+        if controllers == "":
+            files = ("/sys/fs/cgroup" + path, "memory.max", "memory.current")
+        elif "memory" in controllers.split(","):
+            files = ("/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes",
+                     "memory.usage_in_bytes")
+        else:
+            continue
+        try:
+            limit, used = (_read_text(os.path.join(files[0], name)) for name in files[1:])
+            if limit != "max" and int(limit) < 1 << 60:  # v1 says "no limit" as ~2**63
+                return max(int(limit) - int(used), 0)
+        except (OSError, ValueError):
+            continue
+    return None
 
-    The input plus three copies of the largest feature map: a conv reads one map and
-    writes another while a skip connection keeps the block's input alive. Computed
-    from shape inference alone, so nothing is allocated.
+
+def _read_text(path):
+    with open(path) as f:
+        return f.read().strip()
+
+
+def forward_memory(sym, input_size):
+    """The bytes one image of ``input_size`` adds to predict's (or eval's) process.
+
+    :data:`FIXED_BYTES`, plus :data:`MAP_COPIES` times the largest feature map, plus
+    :data:`INPUT_COPIES` times the input (float32): a fit to measured peaks that stays
+    above each of them. Computed from shape inference alone, so nothing is allocated.
     """
     internals = sym.get_internals()
     try:
@@ -206,7 +290,8 @@ def forward_memory(sym, input_size):
     except mx.base.MXNetError:
         return 0  # the forward itself reports a graph that does not fit
     sizes = [int(np.prod(s)) for s in shapes or [] if s]
-    return 4 * (3 * input_size ** 2 + 3 * max(sizes or [0]))
+    return int(FIXED_BYTES + 4 * (INPUT_COPIES * 3 * input_size ** 2
+                                  + MAP_COPIES * max(sizes or [0])))
 
 
 def _out_of_memory(side, prefix, detail=None):
@@ -221,8 +306,8 @@ def _check_memory(sym, side, prefix):
     """Refuse an input size whose forward cannot fit in memory, before allocating it."""
     need, have = forward_memory(sym, side), _available_memory()
     if have is not None and need > have:
-        raise UserError("--input-size %d is too large: one %dx%d image through %s needs at "
-                        "least %.1f GB, and %.1f GB of memory is available; use the size it "
+        raise UserError("--input-size %d is too large: one %dx%d image through %s needs "
+                        "about %.1f GB, and %.1f GB of memory is available; use the size it "
                         "was trained at or a smaller one"
                         % (side, side, side, prefix, need / 1e9, have / 1e9))
 

@@ -6,6 +6,11 @@ pickle) and ``<model>-NNNN.json``, the marker written last, which also describes
 state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts only once its
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
 far into the next epoch training had gone.
+
+A marker says what it is (``"kind": "checkpoint"``) and in which ``format``, so that a
+stray JSON under a marker's name (an export's sidecar, say) is named rather than
+unpacked, and a marker from a newer release asks for an upgrade. Markers written before
+the kind existed (no ``kind``, no ``format``, an ``epoch``) still load.
 """
 import glob
 import json
@@ -17,7 +22,58 @@ import numpy as np
 from ..errors import UserError, mxnet_message
 from ..utils.fs import atomic_save, remove_if_exists, stage
 
-__all__ = ["CheckpointDir"]
+__all__ = ["CheckpointDir", "MARKER_KIND", "MARKER_FORMAT", "check_marker", "read_marker",
+           "read_json", "is_checkpoint_file"]
+
+MARKER_KIND = "checkpoint"
+MARKER_FORMAT = 1  # the marker's own layout; bump it when a reader must change
+EXPORT_FORMAT = "mobilenet-skip-export"  # deploy.artifact.FORMAT, a layer above: named only
+EXTENSIONS = ("json", "params", "states")  # a checkpoint's files, marker first
+
+
+def _is_marker(meta):
+    """A marker of any format, or one from before ``kind`` (an epoch, no kind or format)."""
+    return isinstance(meta, dict) and (meta.get("kind") == MARKER_KIND or (
+        "kind" not in meta and "format" not in meta and isinstance(meta.get("epoch"), int)))
+
+
+def check_marker(meta, path):
+    """``meta`` if it is a checkpoint marker this release reads, else a one-line
+    :class:`UserError` naming ``path`` and what it holds instead."""
+    if not _is_marker(meta):
+        what = ("an export's sidecar (kind %s)" % meta.get("kind")
+                if isinstance(meta, dict) and meta.get("format") == EXPORT_FORMAT
+                else "JSON without \"kind\": \"%s\"" % MARKER_KIND)
+        raise UserError("%s is not a checkpoint marker but %s; move it out of %s (restore the "
+                        "marker from a backup, or start again with --overwrite)"
+                        % (path, what, os.path.dirname(os.path.abspath(path))))
+    fmt = meta.get("format", MARKER_FORMAT)
+    if not isinstance(fmt, int) or fmt > MARKER_FORMAT:
+        from .states import newer_format_error
+        raise newer_format_error(path, fmt)
+    return meta
+
+
+def read_json(path):
+    """The JSON in ``path``, or None if it is missing, unreadable or not JSON."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+def read_marker(path):
+    """The JSON in ``path`` if it is a checkpoint marker (any format), else None."""
+    meta = read_json(path)
+    return meta if _is_marker(meta) else None
+
+
+def is_checkpoint_file(path):
+    """Whether ``path`` is a checkpoint's marker, ``.params`` or ``.states``: the marker of
+    its stem says so."""
+    stem, ext = os.path.splitext(path)
+    return ext[1:] in EXTENSIONS and read_marker(stem + ".json") is not None
 
 
 class CheckpointDir(object):
@@ -52,9 +108,10 @@ class CheckpointDir(object):
         staged = []
         try:
             staged.append(stage(self.path(tag, "params"), net.save_parameters, needed))
-            meta = dict(meta, optimizer_state=save_states(
-                trainer, self.path(tag, "states"),
-                lambda path, write: staged.append(stage(path, write, needed))))
+            meta = dict(meta, kind=MARKER_KIND, format=MARKER_FORMAT,
+                        optimizer_state=save_states(
+                            trainer, self.path(tag, "states"),
+                            lambda path, write: staged.append(stage(path, write, needed))))
             remove_if_exists(self.path(tag, "json"))  # no marker over a half-replaced pair
             for tmp in staged:
                 os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
@@ -99,20 +156,17 @@ class CheckpointDir(object):
                             % (path, mxnet_message(err), self.path(tag, "json"))) from None
 
     def remove(self, tag):
-        for ext in ("json", "params", "states"):  # marker first: never a marker without data
+        for ext in EXTENSIONS:  # marker first: never a marker without data
             remove_if_exists(self.path(tag, ext))
 
     def _read(self, tag):
         marker = self.path(tag, "json")
-        if not all(os.path.isfile(self.path(tag, ext)) for ext in ("json", "params", "states")):
+        if not all(os.path.isfile(self.path(tag, ext)) for ext in EXTENSIONS):
             return None
-        try:
-            with open(marker) as f:
-                meta = json.load(f)
-        except (OSError, ValueError):
-            return None
-        meta["tag"] = tag
-        return meta
+        meta = read_json(marker)
+        if meta is None:
+            return None  # half-written by a killed job: not a checkpoint
+        return dict(check_marker(meta, marker), tag=tag)
 
     def epochs(self):
         """Metadata of every complete epoch checkpoint, oldest first."""

@@ -8,9 +8,15 @@ import mxnet as mx
 
 from ..errors import UserError
 
-__all__ = ["save_states", "load_states", "STATE_FORMAT"]
+__all__ = ["save_states", "load_states", "newer_format_error", "STATE_FORMAT"]
 
 STATE_FORMAT = 1  # the "optimizer_state" JSON a checkpoint's marker carries
+
+
+def newer_format_error(path, found):
+    """The one-line :class:`UserError` for a file a newer release wrote (format ``found``)."""
+    return UserError("%s was written by a newer mobilenet-skip (format %s); upgrade "
+                     "mobilenet-skip to read it" % (path, found))
 
 
 def _flatten(state, key, arrays):
@@ -80,10 +86,13 @@ def load_states(trainer, path, info):
     Raises
     ------
     UserError
-        When ``info`` is missing (an old pickled ``.states``), the file is not an
-        ``mx.nd.save`` file, or it belongs to another optimizer or network.
+        When ``info`` is missing (an old pickled ``.states``) or of a newer format, the
+        file is not an ``mx.nd.save`` file, or it belongs to another optimizer or network.
     """
-    if not isinstance(info, dict) or info.get("format") != STATE_FORMAT:
+    found = info.get("format") if isinstance(info, dict) else None
+    if isinstance(found, int) and found > STATE_FORMAT:
+        raise newer_format_error(path, found)
+    if found != STATE_FORMAT:
         _refuse(path, "is in the old pickled format (or has no state description in its "
                       ".json marker) and is not loaded")
     opt = trainer._optimizer
