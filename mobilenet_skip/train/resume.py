@@ -2,31 +2,37 @@
 (``--overwrite``), or resume from the newest with the weights, the optimizer's state and
 the interrupted epoch's running sums."""
 import logging
+from collections import namedtuple
 
 from ..config import recipes as config_mod
 from ..errors import UserError
 from .states import load_states
 
-__all__ = ["start", "check_resume_config", "RESUME_FIXED_KEYS"]
+__all__ = ["start", "Resumed", "check_resume_config", "RESUME_FIXED_KEYS"]
 
 log = logging.getLogger("mobilenet_skip")
 
 
-def start(run, net, trainer, ctxs, resume, overwrite, global_batch=None):
+Resumed = namedtuple("Resumed", ["epoch", "batches", "carried"])
+Resumed.__doc__ = ("Where a run (re)starts: ``epoch`` epochs done, ``batches`` batches done "
+                   "of the next one, and ``carried``, that epoch's running sums so far "
+                   "(:func:`.guard.epoch_sums`) or None.")
+FRESH = Resumed(0, 0, None)
+
+
+def start(run, net, trainer, ctxs, resume, overwrite):
     """Refuse, clear or resume from the earlier checkpoints of ``run`` (a writing
     :class:`~mobilenet_skip.train.rundir.RunDir`), then write its config and metrics.
 
     A resume restores the weights, the optimizer's state arrays and update counts;
     the optimizer itself (lr, wd, momentum, ...) is the new configuration's.
-    ``run.carried`` becomes the interrupted epoch's running sums, or None.
 
     Returns
     -------
-    tuple of int
-        Epochs already done, and batches already done of the next one.
+    Resumed
+        Where training goes on from.
     """
-    run.carried, run.global_batch = None, global_batch
-    ckpt, begin = run.checkpoints, (0, 0)
+    ckpt, begin, rows = run.checkpoints, FRESH, []
     earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
     if earlier and not resume and run.rank == 0:
         if not overwrite:
@@ -44,26 +50,32 @@ def start(run, net, trainer, ctxs, resume, overwrite, global_batch=None):
             log.warning("--resume: no complete checkpoint in %s; starting from scratch",
                         run.path)
         else:
-            net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs,
-                                cast_dtype=True)
-            fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
-                                start.get("optimizer_state"))
-            if fresh:
-                log.warning("--resume: the optimizer state of %d parameter(s) does not fit "
-                            "the new settings (such as momentum 0 -> 0.9) and starts "
-                            "afresh", len(fresh))
-            saved_batch = start.get("global_batch")
-            if global_batch and saved_batch and saved_batch != global_batch:
-                log.warning("--resume: global batch %d -> %d", saved_batch, global_batch)
-            begin = (start["epoch"], start.get("batches_done", 0))
-            run.carried = start.get("epoch_sums") if begin[1] else None
-            run.rows = [r for r in run.metrics() if r["epoch"] <= begin[0]]
-            log.info("resumed from %s: epoch %d done%s, %d updates",
-                     ckpt.path(start["tag"], "params"), begin[0],
-                     (", %d batches into epoch %d" % (begin[1], begin[0] + 1))
-                     if begin[1] else "", trainer.optimizer.num_update)
-    run.write_start(resume)
+            begin, rows = _restore(run, start, net, trainer, ctxs)
+    run.write_start(resume, rows)
     return begin
+
+
+def _restore(run, start, net, trainer, ctxs):
+    """Load checkpoint ``start`` (its marker's metadata) into ``net`` and ``trainer``;
+    returns its :class:`Resumed` and the metrics rows up to it."""
+    ckpt = run.checkpoints
+    net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs, cast_dtype=True)
+    fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
+                        start.get("optimizer_state"))
+    if fresh:
+        log.warning("--resume: the optimizer state of %d parameter(s) does not fit "
+                    "the new settings (such as momentum 0 -> 0.9) and starts "
+                    "afresh", len(fresh))
+    saved_batch = start.get("global_batch")
+    if run.global_batch and saved_batch and saved_batch != run.global_batch:
+        log.warning("--resume: global batch %d -> %d", saved_batch, run.global_batch)
+    done = start.get("batches_done", 0)
+    begin = Resumed(start["epoch"], done, start.get("epoch_sums") if done else None)
+    log.info("resumed from %s: epoch %d done%s, %d updates",
+             ckpt.path(start["tag"], "params"), begin.epoch,
+             (", %d batches into epoch %d" % (done, begin.epoch + 1)) if done else "",
+             trainer.optimizer.num_update)
+    return begin, [r for r in run.metrics() if r["epoch"] <= begin.epoch]
 
 
 def check_resume_config(saved, cfg, save_dir):

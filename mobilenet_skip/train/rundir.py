@@ -97,8 +97,7 @@ class RunDir(object):
     def __init__(self, path, model=None):
         self.path = path
         self._model = model
-        self.cfg, self.rank, self.rows = None, None, []
-        self.carried, self.global_batch = None, None  # set by resume.start
+        self.cfg, self.rank, self.global_batch, self.rows = None, None, None, []
 
     # --- reading -------------------------------------------------------------------------
 
@@ -182,12 +181,13 @@ class RunDir(object):
     # --- writing (a training run; rank 0 alone writes) ----------------------------------
 
     @classmethod
-    def for_training(cls, cfg, rank):
-        """The run folder of ``cfg["save_dir"]`` as training writes it. On rank 0, before
-        anything is written: lock it (a second job into the folder stops here), remove
-        what a killed run left half-written, and log into ``train.log``."""
+    def for_training(cls, cfg, rank, global_batch=None):
+        """The run folder of ``cfg["save_dir"]`` as training writes it, its checkpoints
+        marked with ``global_batch``. On rank 0, before anything is written: lock it (a
+        second job into the folder stops here), remove what a killed run left
+        half-written, and log into ``train.log``."""
         run = cls(cfg["save_dir"], cfg["model"])
-        run.cfg, run.rank = cfg, rank
+        run.cfg, run.rank, run.global_batch = cfg, rank, global_batch
         if rank == 0:
             _RUN_LOCKS.hold(run, run.path)
             for path in remove_stale_tmp(run.path):
@@ -210,9 +210,10 @@ class RunDir(object):
         """One line naming the last and the best epoch and which one is exported."""
         return summary_line(self.rows, self.cfg["export_epoch"])
 
-    def write_start(self, resume):
-        """Write ``config.yaml`` and the kept metrics rows as a run (re)starts."""
+    def write_start(self, resume, rows=()):
+        """Write ``config.yaml`` and the kept metrics ``rows`` as a run (re)starts."""
         from ..config import recipes as config_mod
+        self.rows = list(rows)
         if self.rank == 0:
             config_mod.dump(self.cfg, self.config_path)
             if self.rows or not resume:
