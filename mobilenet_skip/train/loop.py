@@ -20,7 +20,7 @@ import numpy as np
 from . import callbacks as cb, dist, guard, resume as resume_mod
 from .devices import init_kvstore, make_kvstore, parse_contexts
 from .evaluation import evaluate
-from .feed import record_iters
+from .feed import absolute_paths, fingerprint, record_iters
 from .net import build_net, hybridize, params_checksum
 from .rundir import RunDir
 from .step import Accumulator, make_step
@@ -97,6 +97,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         summary line, or None), ``save_dir``, ``interrupted``, ``lr`` and ``num_update``.
     """
     # Devices, workers and the global batch; seeds.
+    cfg = absolute_paths(cfg)  # config.yaml names the same data from any directory
     ctxs = _contexts(cfg)
     kvstore, rank, num_workers = make_kvstore(cfg, len(ctxs))
     global_batch = cfg["batch_size"] * len(ctxs) * num_workers
@@ -104,9 +105,11 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     np.random.seed(cfg["seed"])
 
     # This worker's data (feed.py), and under dist_sync the watchdog it feeds (dist.py).
+    data = None
     if train_data is None:
         train_data, val_data, iters_per_epoch = record_iters(cfg, len(ctxs), rank,
                                                                 num_workers)
+        data = fingerprint(cfg)
     elif iters_per_epoch is None:
         train_data.reset()
         iters_per_epoch = sum(1 for b in train_data if not b.pad)
@@ -118,14 +121,18 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     if distributed:
         train_data = guard.BeatingIter(train_data, dog.beat)
 
-    # The run folder (rundir.py), the network (net.py), its step and optimizer (step.py),
-    # then the checkpoint to go on from (resume.py).
-    folder = RunDir.for_training(cfg, rank, global_batch)
-    net = build_net(cfg, ctxs)
+    # The run folder (rundir.py) and where it goes on from (resume.py: refusals come
+    # before anything is built or written), the network (net.py), its step and optimizer
+    # (step.py), then the checkpoint loaded into them.
+    folder = RunDir.for_training(cfg, rank, global_batch, data)
+    begin = resume_mod.plan(folder, resume, overwrite, data,
+                            worker_batch=cfg["batch_size"] * len(ctxs))
+    # a checkpoint's weights replace the warm start's
+    net = build_net(dict(cfg, warm_start="") if begin.checkpoint else cfg, ctxs)
     state = TrainState(cfg, ctxs, rank, num_workers, global_batch, train_data, val_data,
                        iters_per_epoch, net, make_step(net, cfg, ctxs, kvstore, global_batch),
                        schedule(cfg, global_batch), folder, dog)
-    begin = resume_mod.start(folder, net, state.trainer, ctxs, resume, overwrite)
+    resume_mod.restore(folder, begin, net, state.trainer, ctxs, resume)
     _log_lr(state, begin)
     init_kvstore(state.trainer)
     dog.start()
@@ -258,7 +265,8 @@ def _validate(state, epoch_no, loss, top1, train_time):
            "val_top1": val["top1"], "val_top5": val["top5"],
            "lr": state.trainer.learning_rate,
            "epoch_time_s": train_time + time.time() - tic,
-           "samples_per_s": state.acc.epoch_count * state.num_workers / max(train_time, 1e-9)}
+           "samples_per_s": state.acc.epoch_count * state.num_workers / max(train_time, 1e-9),
+           "train_images": state.acc.epoch_count * state.num_workers}
     for c in state.calls:
         c.end_epoch(row, state.net, state.trainer)
 
