@@ -186,9 +186,9 @@ class RunDir(object):
     def for_training(cls, cfg, rank, global_batch=None, data=None):
         """The run folder of ``cfg["save_dir"]`` as training writes it, its checkpoints
         marked with ``global_batch`` and the data's fingerprint ``data``
-        (:func:`~mobilenet_skip.train.feed.fingerprint`). On rank 0, before anything is written: lock it (a
-        second job into the folder stops here), remove what a killed run left
-        half-written, and log into ``train.log``."""
+        (:func:`~mobilenet_skip.train.feed.fingerprint`). On rank 0, before anything is
+        written: lock it (a second job into the folder stops here), remove what a killed
+        run left half-written, and log into ``train.log``."""
         run = cls(cfg["save_dir"], cfg["model"])
         run.cfg, run.rank, run.global_batch, run.data = cfg, rank, global_batch, data
         if rank == 0:
