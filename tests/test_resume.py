@@ -3,6 +3,7 @@ global batch; optimizer state without pickle; per-epoch data order; TF's RMSProp
 import json
 import os
 import pickle
+import shutil
 import signal
 import subprocess
 import sys
@@ -13,12 +14,13 @@ import numpy as np
 import pytest
 
 from mobilenet_skip.config import recipes as config
-from mobilenet_skip.train import net as train_net, states
+from mobilenet_skip.train import net as train_net, resume, states
 from mobilenet_skip.optim import rules as optim
 from mobilenet_skip.train.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
-from conftest import DEMO_RECIPE, ROOT, checksums, read_metrics, train_args, train_digits
+from conftest import (DEMO_RECIPE, ROOT, TOOL_TIMEOUT, TRAIN, checksums, read_metrics, train_args,
+                      train_digits)
 
 IMAGENET_RECIPE = os.path.join(ROOT, "recipes", "imagenet.yaml")
 MODEL = "full-connect-pre-act"
@@ -211,6 +213,133 @@ def test_resume_with_another_optimizer_is_refused(digits, tmp_path):
     assert "optimizer" in res.stderr and "sgd, not" in res.stderr and "--optimizer sgd" in \
         res.stderr and "Traceback" not in res.stderr
     assert sorted(os.listdir(str(save_dir))) == before
+
+
+# ---- resume at the edges (issue 18): another batch, fewer epochs, another cwd, warm start
+
+def _files(save_dir):
+    """Every file of a run folder but its log and lock, with its bytes."""
+    return {name: open(os.path.join(str(save_dir), name), "rb").read()
+            for name in sorted(os.listdir(str(save_dir)))
+            if name != "train.log" and not name.startswith(".")}
+
+
+def _refused(res):
+    assert res.returncode == 2, res.stdout[-1500:] + res.stderr[-1500:]
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr, res.stderr
+    return res.stderr
+
+
+def test_mid_epoch_resume_on_two_devices_trains_exactly_the_images_not_seen(digits, tmp_path):
+    """Stopped k batches of 32 into epoch 2 on one device, resumed on 2 devices x 8: the
+    epoch goes on after its 32k images, as a checkpoint that had stopped after 2k batches
+    of 16 does (the reference: the same files, its marker saying so); the old code
+    skipped k batches of 16 and trained 16k images of epoch 2 twice."""
+    stopped = tmp_path / "stopped"
+    code, out = _signal_mid_epoch(digits, stopped, signal.SIGTERM)
+    assert code == 0, out[-2000:]
+    meta = CheckpointDir(str(stopped), MODEL).interrupted()
+    k = meta["batches_done"]
+    before = _files(stopped)
+    # 2 x 43 = 86 does not divide 32k for any k < 43: refused, nothing changed
+    err = _refused(_train(digits, stopped, "--num-epochs", "3", "--resume", "--cpu-contexts",
+                          "2", "--batch-size", "43", check=False))
+    assert "stopped after %d images of epoch 2" % (32 * k) in err and "--num-epochs 2" in err
+    assert _files(stopped) == before
+
+    reference = tmp_path / "reference"
+    shutil.copytree(str(stopped), str(reference))
+    marker = CheckpointDir(str(reference), MODEL).path("interrupted", "json")
+    with open(marker) as f:
+        ref_meta = json.load(f)
+    ref_meta.update(batches_done=2 * k, global_batch=16)
+    with open(marker, "w") as f:
+        json.dump(ref_meta, f)
+    # 2 contexts x 8 = 16 a step, 40 steps: the same 640 images an epoch as 20 x 32
+    new = ("--num-epochs", "3", "--resume", "--cpu-contexts", "2", "--batch-size", "8",
+           "--batches-per-epoch", "40")
+    res = _train(digits, stopped, *new)
+    ref = _train(digits, reference, *new)
+    assert "%d batches into epoch 2" % (2 * k) in res.stdout
+    assert _checksum(res.stdout) == _checksum(ref.stdout)
+    rows, ref_rows = read_metrics(stopped), read_metrics(reference)
+    assert [r["train_images"] for r in rows] == [640.0] * 3
+    assert rows[1]["train_top1"] == ref_rows[1]["train_top1"]
+
+
+def test_a_split_epoch_refuses_another_worker_count():
+    """1 worker x 64 -> 2 workers x 32: the same global batch, other shards."""
+    start = {"epoch": 1, "batches_done": 6, "global_batch": 64, "epoch_sums": {"count": 384}}
+    with pytest.raises(UserError, match="on 1 worker.*resume on 1 worker.*--num-epochs 2"):
+        resume._position(start, 64, 32, "run/x-interrupted.params")
+    assert resume._position(start, 64, 64, "p") == 6
+    assert resume._position(start, 96, 96, "p") == 4  # 384 images = 4 batches of 96
+    assert resume._position(dict(start, batches_done=0), 32, 32, "p") == 0
+
+
+def test_resume_with_fewer_epochs_than_trained_is_refused_and_changes_nothing(digits,
+                                                                              tmp_path):
+    save_dir = tmp_path / "fewer"
+    _train(digits, save_dir, "--num-epochs", "2")
+    before = _files(save_dir)
+    err = _refused(_train(digits, save_dir, "--num-epochs", "1", "--resume", check=False))
+    assert "holds epoch 2, past --num-epochs 1" in err and "--num-epochs 2 or more" in err
+    assert _files(save_dir) == before  # config.yaml, metrics.csv, no export
+
+
+def _copy_data(dest, digits, train):
+    """``dest``/train.* (a copy of ``train``, with the digits' class names) and val.*."""
+    os.makedirs(str(dest))
+    for name, rec in (("train", train), ("val", digits["val"])):
+        for ext in (".rec", ".idx"):
+            shutil.copy(rec[:-4] + ext, os.path.join(str(dest), name + ext))
+    shutil.copy(digits["train"][:-4] + ".synsets.txt", os.path.join(str(dest),
+                                                                    "train.synsets.txt"))
+
+
+def test_resume_from_another_directory_uses_the_run_s_own_data(digits, tmp_path):
+    """config.yaml names its data by absolute paths; other data on resume is refused."""
+    first, other, save_dir = tmp_path / "first", tmp_path / "other", tmp_path / "run"
+    _copy_data(first / "data", digits, digits["train"])
+    _copy_data(other / "data", digits, digits["val"])  # another training set
+
+    def run(cwd, *extra):
+        return subprocess.run([sys.executable, TRAIN, "--save-dir", str(save_dir)] + SHORT
+                              + list(extra), cwd=str(cwd), capture_output=True, text=True,
+                              timeout=TOOL_TIMEOUT)
+    res = run(first, "--recipe", DEMO_RECIPE, "--rec-train", "data/train.rec", "--rec-val",
+              "data/val.rec", "--num-epochs", "1")
+    assert res.returncode == 0, res.stderr[-2000:]
+    res = run(other, "--resume", "--num-epochs", "2")  # settings from config.yaml
+    assert res.returncode == 0, res.stderr[-2000:]
+    saved = config.load_dumped(str(save_dir / "config.yaml"))
+    assert saved["rec_train"] == str(first / "data" / "train.rec")
+    assert "rec_train" not in res.stdout.split("using the new settings")[-1].split("\n")[0]
+    assert CheckpointDir(str(save_dir), MODEL).epochs()[-1]["data"]["rec_train"][
+        "records"] == 1438
+    before = _files(save_dir)
+    err = _refused(run(other, "--resume", "--num-epochs", "3", "--rec-train",
+                       "data/train.rec"))
+    assert "--rec-train %s is not the data" % (other / "data" / "train.rec") in err
+    assert "1438 records" in err and "--save-dir" in err
+    assert _files(save_dir) == before
+
+
+def test_resume_ignores_a_new_warm_start_and_init(digits, tmp_path):
+    """The checkpoint's weights replace any starting weights: the flags are logged as
+    ignored (the old code said "using the new settings" and loaded the warm start),
+    config.yaml keeps the run's own, and training is the plain resume's."""
+    save_dir, plain = tmp_path / "warm", tmp_path / "plain"
+    _train(digits, save_dir, "--num-epochs", "1")
+    shutil.copytree(str(save_dir), str(plain))
+    res = _train(digits, save_dir, "--num-epochs", "2", "--resume", "--init", "xavier",
+                 "--warm-start", str(tmp_path / "absent.params"))
+    assert "ignored: warm_start  -> %s, init msra -> xavier" % (tmp_path / "absent.params") \
+        in res.stdout
+    ref = _train(digits, plain, "--num-epochs", "2", "--resume")
+    assert _checksum(res.stdout) == _checksum(ref.stdout)
+    saved = config.load_dumped(str(save_dir / "config.yaml"))
+    assert (saved["warm_start"], saved["init"]) == ("", "msra")
 
 
 # ---- units ---------------------------------------------------------------------------

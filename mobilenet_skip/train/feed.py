@@ -1,12 +1,16 @@
 """The training data of a run: this worker's shard of the training .rec and the val
 .rec, checked before the first step."""
+import hashlib
 import logging
+import os
 
 from ..data import records as data, checks as dataset
 from . import dist
 from ..errors import UserError
 
-__all__ = ["record_iters"]
+__all__ = ["record_iters", "absolute_paths", "fingerprint"]
+
+DATA_KEYS = ("rec_train", "rec_val")
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -46,3 +50,26 @@ def record_iters(cfg, num_devices, rank, num_workers):
     if val_data is not None:
         val_data = dataset.LabelCheck(val_data, cfg["classes"], cfg["rec_val"])
     return train_data, val_data, iters
+
+
+def absolute_paths(cfg):
+    """``cfg`` with its .rec paths absolute, so that the run's config.yaml names the same
+    files whatever directory a resume starts in."""
+    return dict(cfg, **{k: os.path.abspath(cfg[k]) for k in DATA_KEYS if cfg[k]})
+
+
+def fingerprint(cfg):
+    """What identifies the run's data: per .rec its path, size, record count and the
+    SHA-1 of its .idx (every record's offset: another packing differs). One read of the
+    .idx files, which :func:`record_iters` has checked."""
+    found = {}
+    for key in DATA_KEYS:
+        rec = cfg[key]
+        digest, lines = hashlib.sha1(), 0
+        with open(os.path.splitext(rec)[0] + ".idx", "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                digest.update(block)
+                lines += block.count(b"\n")
+        found[key] = {"path": rec, "records": lines, "rec_bytes": os.path.getsize(rec),
+                      "idx_sha1": digest.hexdigest()}
+    return found

@@ -18,10 +18,11 @@ from ..utils.fs import OutputLock, remove_stale_tmp
 
 __all__ = ["RunDir", "METRIC_COLUMNS", "best_row", "selected_row", "summary_line"]
 
-# best_epoch: the epoch with the highest val_top1 up to this row (so the last row names
-# the run's best beside its last epoch).
+# train_images: the images the epoch's train_loss/train_top1 cover (over all workers;
+# nan in rows written before the column existed). best_epoch: the epoch with the
+# highest val_top1 up to this row (so the last row names the run's best beside its last).
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
-                  "epoch_time_s", "samples_per_s", "best_epoch")
+                  "epoch_time_s", "samples_per_s", "train_images", "best_epoch")
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -98,8 +99,7 @@ class RunDir(object):
     def __init__(self, path, model=None):
         self.path = path
         self._model = model
-        self.cfg, self.rank, self.rows = None, None, []
-        self.carried, self.global_batch = None, None  # set by resume.start
+        self.cfg, self.rank, self.global_batch, self.data, self.rows = (None,) * 4 + ([],)
 
     # --- reading -------------------------------------------------------------------------
 
@@ -142,8 +142,8 @@ class RunDir(object):
 
     def metrics(self):
         """``metrics.csv``'s rows (dicts of floats, ``epoch`` an int), or ``[]``, with
-        ``best_epoch`` (re)computed, so that a file written before that column existed
-        is rewritten whole on resume."""
+        ``best_epoch`` (re)computed and ``train_images`` nan where missing, so that a
+        file written before those columns existed is rewritten whole on resume."""
         from ..utils.plots import read_metrics
         rows = read_metrics(self.metrics_path) if self.has_metrics() else []
         best = None
@@ -151,6 +151,7 @@ class RunDir(object):
             if best is None or row["val_top1"] > best["val_top1"]:
                 best = row
             row["best_epoch"] = best["epoch"]
+            row.setdefault("train_images", float("nan"))
         return rows
 
     def checkpoint_path(self, epoch):
@@ -183,12 +184,14 @@ class RunDir(object):
     # --- writing (a training run; rank 0 alone writes) ----------------------------------
 
     @classmethod
-    def for_training(cls, cfg, rank):
-        """The run folder of ``cfg["save_dir"]`` as training writes it. On rank 0, before
-        anything is written: lock it (a second job into the folder stops here), remove
-        what a killed run left half-written, and log into ``train.log``."""
+    def for_training(cls, cfg, rank, global_batch=None, data=None):
+        """The run folder of ``cfg["save_dir"]`` as training writes it, its checkpoints
+        marked with ``global_batch`` and the data's fingerprint ``data``
+        (:func:`~mobilenet_skip.train.feed.fingerprint`). On rank 0, before anything is
+        written: lock it (a second job into the folder stops here), remove what a killed
+        run left half-written, and log into ``train.log``."""
         run = cls(cfg["save_dir"], cfg["model"])
-        run.cfg, run.rank = cfg, rank
+        run.cfg, run.rank, run.global_batch, run.data = cfg, rank, global_batch, data
         if rank == 0:
             _RUN_LOCKS.hold(run, run.path)
             for path in remove_stale_tmp(run.path):
@@ -211,9 +214,10 @@ class RunDir(object):
         """One line naming the last and the best epoch and which one is exported."""
         return summary_line(self.rows, self.cfg["export_epoch"])
 
-    def write_start(self, resume):
-        """Write ``config.yaml`` and the kept metrics rows as a run (re)starts."""
+    def write_start(self, resume, rows=()):
+        """Write ``config.yaml`` and the kept metrics ``rows`` as a run (re)starts."""
         from ..config import recipes as config_mod
+        self.rows = list(rows)
         if self.rank == 0:
             config_mod.dump(self.cfg, self.config_path)
             if self.rows or not resume:
@@ -233,7 +237,7 @@ class RunDir(object):
         ckpt.save(row["epoch"], net, trainer, {
             "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
             "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update,
-            "global_batch": self.global_batch})
+            "global_batch": self.global_batch, "data": self.data})
         ckpt.remove("interrupted")
         ckpt.prune(self.cfg["keep_checkpoints"], self.best["epoch"])
         atomic_save_csv(self.metrics_path, METRIC_COLUMNS, self.rows)
@@ -249,7 +253,7 @@ class RunDir(object):
         ckpt.save("interrupted", net, trainer, {
             "epoch": epochs_done, "batches_done": batches_done, "model": self.cfg["model"],
             "num_update": trainer.optimizer.num_update, "global_batch": self.global_batch,
-            "epoch_sums": epoch_sums})
+            "epoch_sums": epoch_sums, "data": self.data})
         log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
                  ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
                  iters_per_epoch)
