@@ -422,3 +422,162 @@ def test_help_says_resize_0_packs_full_size_images(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "default 0: pack at full size, as MXNet's im2rec does" in text
     assert "8000x8000 photo is stored whole" in text and "600 MB of memory" in text
+
+
+# 10. Damaged image bytes inside a record (issue 18) -------------------------------------
+
+# Runs in a fresh interpreter: each named record of a .rec alone through a one-record
+# ImageRecordIter, in a forked child; prints the keys whose child died by a signal (the
+# ground truth the decoding check must match).
+_DIES_IN_ITER = """
+import os, sys, mxnet as mx
+rec, keys, tmp = sys.argv[1], sys.argv[2:], os.environ["ONE"]
+src = mx.recordio.MXIndexedRecordIO(rec[:-4] + ".idx", rec, "r", key_type=str)
+for key in keys:
+    w = mx.recordio.MXIndexedRecordIO(tmp + ".idx", tmp + ".rec", "w", key_type=str)
+    w.write_idx(key, src.read_idx(key))
+    w.close()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        it = mx.io.ImageRecordIter(path_imgrec=tmp + ".rec", path_imgidx=tmp + ".idx",
+                                   data_shape=(3, 16, 16), batch_size=1, resize=16,
+                                   preprocess_threads=1, verbose=False)
+        for batch in it:
+            batch.data[0].asnumpy()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        print(key, os.WTERMSIG(status))
+"""
+
+
+def _damage(src, dst, plan):
+    """Copy ``src``'s .rec/.idx/.lst/.synsets.txt to ``dst`` and damage the image bytes of
+    the records at the positions of ``plan`` (``{position: kind}``), headers intact:
+    ``sos`` zeroes 60 bytes from the JPEG's start-of-scan marker (OpenCV cannot decode
+    it), ``tables`` 100 bytes of its Huffman tables and ``tail`` 8 bytes near its end
+    (both decode, as damaged pictures). Returns ``{kind: [keys]}``."""
+    for ext in (".rec", ".idx", ".lst", ".synsets.txt"):
+        shutil.copy(src + ext, dst + ext)
+    index = [line.split() for line in open(dst + ".idx")]
+    data = bytearray(open(dst + ".rec", "rb").read())
+    keys = {}
+    for position, kind in plan.items():
+        key, offset = index[position][0], int(index[position][1])
+        length = int(np.frombuffer(data[offset + 4:offset + 8], "<u4")[0]) & ((1 << 29) - 1)
+        start, end = offset + 8 + 24, offset + 8 + length  # past the label header
+        sos = data.find(b"\xff\xda", start, end)
+        at, n = {"sos": (sos + 4, 60), "tables": (sos - 120, 100), "tail": (end - 40, 8)}[kind]
+        data[at:at + n] = bytes(n)
+        keys.setdefault(kind, []).append(key)
+    with open(dst + ".rec", "wb") as f:
+        f.write(data)
+    return keys
+
+
+def _dying_keys(rec, keys, tmp_path):
+    res = subprocess.run([sys.executable, "-c", _DIES_IN_ITER, rec] + list(keys),
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, ONE=str(tmp_path / "one")))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {line.split()[0]: int(line.split()[1]) for line in res.stdout.splitlines()}
+
+
+def _lst_line(prefix, key):
+    return next(line.rstrip("\n") for line in open(prefix + ".lst")
+                if line.split("\t")[0] == key)
+
+
+PLAN = {3: "sos", 100: "tables", 101: "sos", 200: "tail", 358: "sos"}
+
+
+@pytest.mark.slow
+def test_decode_check_names_exactly_the_records_that_kill_the_iterator(digits, tmp_path):
+    prefix = str(tmp_path / "dmg")
+    damaged = _damage(digits[1], prefix, PLAN)
+    # ground truth: the SIGFPE inside MXNet's decoder, for exactly the undecodable ones
+    touched = [k for keys in damaged.values() for k in keys]
+    assert _dying_keys(prefix + ".rec", touched, tmp_path) == \
+        {k: signal.SIGFPE for k in damaged["sos"]}
+    # the header walk passes the file, as before
+    res = run_tool("im2rec", "--check", prefix)
+    assert res.returncode == 0 and "every header intact" in res.stdout
+    res = run_tool("im2rec", "--check", "--decode", "--num-thread", "2", prefix)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    named = [line for line in res.stdout.splitlines() if line.startswith("damaged: ")]
+    assert named == ["damaged: %s.rec record %d of 359 (key %s, byte %s): its image bytes "
+                     "cannot be decoded (damaged); .lst line: %r"
+                     % (prefix, position + 1, key, offset, _lst_line(prefix, key))
+                     for position, (key, offset) in enumerate(
+                         line.split() for line in open(prefix + ".idx"))
+                     if key in damaged["sos"]]
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "error: 3 of 359 records of %s.rec cannot be decoded" % prefix)
+
+
+def _digest(*paths):
+    import hashlib
+    return [hashlib.md5(open(p, "rb").read()).hexdigest() for p in paths]
+
+
+@pytest.mark.slow
+def test_repair_writes_a_copy_without_the_damaged_and_keeps_the_original(digits, tmp_path):
+    prefix, fixed = str(tmp_path / "dmg"), str(tmp_path / "out" / "fixed")
+    damaged = _damage(digits[1], prefix, PLAN)["sos"]
+    files = [prefix + ext for ext in (".rec", ".idx", ".lst", ".synsets.txt")]
+    before = _digest(*files)
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair", prefix)
+    assert res.returncode == 2 and "--repair-in-place" in _one_error_line(res.stderr)
+    assert _digest(*files) == before
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair", fixed)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "wrote %s.rec: 356 of 359 records, without the 3 damaged ones" % fixed in res.stdout
+    assert _digest(*files) == before  # the original is never touched
+    assert _tmp_files(str(tmp_path / "out")) == []
+    src = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r", key_type=str)
+    out = mx.recordio.MXIndexedRecordIO(fixed + ".idx", fixed + ".rec", "r", key_type=str)
+    assert out.keys == [k for k in src.keys if k not in damaged]
+    assert all(out.read_idx(k) == src.read_idx(k) for k in out.keys)  # byte for byte
+    assert open(fixed + ".synsets.txt").read() == open(prefix + ".synsets.txt").read()
+    assert [line.split("\t")[0] for line in open(fixed + ".lst")] == \
+        [line.split("\t")[0] for line in open(prefix + ".lst")
+         if line.split("\t")[0] not in damaged]
+    res = run_tool("im2rec", "--check", "--decode", fixed)
+    assert res.returncode == 0 and "356 records, every header intact, every image decodes" \
+        in res.stdout
+    # in place only when asked: the .rec/.idx are replaced, .lst and synsets stay
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair-in-place")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _digest(prefix + ".rec", prefix + ".idx") == _digest(fixed + ".rec", fixed + ".idx")
+    assert _digest(*files[2:]) == before[2:]
+
+
+@pytest.mark.slow
+def test_training_and_eval_name_the_decode_check_and_say_it_again_after_the_sigfpe(
+        demo_run, tmp_path):
+    prefix = str(tmp_path / "dmg")
+    _damage(os.path.splitext(demo_run.val_rec)[0], prefix, {5: "sos"})
+    note = ("note: if this run dies by a signal such as 'Floating point exception' with no "
+            "error line, an image in a .rec is damaged: find the records with "
+            "`tools/im2rec.py --check --decode %s.rec`" % prefix)
+    after = ("error: died by a fatal signal (report above); if it was inside MXNet's image "
+             "decoder, a record's image bytes are damaged: find them with `tools/im2rec.py "
+             "--check --decode %s.rec`, and drop them with --repair OUT_PREFIX" % prefix)
+    runs = {
+        "train": run_tool("train_imagenet", "--recipe", os.path.join(ROOT, "recipes",
+                                                                     "demo.yaml"),
+                          "--rec-train", prefix + ".rec", "--rec-val", prefix + ".rec",
+                          "--save-dir", str(tmp_path / "run"), "--num-epochs", "1"),
+        "eval": run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val",
+                         prefix + ".rec"),
+    }
+    for name, res in runs.items():
+        assert res.returncode == -signal.SIGFPE, (name, res.returncode, res.stderr[-2000:])
+        lines = res.stderr.strip().splitlines()
+        assert note in lines, (name, res.stderr[-3000:])
+        assert "Fatal Python error: Floating point exception" in lines, name
+        assert lines[-1] == after, (name, lines[-1])
+    # the same tools on a good file print the note and nothing from the watcher
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", demo_run.val_rec)
+    assert res.returncode == 0 and "fatal signal" not in res.stderr, res.stderr[-2000:]

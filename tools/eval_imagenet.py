@@ -24,6 +24,7 @@ import tempfile
 import _bootstrap  # noqa: F401
 from mobilenet_skip.bench.sections import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
+from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
                                             summary)
@@ -60,6 +61,7 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    dataset.watch_decoder([args.rec_val])
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     if runtime == "onnxruntime":
         return _eval_onnx(args, ctxs)

@@ -9,9 +9,15 @@
   classes would train on the wrong class).
 - A training set smaller than one global batch is refused; the images a run leaves out
   of every epoch (partial last batch) are counted in the log.
+- A record whose image bytes are damaged kills MXNet's C++ decoder by SIGFPE, where no
+  Python code runs: :func:`watch_decoder` says beforehand how to find such records, and
+  after the death a watcher process names the check under the interpreter's own report.
 """
+import faulthandler
 import logging
 import os
+import subprocess
+import sys
 
 import mxnet as mx
 import numpy as np
@@ -19,9 +25,66 @@ import numpy as np
 from ..errors import UserError
 from ..recordio import read_synsets, synsets_path
 
-__all__ = ["resolve_classes", "check_same_classes", "describe_dropped", "LabelCheck"]
+__all__ = ["resolve_classes", "check_same_classes", "describe_dropped", "LabelCheck",
+           "watch_decoder"]
 
 log = logging.getLogger("mobilenet_skip")
+
+# Run by the watcher: copy faulthandler's report of a fatal signal to stderr, then the hint.
+# Nothing arrives when the tool ends normally (its end of the pipe just closes).
+_WATCHER = """import sys
+report = sys.stdin.buffer.read()
+if report:
+    sys.stderr.buffer.write(report)
+    sys.stderr.write(sys.argv[1] + "\\n")
+"""
+_watching = []  # the pipe faulthandler writes to, once per process
+
+
+def watch_decoder(recs, announce=True, stream=None):
+    """Say how to find damaged images before any decoding, and again if the process dies.
+
+    A damaged JPEG in a record passes every header check, and MXNet's ImageRecordIter
+    then dies on it by SIGFPE in a C++ thread, with no Python error and no checkpoint.
+    A Python signal handler cannot run there (the faulting instruction would repeat),
+    so ``faulthandler`` writes its report of the fatal signal to a pipe, and a small
+    watcher process, which outlives this one, copies it to stderr and adds one
+    ``error:`` line naming ``tools/im2rec.py --check --decode`` for each ``.rec``.
+
+    Parameters
+    ----------
+    recs : list of str
+        The ``.rec`` files this process will decode (empty entries are ignored).
+    announce : bool
+        Print the ``note:`` line (rank 0 only under dist_sync).
+    stream : file, optional
+        Where the note goes (default stderr).
+    """
+    recs = list(dict.fromkeys(r for r in recs if r))
+    if not recs:
+        return
+    checks = " and ".join("`tools/im2rec.py --check --decode %s`" % r for r in recs)
+    if announce:
+        print("note: if this run dies by a signal such as 'Floating point exception' with no "
+              "error line, an image in a .rec is damaged: find the records with %s" % checks,
+              file=stream if stream is not None else sys.stderr, flush=True)
+    if _watching:
+        return
+    read, write = os.pipe()
+    try:
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER,
+                          "error: died by a fatal signal (report above); if it was inside "
+                          "MXNet's image decoder, a record's image bytes are damaged: find "
+                          "them with %s, and drop them with --repair OUT_PREFIX" % checks],
+                         stdin=read, stdout=subprocess.DEVNULL)
+    except OSError:  # no watcher: faulthandler's report alone still beats a bare signal
+        os.close(write)
+        faulthandler.enable()
+        return
+    finally:
+        os.close(read)
+    _watching.append(os.fdopen(write, "w"))
+    faulthandler.enable(_watching[0], all_threads=True)
 
 
 def resolve_classes(cfg):

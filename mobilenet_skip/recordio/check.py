@@ -69,20 +69,7 @@ def check_record(rec_path, idx_path=None):
     size = os.path.getsize(rec_path)
     if size == 0:
         raise UserError("record file %s is empty; re-pack it with tools/im2rec.py" % rec_path)
-    keys, offsets = [], []
-    with open(idx_path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 2:
-                    raise ValueError
-                offsets.append(int(fields[1]))
-                keys.append(fields[0])
-            except ValueError:
-                raise UserError("%s line %d is not `key<TAB>offset`; it is not an im2rec index, "
-                                "re-pack with tools/im2rec.py" % (idx_path, n)) from None
+    keys, offsets = read_index(idx_path)
     if not offsets:
         raise UserError("index %s lists no records; re-pack with tools/im2rec.py" % idx_path)
     with open(rec_path, "rb") as f:
@@ -98,6 +85,31 @@ def check_record(rec_path, idx_path=None):
         _record_end(f, last, size, rec_path, idx_path)
         _check_headers(f, rec_path, keys, offsets, size)
     return len(offsets)
+
+
+def read_index(idx_path):
+    """Keys and byte offsets of an ``.idx``, in its line order.
+
+    Returns
+    -------
+    keys : list of str
+    offsets : list of int
+    """
+    keys, offsets = [], []
+    with open(idx_path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 2:
+                    raise ValueError
+                offsets.append(int(fields[1]))
+                keys.append(fields[0])
+            except ValueError:
+                raise UserError("%s line %d is not `key<TAB>offset`; it is not an im2rec index, "
+                                "re-pack with tools/im2rec.py" % (idx_path, n)) from None
+    return keys, offsets
 
 
 def _check_headers(f, rec_path, keys, offsets, size):
