@@ -413,6 +413,64 @@ def test_names_a_list_cannot_hold_are_skipped_and_reported(tmp_path, capsys):
     assert rc == 0 and "packed 1 images" in out
 
 
+# Issue 18, item 12: names with spaces around them, a folder prefix, names too long -------
+
+def test_names_with_leading_and_trailing_spaces_pack(tmp_path, capsys):
+    root = tmp_path / "root"
+    sources = {" lead/a.jpg": 0, "plain/ b.jpg": 1, "plain/c.jpg ": 2, "trail /d.jpg": 3}
+    raw = {name: _image(str(root / name), seed) for name, seed in sources.items()}
+    prefix = str(tmp_path / "s")
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive",
+                             "--exts", ".jpg", ".jpg ", "--no-shuffle")
+    assert rc == 0, err
+    assert sorted(i[1] for i in recordio.read_list(prefix + ".lst")) == sorted(sources)
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--pass-through")
+    assert rc == 0 and "packed 4 images" in out and "skipped 0" in out, out + err
+    reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    names = {i[0]: i[1] for i in recordio.read_list(prefix + ".lst")}
+    assert {names[k]: mx.recordio.unpack(reader.read_idx(k))[1] for k in reader.keys} == raw
+    # a list as MXNet's im2rec (or a hand) writes it, spaces around existing names, still packs
+    with open(prefix + ".lst", "w") as f:
+        f.write("0\t0.000000\t lead/a.jpg\n1\t1.000000\tplain/c.jpg  \r\n")
+    with open(str(root / "plain" / "c.jpg"), "wb") as f:  # "c.jpg " and "c.jpg" both exist
+        f.write(raw["trail /d.jpg"])
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--pass-through")
+    assert rc == 0 and "packed 2 images" in out, out + err
+    reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    assert mx.recordio.unpack(reader.read_idx(1))[1] == raw["trail /d.jpg"]
+
+
+def test_a_prefix_ending_in_a_slash_is_refused_before_writing(tmp_path, capsys):
+    root = tmp_path / "root"
+    _image(str(root / "c" / "a.jpg"), 0)
+    prefix = str(tmp_path / "newdir") + os.sep
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive")
+    assert rc == 2 and "names a folder, not a file in it" in _one_error_line(err)
+    assert "%s" % os.path.join(prefix, "train") in err
+    assert not os.path.exists(prefix)  # no hidden newdir/.lst
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root))
+    assert rc == 2 and "names a folder" in _one_error_line(err)
+
+
+def test_a_name_too_long_for_the_file_system_writes_nothing(tmp_path, capsys):
+    root = tmp_path / "root"
+    _image(str(root / "c" / "a.jpg"), 0)
+    limit = os.pathconf(str(tmp_path), "PC_NAME_MAX")
+    # PREFIX.lst (and its temporary name) fit; PREFIX.synsets.txt's temporary name does not
+    base = "p" * (limit + 1 - len(".synsets.txt.tmp-%d" % os.getpid()))
+    prefix = str(tmp_path / base)
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive")
+    assert rc == 2 and "is too long a name for its file system" in _one_error_line(err)
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["root", base + ".lock"])
+    # without --recursive there are no synsets: the list is written; packing it would need
+    # PREFIX.skipped.txt's name, so it is refused before the .rec is written
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root / "c"), "--list")
+    assert rc == 0 and os.path.isfile(prefix + ".lst"), err
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root / "c"))
+    assert rc == 2 and ".skipped.txt is too long a name" in _one_error_line(err)
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["root", base + ".lock", base + ".lst"])
+
+
 # 10. --resize 0 in --help ----------------------------------------------------------------
 
 def test_help_says_resize_0_packs_full_size_images(capsys):
