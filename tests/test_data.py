@@ -325,3 +325,49 @@ def test_progress_reports_count_rate_and_eta():
     bar.close()
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("train.rec 3/10 (30.0%)") and "img/s ETA" in last
+
+
+# Issue 18, item 13: a val .rec without class names ------------------------------------
+
+def test_a_missing_synsets_file_says_the_class_check_is_skipped(tmp_path, caplog):
+    import logging
+    from mobilenet_skip.data import checks
+    train, val = str(tmp_path / "train.rec"), str(tmp_path / "val.rec")
+    (tmp_path / "train.synsets.txt").write_text("cat\ndog\n")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
+    assert [r.getMessage() for r in caplog.records] == [
+        "no class names in %s, so the classes of %s are not checked against train's (a val "
+        "folder missing a class would shift every later label); `tools/im2rec.py PREFIX ROOT "
+        "--list --recursive` writes PREFIX.synsets.txt" % (tmp_path / "val.synsets.txt", val)]
+    (tmp_path / "val.synsets.txt").write_text("cat\ndog\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
+    assert caplog.records == []  # both there and equal: checked, nothing to say
+    (tmp_path / "val.synsets.txt").write_text("dog\n")
+    with pytest.raises(UserError, match="class 0 is 'cat' in train but 'dog' in val"):
+        checks.check_same_classes(train, val)
+
+
+def test_eval_checks_the_val_classes_against_the_model_or_says_it_cannot(demo_run, tmp_path):
+    stem = os.path.splitext(demo_run.val_rec)[0]
+    prefix = str(tmp_path / "val")
+    for ext in (".rec", ".idx"):
+        shutil.copy(stem + ext, prefix + ext)
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 0, res.stderr[-2000:]
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: no class names in %s.synsets.txt, so the classes of %s.rec "
+                        "are not checked against the model's (a val folder missing a class "
+                        "would shift every later label); `tools/im2rec.py PREFIX ROOT --list "
+                        "--recursive` writes PREFIX.synsets.txt" % (prefix, prefix)]
+    names = open(stem + ".synsets.txt").read().splitlines()
+    with open(prefix + ".synsets.txt", "w") as f:  # digit_3's folder missing from val
+        f.write("\n".join(names[:3] + names[4:]) + "\n")
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "class 3 is 'digit_3' in the model but 'digit_4' in val" in res.stderr
+    shutil.copy(stem + ".synsets.txt", prefix + ".synsets.txt")
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr

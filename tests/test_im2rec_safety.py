@@ -633,9 +633,15 @@ def test_training_and_eval_name_the_decode_check_and_say_it_again_after_the_sigf
     for name, res in runs.items():
         assert res.returncode == -signal.SIGFPE, (name, res.returncode, res.stderr[-2000:])
         lines = res.stderr.strip().splitlines()
-        assert note in lines, (name, res.stderr[-3000:])
+        # before the decoder starts: in training's log (stdout), on eval's stderr
+        assert note in (res.stdout if name == "train" else res.stderr), name
         assert "Fatal Python error: Floating point exception" in lines, name
         assert lines[-1] == after, (name, lines[-1])
-    # the same tools on a good file print the note and nothing from the watcher
+    # on a good file: the note and nothing from the watcher; a refusal before decoding:
+    # its one error line alone
     res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", demo_run.val_rec)
     assert res.returncode == 0 and "fatal signal" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [note.replace(prefix, os.path.splitext(
+        demo_run.val_rec)[0])], res.stderr
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".x")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr

@@ -79,6 +79,10 @@ def main(argv=None):
             source = source_from_args(args)
             prefix = os.path.join(tmp, source.info["variant"])
             export_network(source.net, prefix, source.info["input_size"], info=source.info)
+        warning = dataset.check_val_classes(
+            prefix + ".synsets.txt" if args.prefix else source.synsets, args.rec_val)
+        if warning:
+            print("warning: %s" % warning, file=sys.stderr, flush=True)
         r = evaluate_export(prefix, args.rec_val, ctxs, args.api, args.batch_size,
                             args.input_size, args.data_threads)
     device = ",".join(str(c) for c in ctxs)
