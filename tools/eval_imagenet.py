@@ -61,7 +61,7 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
-    dataset.watch_decoder([args.rec_val])
+    watching = dataset.watch_decoder([args.rec_val])  # noqa: F841 (lapses when dropped)
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     if runtime == "onnxruntime":
         return _eval_onnx(args, ctxs)

@@ -18,6 +18,7 @@ import logging
 import os
 import subprocess
 import sys
+import weakref
 
 import mxnet as mx
 import numpy as np
@@ -38,7 +39,11 @@ if report:
     sys.stderr.buffer.write(report)
     sys.stderr.write(sys.argv[1] + "\\n")
 """
-_watch = {"recs": None, "announce": None, "pipe": None}  # one watcher per process
+_watch = {"recs": None, "announce": None, "token": None, "pipe": None}  # one per process
+
+
+class _Watching(object):
+    """What :func:`watch_decoder` returns: its request lapses when this is dropped."""
 
 
 def watch_decoder(recs, announce=None):
@@ -61,15 +66,24 @@ def watch_decoder(recs, announce=None):
     announce : callable or False, optional
         Called with the ``note:`` line (default: print it to stderr); False for none
         (ranks other than 0 under dist_sync).
+
+    Returns
+    -------
+    object
+        Keep it while the tool runs: once it is dropped, the request lapses, so a tool
+        that ends (or is refused) before decoding leaves no note for another one run
+        later in the same process.
     """
-    _watch["recs"] = list(dict.fromkeys(r for r in recs if r))
-    _watch["announce"] = announce
+    token = _Watching()
+    _watch.update(recs=list(dict.fromkeys(r for r in recs if r)), announce=announce,
+                  token=weakref.ref(token))
+    return token
 
 
 def decoding_starts():
     """Print the note :func:`watch_decoder` asked for and start the watcher, once."""
-    recs, announce = _watch["recs"], _watch["announce"]
-    if not recs:
+    recs, announce, token = _watch["recs"], _watch["announce"], _watch["token"]
+    if not recs or token is None or token() is None:
         return
     _watch["recs"] = None
     checks = " and ".join("`tools/im2rec.py --check --decode %s`" % r for r in recs)
@@ -92,7 +106,10 @@ def decoding_starts():
     except OSError:  # no watcher: faulthandler's report alone still beats a bare signal
         os.close(write)
         _watch["pipe"] = None
-        faulthandler.enable()
+        try:
+            faulthandler.enable()
+        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
+            pass
         return
     finally:
         os.close(read)
