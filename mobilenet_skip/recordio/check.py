@@ -127,8 +127,9 @@ def _check_headers(f, rec_path, keys, offsets, size):
     neither the record nor its key, and it reads a record whose length field runs into
     the next one, or a gap of unindexed bytes, without a word (the wrong-length and
     zeroed-hole tests in tests/test_im2rec_safety.py). A hole inside one image's bytes
-    is not found here, nor by the C++ reader: it decodes as a damaged picture and does
-    not abort.
+    is not found here: it decodes as a damaged picture, or, where OpenCV cannot decode
+    it at all, kills ImageRecordIter by SIGFPE; :func:`.decoding.decode_check`
+    (``im2rec.py --check --decode``) finds those.
     """
     n = len(offsets)
     order = np.argsort(np.asarray(offsets, np.int64), kind="stable")
