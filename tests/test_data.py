@@ -336,6 +336,10 @@ def test_a_missing_synsets_file_says_the_class_check_is_skipped(tmp_path, caplog
     (tmp_path / "train.synsets.txt").write_text("cat\ndog\n")
     with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
         checks.check_same_classes(train, val)
+    assert caplog.records == []  # no val.rec at all: the record check refuses it, alone
+    (tmp_path / "val.rec").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
     assert [r.getMessage() for r in caplog.records] == [
         "no class names in %s, so the classes of %s are not checked against train's (a val "
         "folder missing a class would shift every later label); `tools/im2rec.py PREFIX ROOT "

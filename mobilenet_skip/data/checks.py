@@ -172,6 +172,8 @@ def check_val_classes(reference, rec_val, what="the model"):
         Without either file the check cannot run, and a val folder that lacks one class
         would shift every later label unseen: the one-line warning that says so.
     """
+    if not os.path.isfile(rec_val):
+        return None  # check_record refuses it in one line; nothing to warn about yet
     paths = [reference, synsets_path(rec_val)]
     missing = [p for p in paths if not p or not os.path.isfile(p)]
     if missing:
