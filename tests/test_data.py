@@ -325,3 +325,90 @@ def test_progress_reports_count_rate_and_eta():
     bar.close()
     last = out.getvalue().splitlines()[-1]
     assert last.startswith("train.rec 3/10 (30.0%)") and "img/s ETA" in last
+
+
+# Issue 18, item 13: a val .rec without class names ------------------------------------
+
+def test_a_missing_synsets_file_says_the_class_check_is_skipped(tmp_path, caplog):
+    import logging
+    from mobilenet_skip.data import checks
+    train, val = str(tmp_path / "train.rec"), str(tmp_path / "val.rec")
+    (tmp_path / "train.synsets.txt").write_text("cat\ndog\n")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
+    assert caplog.records == []  # no val.rec at all: the record check refuses it, alone
+    (tmp_path / "val.rec").write_bytes(b"")
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
+    assert [r.getMessage() for r in caplog.records] == [
+        "no class names in %s, so the classes of %s are not checked against train's (a val "
+        "folder missing a class would shift every later label); `tools/im2rec.py PREFIX ROOT "
+        "--list --recursive` writes PREFIX.synsets.txt" % (tmp_path / "val.synsets.txt", val)]
+    (tmp_path / "val.synsets.txt").write_text("cat\ndog\n")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="mobilenet_skip"):
+        checks.check_same_classes(train, val)
+    assert caplog.records == []  # both there and equal: checked, nothing to say
+    (tmp_path / "val.synsets.txt").write_text("dog\n")
+    with pytest.raises(UserError, match="class 0 is 'cat' in train but 'dog' in val"):
+        checks.check_same_classes(train, val)
+
+
+def test_eval_checks_the_val_classes_against_the_model_or_says_it_cannot(demo_run, tmp_path):
+    stem = os.path.splitext(demo_run.val_rec)[0]
+    prefix = str(tmp_path / "val")
+    for ext in (".rec", ".idx"):
+        shutil.copy(stem + ext, prefix + ext)
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 0, res.stderr[-2000:]
+    warnings = [line for line in res.stderr.splitlines() if line.startswith("warning: ")]
+    assert warnings == ["warning: no class names in %s.synsets.txt, so the classes of %s.rec "
+                        "are not checked against the model's (a val folder missing a class "
+                        "would shift every later label); `tools/im2rec.py PREFIX ROOT --list "
+                        "--recursive` writes PREFIX.synsets.txt" % (prefix, prefix)]
+    names = open(stem + ".synsets.txt").read().splitlines()
+    with open(prefix + ".synsets.txt", "w") as f:  # digit_3's folder missing from val
+        f.write("\n".join(names[:3] + names[4:]) + "\n")
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr
+    assert "class 3 is 'digit_3' in the model but 'digit_4' in val" in res.stderr
+    shutil.copy(stem + ".synsets.txt", prefix + ".synsets.txt")
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
+    assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
+
+
+def test_the_decoder_note_comes_once_at_the_first_decoding_and_lapses_with_its_tool(
+        packed, monkeypatch):
+    """The note of watch_decoder is said when an iterator starts its decoder, once, and
+    not at all after the tool that asked for it has ended (tools run in one process in
+    tests: a refused eval must not leave its note to the next tool)."""
+    from mobilenet_skip.data import checks
+    started, notes = [], []
+
+    class FakeFaulthandler(object):
+        def enable(self, *args, **kwargs):
+            pass
+        disable = enable
+
+    monkeypatch.setattr(checks, "faulthandler", FakeFaulthandler())
+    monkeypatch.setattr(checks.subprocess, "Popen", lambda argv, **kw: started.append(argv))
+    monkeypatch.setitem(checks._watch, "pipe", None)
+    cfg = dict(RAW, rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=8)
+
+    def refused_tool():
+        checks.watch_decoder([packed[0] + ".rec"], notes.append)
+        raise UserError("refused before decoding")
+    with pytest.raises(UserError):
+        refused_tool()
+    data.val_iter(cfg)
+    assert notes == [] and started == []
+    watching = checks.watch_decoder(["", packed[0] + ".rec", packed[0] + ".rec"], notes.append)
+    assert notes == []  # nothing until the decoder starts
+    data.val_iter(cfg)
+    data.val_iter(cfg)
+    assert notes == ["note: if this run dies by a signal such as 'Floating point exception' "
+                     "with no error line, an image in a .rec is damaged: find the records "
+                     "with `tools/im2rec.py --check --decode %s.rec`" % packed[0]]
+    assert len(started) == 1 and started[0][-1].startswith("error: died by a fatal signal")
+    checks._watch["pipe"].close()
+    del watching

@@ -413,6 +413,64 @@ def test_names_a_list_cannot_hold_are_skipped_and_reported(tmp_path, capsys):
     assert rc == 0 and "packed 1 images" in out
 
 
+# Issue 18, item 12: names with spaces around them, a folder prefix, names too long -------
+
+def test_names_with_leading_and_trailing_spaces_pack(tmp_path, capsys):
+    root = tmp_path / "root"
+    sources = {" lead/a.jpg": 0, "plain/ b.jpg": 1, "plain/c.jpg ": 2, "trail /d.jpg": 3}
+    raw = {name: _image(str(root / name), seed) for name, seed in sources.items()}
+    prefix = str(tmp_path / "s")
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive",
+                             "--exts", ".jpg", ".jpg ", "--no-shuffle")
+    assert rc == 0, err
+    assert sorted(i[1] for i in recordio.read_list(prefix + ".lst")) == sorted(sources)
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--pass-through")
+    assert rc == 0 and "packed 4 images" in out and "skipped 0" in out, out + err
+    reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    names = {i[0]: i[1] for i in recordio.read_list(prefix + ".lst")}
+    assert {names[k]: mx.recordio.unpack(reader.read_idx(k))[1] for k in reader.keys} == raw
+    # a list as MXNet's im2rec (or a hand) writes it, spaces around existing names, still packs
+    with open(prefix + ".lst", "w") as f:
+        f.write("0\t0.000000\t lead/a.jpg\n1\t1.000000\tplain/c.jpg  \r\n")
+    with open(str(root / "plain" / "c.jpg"), "wb") as f:  # "c.jpg " and "c.jpg" both exist
+        f.write(raw["trail /d.jpg"])
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--pass-through")
+    assert rc == 0 and "packed 2 images" in out, out + err
+    reader = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r")
+    assert mx.recordio.unpack(reader.read_idx(1))[1] == raw["trail /d.jpg"]
+
+
+def test_a_prefix_ending_in_a_slash_is_refused_before_writing(tmp_path, capsys):
+    root = tmp_path / "root"
+    _image(str(root / "c" / "a.jpg"), 0)
+    prefix = str(tmp_path / "newdir") + os.sep
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive")
+    assert rc == 2 and "names a folder, not a file in it" in _one_error_line(err)
+    assert "%s" % os.path.join(prefix, "train") in err
+    assert not os.path.exists(prefix)  # no hidden newdir/.lst
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root))
+    assert rc == 2 and "names a folder" in _one_error_line(err)
+
+
+def test_a_name_too_long_for_the_file_system_writes_nothing(tmp_path, capsys):
+    root = tmp_path / "root"
+    _image(str(root / "c" / "a.jpg"), 0)
+    limit = os.pathconf(str(tmp_path), "PC_NAME_MAX")
+    # PREFIX.lst (and its temporary name) fit; PREFIX.synsets.txt's temporary name does not
+    base = "p" * (limit + 1 - len(".synsets.txt.tmp-%d" % os.getpid()))
+    prefix = str(tmp_path / base)
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root), "--list", "--recursive")
+    assert rc == 2 and "is too long a name for its file system" in _one_error_line(err)
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["root", base + ".lock"])
+    # without --recursive there are no synsets: the list is written; packing it would need
+    # PREFIX.skipped.txt's name, so it is refused before the .rec is written
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root / "c"), "--list")
+    assert rc == 0 and os.path.isfile(prefix + ".lst"), err
+    rc, out, err = call_tool(capsys, "im2rec", prefix, str(root / "c"))
+    assert rc == 2 and ".skipped.txt is too long a name" in _one_error_line(err)
+    assert sorted(os.listdir(str(tmp_path))) == sorted(["root", base + ".lock", base + ".lst"])
+
+
 # 10. --resize 0 in --help ----------------------------------------------------------------
 
 def test_help_says_resize_0_packs_full_size_images(capsys):
@@ -422,3 +480,168 @@ def test_help_says_resize_0_packs_full_size_images(capsys):
     text = " ".join(capsys.readouterr().out.split())
     assert "default 0: pack at full size, as MXNet's im2rec does" in text
     assert "8000x8000 photo is stored whole" in text and "600 MB of memory" in text
+
+
+# 10. Damaged image bytes inside a record (issue 18) -------------------------------------
+
+# Runs in a fresh interpreter: each named record of a .rec alone through a one-record
+# ImageRecordIter, in a forked child; prints the keys whose child died by a signal (the
+# ground truth the decoding check must match).
+_DIES_IN_ITER = """
+import os, sys, mxnet as mx
+rec, keys, tmp = sys.argv[1], sys.argv[2:], os.environ["ONE"]
+src = mx.recordio.MXIndexedRecordIO(rec[:-4] + ".idx", rec, "r", key_type=str)
+for key in keys:
+    w = mx.recordio.MXIndexedRecordIO(tmp + ".idx", tmp + ".rec", "w", key_type=str)
+    w.write_idx(key, src.read_idx(key))
+    w.close()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(os.open(os.devnull, os.O_WRONLY), 2)
+        it = mx.io.ImageRecordIter(path_imgrec=tmp + ".rec", path_imgidx=tmp + ".idx",
+                                   data_shape=(3, 16, 16), batch_size=1, resize=16,
+                                   preprocess_threads=1, verbose=False)
+        for batch in it:
+            batch.data[0].asnumpy()
+        os._exit(0)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        print(key, os.WTERMSIG(status))
+"""
+
+
+def _damage(src, dst, plan):
+    """Copy ``src``'s .rec/.idx/.lst/.synsets.txt to ``dst`` and damage the image bytes of
+    the records at the positions of ``plan`` (``{position: kind}``), headers intact:
+    ``sos`` zeroes 60 bytes from the JPEG's start-of-scan marker (OpenCV cannot decode
+    it), ``tables`` 100 bytes of its Huffman tables and ``tail`` 8 bytes near its end
+    (both decode, as damaged pictures). Returns ``{kind: [keys]}``."""
+    for ext in (".rec", ".idx", ".lst", ".synsets.txt"):
+        shutil.copy(src + ext, dst + ext)
+    index = [line.split() for line in open(dst + ".idx")]
+    data = bytearray(open(dst + ".rec", "rb").read())
+    keys = {}
+    for position, kind in plan.items():
+        key, offset = index[position][0], int(index[position][1])
+        length = int(np.frombuffer(data[offset + 4:offset + 8], "<u4")[0]) & ((1 << 29) - 1)
+        start, end = offset + 8 + 24, offset + 8 + length  # past the label header
+        sos = data.find(b"\xff\xda", start, end)
+        at, n = {"sos": (sos + 4, 60), "tables": (sos - 120, 100), "tail": (end - 40, 8)}[kind]
+        data[at:at + n] = bytes(n)
+        keys.setdefault(kind, []).append(key)
+    with open(dst + ".rec", "wb") as f:
+        f.write(data)
+    return keys
+
+
+def _dying_keys(rec, keys, tmp_path):
+    res = subprocess.run([sys.executable, "-c", _DIES_IN_ITER, rec] + list(keys),
+                         capture_output=True, text=True, timeout=600,
+                         env=dict(os.environ, ONE=str(tmp_path / "one")))
+    assert res.returncode == 0, res.stderr[-2000:]
+    return {line.split()[0]: int(line.split()[1]) for line in res.stdout.splitlines()}
+
+
+def _lst_line(prefix, key):
+    return next(line.rstrip("\n") for line in open(prefix + ".lst")
+                if line.split("\t")[0] == key)
+
+
+PLAN = {3: "sos", 100: "tables", 101: "sos", 200: "tail", 358: "sos"}
+
+
+@pytest.mark.slow
+def test_decode_check_names_exactly_the_records_that_kill_the_iterator(digits, tmp_path):
+    prefix = str(tmp_path / "dmg")
+    damaged = _damage(digits[1], prefix, PLAN)
+    # ground truth: the SIGFPE inside MXNet's decoder, for exactly the undecodable ones
+    touched = [k for keys in damaged.values() for k in keys]
+    assert _dying_keys(prefix + ".rec", touched, tmp_path) == \
+        {k: signal.SIGFPE for k in damaged["sos"]}
+    # the header walk passes the file, as before
+    res = run_tool("im2rec", "--check", prefix)
+    assert res.returncode == 0 and "every header intact" in res.stdout
+    res = run_tool("im2rec", "--check", "--decode", "--num-thread", "2", prefix)
+    assert res.returncode == 2 and "Traceback" not in res.stderr
+    named = [line for line in res.stdout.splitlines() if line.startswith("damaged: ")]
+    assert named == ["damaged: %s.rec record %d of 359 (key %s, byte %s): its image bytes "
+                     "cannot be decoded (damaged); .lst line: %r"
+                     % (prefix, position + 1, key, offset, _lst_line(prefix, key))
+                     for position, (key, offset) in enumerate(
+                         line.split() for line in open(prefix + ".idx"))
+                     if key in damaged["sos"]]
+    assert res.stderr.strip().splitlines()[-1].startswith(
+        "error: 3 of 359 records of %s.rec cannot be decoded" % prefix)
+
+
+def _digest(*paths):
+    import hashlib
+    return [hashlib.md5(open(p, "rb").read()).hexdigest() for p in paths]
+
+
+@pytest.mark.slow
+def test_repair_writes_a_copy_without_the_damaged_and_keeps_the_original(digits, tmp_path):
+    prefix, fixed = str(tmp_path / "dmg"), str(tmp_path / "out" / "fixed")
+    damaged = _damage(digits[1], prefix, PLAN)["sos"]
+    files = [prefix + ext for ext in (".rec", ".idx", ".lst", ".synsets.txt")]
+    before = _digest(*files)
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair", prefix)
+    assert res.returncode == 2 and "--repair-in-place" in _one_error_line(res.stderr)
+    assert _digest(*files) == before
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair", fixed)
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert "wrote %s.rec: 356 of 359 records, without the 3 damaged ones" % fixed in res.stdout
+    assert _digest(*files) == before  # the original is never touched
+    assert _tmp_files(str(tmp_path / "out")) == []
+    src = mx.recordio.MXIndexedRecordIO(prefix + ".idx", prefix + ".rec", "r", key_type=str)
+    out = mx.recordio.MXIndexedRecordIO(fixed + ".idx", fixed + ".rec", "r", key_type=str)
+    assert out.keys == [k for k in src.keys if k not in damaged]
+    assert all(out.read_idx(k) == src.read_idx(k) for k in out.keys)  # byte for byte
+    assert open(fixed + ".synsets.txt").read() == open(prefix + ".synsets.txt").read()
+    assert [line.split("\t")[0] for line in open(fixed + ".lst")] == \
+        [line.split("\t")[0] for line in open(prefix + ".lst")
+         if line.split("\t")[0] not in damaged]
+    res = run_tool("im2rec", "--check", "--decode", fixed)
+    assert res.returncode == 0 and "356 records, every header intact, every image decodes" \
+        in res.stdout
+    # in place only when asked: the .rec/.idx are replaced, .lst and synsets stay
+    res = run_tool("im2rec", "--check", "--decode", prefix, "--repair-in-place")
+    assert res.returncode == 0, res.stderr[-2000:]
+    assert _digest(prefix + ".rec", prefix + ".idx") == _digest(fixed + ".rec", fixed + ".idx")
+    assert _digest(*files[2:]) == before[2:]
+
+
+@pytest.mark.slow
+def test_training_and_eval_name_the_decode_check_and_say_it_again_after_the_sigfpe(
+        demo_run, tmp_path):
+    prefix = str(tmp_path / "dmg")
+    _damage(os.path.splitext(demo_run.val_rec)[0], prefix, {5: "sos"})
+    note = ("note: if this run dies by a signal such as 'Floating point exception' with no "
+            "error line, an image in a .rec is damaged: find the records with "
+            "`tools/im2rec.py --check --decode %s.rec`" % prefix)
+    after = ("error: died by a fatal signal (report above); if it was inside MXNet's image "
+             "decoder, a record's image bytes are damaged: find them with `tools/im2rec.py "
+             "--check --decode %s.rec`, and drop them with --repair OUT_PREFIX" % prefix)
+    runs = {
+        "train": run_tool("train_imagenet", "--recipe", os.path.join(ROOT, "recipes",
+                                                                     "demo.yaml"),
+                          "--rec-train", prefix + ".rec", "--rec-val", prefix + ".rec",
+                          "--save-dir", str(tmp_path / "run"), "--num-epochs", "1"),
+        "eval": run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val",
+                         prefix + ".rec"),
+    }
+    for name, res in runs.items():
+        assert res.returncode == -signal.SIGFPE, (name, res.returncode, res.stderr[-2000:])
+        lines = res.stderr.strip().splitlines()
+        # before the decoder starts: in training's log (stdout), on eval's stderr
+        assert note in (res.stdout if name == "train" else res.stderr), name
+        assert "Fatal Python error: Floating point exception" in lines, name
+        assert lines[-1] == after, (name, lines[-1])
+    # on a good file: the note and nothing from the watcher; a refusal before decoding:
+    # its one error line alone
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", demo_run.val_rec)
+    assert res.returncode == 0 and "fatal signal" not in res.stderr, res.stderr[-2000:]
+    assert res.stderr.strip().splitlines() == [note.replace(prefix, os.path.splitext(
+        demo_run.val_rec)[0])], res.stderr
+    res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".x")
+    assert res.returncode == 2 and res.stderr.count("\n") == 1, res.stderr

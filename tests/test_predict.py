@@ -9,10 +9,12 @@ import subprocess
 import sys
 
 import cv2
+import mxnet as mx
 import numpy as np
 import pytest
 
 from mobilenet_skip.data import records as data
+from mobilenet_skip.data.preprocess import Preprocessing
 from mobilenet_skip import recordio
 from mobilenet_skip.deploy import runtime
 
@@ -40,6 +42,52 @@ def test_preprocess_is_the_validation_transform(tmp_path, shape, ext):
     assert got.shape == want.shape == (1, 3, 32, 32)
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(want).max() > 0.5  # a real image, not a blank
+
+
+# EXIF Orientation -> the stored pixels of an upright H x W x 3 picture, as a camera that
+# tags instead of rotating writes them (the inverse of what a viewer applies).
+_STORED = {1: lambda a: a, 2: lambda a: a[:, ::-1], 3: lambda a: a[::-1, ::-1],
+           4: lambda a: a[::-1], 5: lambda a: a.transpose(1, 0, 2),
+           6: lambda a: np.rot90(a, 1), 7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+           8: lambda a: np.rot90(a, -1)}
+
+
+@pytest.mark.parametrize("orientation", sorted(_STORED))
+@pytest.mark.parametrize("pass_through", [True, False])
+def test_exif_rotated_photo_is_predicted_upright_as_eval_reads_it(tmp_path, orientation,
+                                                                  pass_through):
+    """A phone photo: pixels stored sideways, with an EXIF Orientation tag. Packing (cv2)
+    and ImageRecordIter turn it upright, so predict's decode must too."""
+    from PIL import Image
+    rng = np.random.RandomState(orientation)
+    upright = cv2.resize(rng.randint(0, 256, (3, 4, 3), dtype=np.uint8), (80, 60),
+                         interpolation=cv2.INTER_NEAREST)  # 60 rows x 80 columns, blocky
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    os.makedirs(str(tmp_path / "imgs"))
+    Image.fromarray(np.ascontiguousarray(_STORED[orientation](upright))).save(
+        str(tmp_path / "imgs" / "photo.jpg"), quality=100, exif=exif.tobytes())
+    Image.fromarray(upright).save(str(tmp_path / "imgs" / "upright.jpg"), quality=100)
+    (tmp_path / "a.lst").write_text("0\t0.000000\tphoto.jpg\n1\t0.000000\tupright.jpg\n")
+    recordio.pack_list(str(tmp_path / "a.lst"), str(tmp_path / "imgs"),
+                       recordio.PackOptions(pass_through=pass_through), stream=io.StringIO())
+    info = dict(input_size=32, crop_ratio=0.8, mean_rgb=[0.0, 0.0, 0.0],
+                std_rgb=[1.0, 1.0, 1.0])
+    it = data.val_iter(dict(info, rec_val=str(tmp_path / "a.rec"), batch_size=1))
+    packed, packed_upright = [batch.data[0].asnumpy() for batch in it]
+    got = runtime.load_image(str(tmp_path / "imgs" / "photo.jpg"), info).asnumpy()
+    assert runtime.exif_orientation(open(str(tmp_path / "imgs" / "photo.jpg"), "rb").read()) \
+        == orientation
+    if pass_through:  # the very bytes, decoded by predict and by ImageRecordIter
+        assert np.abs(got - packed).max() < 1e-5
+    # and the picture is the upright one (JPEG noise aside: re-encoding costs about 4 grey
+    # levels), not a turned or mirrored one (about 70)
+    assert np.abs(got - packed_upright).mean() < 8
+    assert np.abs(packed - packed_upright).mean() < 8
+    # the stored pixels as they are (what predict read before) are another picture
+    stored = Preprocessing.from_dict(info).image(mx.image.imdecode(
+        open(str(tmp_path / "imgs" / "photo.jpg"), "rb").read())).asnumpy()
+    assert (np.abs(stored - packed_upright).mean() > 20) == (orientation != 1)
 
 
 def _predict(capsys, *argv):

@@ -26,6 +26,7 @@ import tempfile
 import _bootstrap  # noqa: F401
 from mobilenet_skip.bench.sections import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
+from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
                                             summary)
@@ -62,6 +63,7 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    watching = dataset.watch_decoder([args.rec_val])  # noqa: F841 (lapses when dropped)
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     if runtime == "onnxruntime":
         return _eval_onnx(args, ctxs)
@@ -79,6 +81,10 @@ def main(argv=None):
             source = source_from_args(args)
             prefix = os.path.join(tmp, source.info["variant"])
             export_network(source.net, prefix, source.info["input_size"], info=source.info)
+        warning = dataset.check_val_classes(
+            prefix + ".synsets.txt" if args.prefix else source.synsets, args.rec_val)
+        if warning:
+            print("warning: %s" % warning, file=sys.stderr, flush=True)
         r = evaluate_export(prefix, args.rec_val, ctxs, args.api, args.batch_size,
                             args.input_size, args.data_threads)
     device = ",".join(str(c) for c in ctxs)

@@ -6,6 +6,8 @@ Two steps, as with MXNet's tool:
   im2rec.py PREFIX ROOT --list --recursive    # PREFIX.lst (+ PREFIX.synsets.txt)
   im2rec.py PREFIX ROOT [--resize 256 ...]    # PREFIX.lst (and its splits) -> .rec + .idx
   im2rec.py --check PREFIX                    # every record header of PREFIX.rec intact?
+  im2rec.py --check --decode PREFIX           # ... and every image decodes?
+  im2rec.py --check --decode PREFIX --repair FIXED   # FIXED.rec/.idx without the damaged
 
 Beyond MXNet's version: --list --recursive writes PREFIX.synsets.txt (line i names
 class i, the folder's name) and enters each real folder once (symlink loops); progress
@@ -14,6 +16,10 @@ truncated, are skipped and listed in PREFIX.skipped.txt instead of aborting the 
 .rec and .idx appear together, only once complete; one job per PREFIX at a time;
 .lst entries outside ROOT are refused unless --allow-outside-root. Only PREFIX.lst and
 the PREFIX_[N_]train/val/test.lst that --list writes are packed, not any PREFIX*.lst.
+--check --decode decodes every image as training's ImageRecordIter will: a record whose
+image bytes are damaged (headers intact) kills training or evaluation by SIGFPE inside
+MXNet's decoder, so it names each such record (index, key, .lst line), and --repair
+writes a copy without them.
 """
 import argparse
 import signal
@@ -23,8 +29,9 @@ import time
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
-from mobilenet_skip.recordio import (IMAGE_EXTS, PackOptions, check_record, find_records,
-                                     make_list, pack)
+from mobilenet_skip.errors import UserError
+from mobilenet_skip.recordio import (IMAGE_EXTS, PackOptions, check_record, decode_check,
+                                     find_records, make_list, pack, write_without)
 
 
 def parse_args(argv):
@@ -36,6 +43,17 @@ def parse_args(argv):
     p.add_argument("--check", action="store_true",
                    help="check every record header of PREFIX.rec (or of the .rec PREFIX names) "
                    "through its .idx, as training does before it starts, and exit")
+    g = p.add_argument_group("decoding every image (--check --decode)")
+    g.add_argument("--decode", action="store_true",
+                   help="with --check: also decode every image, as training's iterator will "
+                   "(--num-thread at once), and name each record that cannot be decoded")
+    g.add_argument("--repair", metavar="OUT_PREFIX",
+                   help="with --check --decode: write OUT_PREFIX.rec/.idx (and its .lst and "
+                   ".synsets.txt) holding every record but the damaged ones; the original "
+                   "is left as it is")
+    g.add_argument("--repair-in-place", action="store_true",
+                   help="with --check --decode: replace PREFIX.rec/.idx themselves by the "
+                   "copy without the damaged records")
     g = p.add_argument_group("creating image lists (--list)")
     g.add_argument("--list", action="store_true",
                    help="write PREFIX.lst by walking ROOT, instead of packing PREFIX.lst "
@@ -80,16 +98,44 @@ def parse_args(argv):
     args = p.parse_args(argv)
     if args.root is None and not args.check:
         p.error("the following arguments are required: root")
+    if (args.repair or args.repair_in_place) and not (args.check and args.decode):
+        p.error("--repair and --repair-in-place go with --check --decode")
     return args
 
 
-def check(prefix):
-    """``--check``: every record header of each ``.rec`` of ``prefix``, one line each."""
-    for rec in find_records(prefix):
+def check(args):
+    """``--check``: every record header of each ``.rec`` of the prefix, one line each;
+    with ``--decode`` every image too, one line per damaged record."""
+    recs = find_records(args.prefix)
+    repair = args.repair or args.repair_in_place
+    if repair and len(recs) > 1:
+        raise UserError("--repair writes one .rec, but %s names %d (%s); give one of them as "
+                        "PREFIX" % (args.prefix, len(recs), ", ".join(recs)))
+    for rec in recs:
         start = time.monotonic()
-        n = check_record(rec)
-        print("ok: %s: %d records, every header intact (%.2f s)"
-              % (rec, n, time.monotonic() - start))
+        if not args.decode:
+            n = check_record(rec)
+            print("ok: %s: %d records, every header intact (%.2f s)"
+                  % (rec, n, time.monotonic() - start))
+            continue
+        n, damaged = decode_check(rec, args.num_thread)
+        for d in damaged:
+            print("damaged: %s record %d of %d (key %s, byte %d): %s; .lst line: %s"
+                  % (rec, d.position + 1, n, d.key, d.offset, d.reason,
+                     repr(d.lst_line) if d.lst_line is not None else "none (no .lst beside)"))
+        seconds = time.monotonic() - start
+        if not damaged:
+            print("ok: %s: %d records, every header intact, every image decodes (%.1f s, "
+                  "%.0f images/s)" % (rec, n, seconds, n / max(seconds, 1e-9)))
+        elif repair:
+            out, kept = write_without(rec, damaged, args.repair or rec, args.repair_in_place)
+            print("wrote %s: %d of %d records, without the %d damaged ones"
+                  % (out, kept, n, len(damaged)))
+        else:
+            raise UserError("%d of %d records of %s cannot be decoded (listed above); training "
+                            "or evaluation would die on them by SIGFPE inside MXNet's decoder: "
+                            "re-pack from the images, or write a copy without them with "
+                            "--repair OUT_PREFIX" % (len(damaged), n, rec))
     return 0
 
 
@@ -121,7 +167,7 @@ def main(argv=None):
 
 def _run(args):
     if args.check:
-        return check(args.prefix)
+        return check(args)
     if args.list:
         for path in make_list(args.prefix, args.root, args.recursive, args.exts,
                               args.train_ratio, args.test_ratio, args.shuffle, args.chunks):

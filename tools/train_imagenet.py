@@ -73,6 +73,8 @@ def main(argv=None):
     if not rank:
         print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)
+    watching = dataset.watch_decoder([cfg["rec_train"], cfg["rec_val"]],  # noqa: F841
+                                     not rank and logs.log.info)
     try:
         result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except NonFiniteLoss as err:

@@ -9,9 +9,16 @@
   classes would train on the wrong class).
 - A training set smaller than one global batch is refused; the images a run leaves out
   of every epoch (partial last batch) are counted in the log.
+- A record whose image bytes are damaged kills MXNet's C++ decoder by SIGFPE, where no
+  Python code runs: :func:`watch_decoder` says beforehand how to find such records, and
+  after the death a watcher process names the check under the interpreter's own report.
 """
+import faulthandler
 import logging
 import os
+import subprocess
+import sys
+import weakref
 
 import mxnet as mx
 import numpy as np
@@ -19,9 +26,95 @@ import numpy as np
 from ..errors import UserError
 from ..recordio import read_synsets, synsets_path
 
-__all__ = ["resolve_classes", "check_same_classes", "describe_dropped", "LabelCheck"]
+__all__ = ["resolve_classes", "check_same_classes", "check_val_classes", "describe_dropped",
+           "LabelCheck", "watch_decoder", "decoding_starts"]
 
 log = logging.getLogger("mobilenet_skip")
+
+# Run by the watcher: copy faulthandler's report of a fatal signal to stderr, then the hint.
+# Nothing arrives when the tool ends normally (its end of the pipe just closes).
+_WATCHER = """import sys
+report = sys.stdin.buffer.read()
+if report:
+    sys.stderr.buffer.write(report)
+    sys.stderr.write(sys.argv[1] + "\\n")
+"""
+_watch = {"recs": None, "announce": None, "token": None, "pipe": None}  # one per process
+
+
+class _Watching(object):
+    """What :func:`watch_decoder` returns: its request lapses when this is dropped."""
+
+
+def watch_decoder(recs, announce=None):
+    """Have the first decoding of this process say how to find damaged images, and say
+    it again if the process dies by a signal.
+
+    A damaged JPEG in a record passes every header check, and MXNet's ImageRecordIter
+    then dies on it by SIGFPE in a C++ thread, with no Python error and no checkpoint.
+    A Python signal handler cannot run there (the faulting instruction would repeat),
+    so ``faulthandler`` writes its report of the fatal signal to a pipe, and a small
+    watcher process, which outlives this one, copies it to stderr and adds one
+    ``error:`` line naming ``tools/im2rec.py --check --decode`` for each ``.rec``.
+    Both happen in :func:`decoding_starts`, which the iterators call just before they
+    start their decoder, so a run refused earlier prints nothing more than its error.
+
+    Parameters
+    ----------
+    recs : list of str
+        The ``.rec`` files this process will decode (empty entries are ignored).
+    announce : callable or False, optional
+        Called with the ``note:`` line (default: print it to stderr); False for none
+        (ranks other than 0 under dist_sync).
+
+    Returns
+    -------
+    object
+        Keep it while the tool runs: once it is dropped, the request lapses, so a tool
+        that ends (or is refused) before decoding leaves no note for another one run
+        later in the same process.
+    """
+    token = _Watching()
+    _watch.update(recs=list(dict.fromkeys(r for r in recs if r)), announce=announce,
+                  token=weakref.ref(token))
+    return token
+
+
+def decoding_starts():
+    """Print the note :func:`watch_decoder` asked for and start the watcher, once."""
+    recs, announce, token = _watch["recs"], _watch["announce"], _watch["token"]
+    if not recs or token is None or token() is None:
+        return
+    _watch["recs"] = None
+    checks = " and ".join("`tools/im2rec.py --check --decode %s`" % r for r in recs)
+    note = ("note: if this run dies by a signal such as 'Floating point exception' with no "
+            "error line, an image in a .rec is damaged: find the records with %s" % checks)
+    if announce is None:
+        print(note, file=sys.stderr, flush=True)
+    elif announce:
+        announce(note)
+    if _watch["pipe"] is not None:  # an earlier run in this process: its watcher ends
+        faulthandler.disable()
+        _watch["pipe"].close()
+    read, write = os.pipe()
+    try:
+        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER,
+                          "error: died by a fatal signal (report above); if it was inside "
+                          "MXNet's image decoder, a record's image bytes are damaged: find "
+                          "them with %s, and drop them with --repair OUT_PREFIX" % checks],
+                         stdin=read, stdout=subprocess.DEVNULL)
+    except OSError:  # no watcher: faulthandler's report alone still beats a bare signal
+        os.close(write)
+        _watch["pipe"] = None
+        try:
+            faulthandler.enable()
+        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
+            pass
+        return
+    finally:
+        os.close(read)
+    _watch["pipe"] = os.fdopen(write, "w")
+    faulthandler.enable(_watch["pipe"], all_threads=True)
 
 
 def resolve_classes(cfg):
@@ -55,24 +148,54 @@ def resolve_classes(cfg):
 
 def check_same_classes(rec_train, rec_val):
     """Refuse a val set whose synsets file differs from train's, naming the first
-    differing class (both files are needed for the check; a missing one is skipped)."""
-    paths = [synsets_path(rec_train), synsets_path(rec_val)]
-    if not all(os.path.isfile(p) for p in paths):
-        return
+    differing class; warn in one line when either file is missing (nothing to check)."""
+    warning = check_val_classes(synsets_path(rec_train), rec_val, "train")
+    if warning:
+        log.warning(warning)
+
+
+def check_val_classes(reference, rec_val, what="the model"):
+    """Refuse a val set whose class names differ from those in ``reference``.
+
+    Parameters
+    ----------
+    reference : str or None
+        The class names the labels mean (train's ``.synsets.txt``, an export's).
+    rec_val : str
+        The val ``.rec``; its names are in its ``.synsets.txt``.
+    what : str
+        Whose names ``reference`` holds, for the messages.
+
+    Returns
+    -------
+    str or None
+        Without either file the check cannot run, and a val folder that lacks one class
+        would shift every later label unseen: the one-line warning that says so.
+    """
+    if not os.path.isfile(rec_val):
+        return None  # check_record refuses it in one line; nothing to warn about yet
+    paths = [reference, synsets_path(rec_val)]
+    missing = [p for p in paths if not p or not os.path.isfile(p)]
+    if missing:
+        return ("no class names in %s, so the classes of %s are not checked against %s's (a "
+                "val folder missing a class would shift every later label); `tools/im2rec.py "
+                "PREFIX ROOT --list --recursive` writes PREFIX.synsets.txt"
+                % (missing[0] or "%s's files" % what, rec_val, what))
     train, val = (read_synsets(p) for p in paths)
     if train == val:
-        return
+        return None
     i = next((i for i, (a, b) in enumerate(zip(train, val)) if a != b), min(len(train),
                                                                              len(val)))
-    what = ("class %d is %r in train but %r in val" % (i, train[i], val[i])
-            if i < min(len(train), len(val)) else
-            "class %d, %r, is missing from val" % (i, train[i]) if len(train) > len(val) else
-            "val has an extra class %d, %r" % (i, val[i]))
+    what_differs = (
+        "class %d is %r in %s but %r in val" % (i, train[i], what, val[i])
+        if i < min(len(train), len(val)) else
+        "class %d, %r, is missing from val" % (i, train[i]) if len(train) > len(val) else
+        "val has an extra class %d, %r" % (i, val[i]))
     raise UserError("%s and %s name different classes (%d and %d): %s. Labels follow the "
                     "sorted folder names, so every later label would be shifted; give val the "
-                    "same class folders as train (an empty folder is skipped too: put at least "
+                    "same class folders as %s (an empty folder is skipped too: put at least "
                     "one image in each), then re-run tools/im2rec.py --list --recursive"
-                    % (paths[0], paths[1], len(train), len(val), what))
+                    % (paths[0], paths[1], len(train), len(val), what_differs, what))
 
 
 def describe_dropped(rec, images, batch, batches, shuffle, capped=0):

@@ -24,6 +24,7 @@ import os
 import mxnet as mx
 
 from ..utils.cores import physical_cores
+from . import checks
 from .settings import DEFAULTS, check
 from ..errors import UserError
 from .preprocess import Preprocessing
@@ -145,6 +146,7 @@ def _record_source(c, rec_key, num_devices, num_parts, part_index):
     batch = c["batch_size"] * num_devices
 
     def make(**transform):
+        checks.decoding_starts()  # the decoder's threads start with the iterator
         it = mx.io.ImageRecordIter(
             path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
             preprocess_threads=c["preprocess_threads"], num_parts=num_parts,

@@ -3,6 +3,7 @@ safely, validation's preprocessing (:meth:`~mobilenet_skip.data.preprocess.Prepr
 top-k class names, and the two network wrappers that run outside Gluon
 (``mx.mod.Module`` and ONNX Runtime) called like a block.
 """
+import io
 import os
 import stat
 
@@ -13,16 +14,49 @@ from ..errors import UserError
 from ..data.preprocess import Preprocessing
 from .loading import load_symbolic
 
-__all__ = ["decode_image", "load_image", "read_image_bytes", "top_k", "softmax", "ModuleNet",
-           "OnnxNet", "val_config", "MAX_IMAGE_BYTES"]
+__all__ = ["decode_image", "exif_orientation", "load_image", "read_image_bytes", "top_k",
+           "softmax", "ModuleNet", "OnnxNet", "val_config", "MAX_IMAGE_BYTES"]
 
 # Decoded, the largest image is ~10x its file; 64 MB is far above any photo and far below
 # a MemoryError.
 MAX_IMAGE_BYTES = 64 << 20
 
 
+# EXIF Orientation (1-8) -> how OpenCV's IMREAD_COLOR turns the stored pixels upright
+# (its ExifTransform), for an H x W x C array.
+_EXIF_UPRIGHT = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.transpose(1, 0, 2),
+    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
+    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
+    8: lambda a: a.transpose(1, 0, 2)[::-1],
+}
+
+
+def exif_orientation(raw):
+    """The EXIF Orientation tag of a JPEG's bytes (1, upright, when it has none).
+
+    Read with Pillow, which parses the header without decoding pixels.
+    """
+    if raw[:2] != b"\xff\xd8":
+        return 1
+    from PIL import Image
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            return int(img.getexif().get(0x0112, 1))
+    except Exception:  # a damaged header: OpenCV then ignores the tag as well
+        return 1
+
+
 def decode_image(raw, name="image"):
-    """RGB ``H x W x 3`` uint8 NDArray from encoded bytes (JPEG, PNG, ...).
+    """RGB ``H x W x 3`` uint8 NDArray from encoded bytes (JPEG, PNG, ...), upright.
+
+    The pixels are MXNet's decoder's, which ``ImageRecordIter`` runs, and a JPEG's EXIF
+    orientation is applied as OpenCV applies it both when packing and in
+    ``ImageRecordIter`` (``mx.image.imdecode`` ignores it): a phone photo is classified
+    as evaluation would see it, not sideways.
 
     Raises
     ------
@@ -37,6 +71,9 @@ def decode_image(raw, name="image"):
         img = None
     if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
         raise UserError("%s cannot be decoded as an image (JPEG, PNG, BMP, ...)" % name)
+    upright = _EXIF_UPRIGHT.get(exif_orientation(raw))
+    if upright is not None:
+        img = mx.nd.array(np.ascontiguousarray(upright(img.asnumpy())), dtype=np.uint8)
     return img
 
 

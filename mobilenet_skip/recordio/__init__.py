@@ -6,14 +6,17 @@ from either tool are interchangeable. Beyond it: a ``.synsets.txt`` beside each 
 unreadable or truncated images skipped and listed instead of aborting the job,
 ``.rec``/``.idx`` written under temporary names and renamed together at the end, one job
 per prefix (``PREFIX.lock``), symlink loops walked once, ``.lst`` entries kept inside
-ROOT, and a check of every record header before a C++ iterator can abort on a damaged
-file.
+ROOT, a check of every record header before a C++ iterator can abort on a damaged
+file, and a decoding pass that finds (and drops) the records whose image bytes would kill
+the iterator by SIGFPE.
 
 Modules: :mod:`.listing` (folders to ``.lst``, synsets), :mod:`.encoding` (an image to a
 record), :mod:`.packing` (``.lst`` to ``.rec``/``.idx``), :mod:`.check` (a packed file is
-whole) and :mod:`.files` (safe writes and the prefix lock).
+whole), :mod:`.decoding` (every image of it decodes) and :mod:`.files` (safe writes and
+the prefix lock).
 """
-from .check import RECORDIO_MAGIC, check_record
+from .check import RECORDIO_MAGIC, check_record, read_index
+from .decoding import Damaged, decode_check, undecodable_reason, write_without
 from .encoding import PackOptions, encode_image, incomplete_reason
 from .listing import (IMAGE_EXTS, find_lists, find_records, list_images, make_list, read_list,
                       read_synsets, synsets_path)
@@ -21,4 +24,5 @@ from .packing import pack, pack_list
 
 __all__ = ["IMAGE_EXTS", "PackOptions", "synsets_path", "read_synsets", "list_images",
            "make_list", "read_list", "find_lists", "encode_image", "pack_list", "pack",
-           "check_record", "find_records", "incomplete_reason", "RECORDIO_MAGIC"]
+           "check_record", "find_records", "incomplete_reason", "RECORDIO_MAGIC", "read_index",
+           "Damaged", "decode_check", "undecodable_reason", "write_without"]

@@ -69,20 +69,7 @@ def check_record(rec_path, idx_path=None):
     size = os.path.getsize(rec_path)
     if size == 0:
         raise UserError("record file %s is empty; re-pack it with tools/im2rec.py" % rec_path)
-    keys, offsets = [], []
-    with open(idx_path, encoding="utf-8", errors="replace") as f:
-        for n, line in enumerate(f, 1):
-            fields = line.split()
-            if not fields:
-                continue
-            try:
-                if len(fields) != 2:
-                    raise ValueError
-                offsets.append(int(fields[1]))
-                keys.append(fields[0])
-            except ValueError:
-                raise UserError("%s line %d is not `key<TAB>offset`; it is not an im2rec index, "
-                                "re-pack with tools/im2rec.py" % (idx_path, n)) from None
+    keys, offsets = read_index(idx_path)
     if not offsets:
         raise UserError("index %s lists no records; re-pack with tools/im2rec.py" % idx_path)
     with open(rec_path, "rb") as f:
@@ -100,6 +87,31 @@ def check_record(rec_path, idx_path=None):
     return len(offsets)
 
 
+def read_index(idx_path):
+    """Keys and byte offsets of an ``.idx``, in its line order.
+
+    Returns
+    -------
+    keys : list of str
+    offsets : list of int
+    """
+    keys, offsets = [], []
+    with open(idx_path, encoding="utf-8", errors="replace") as f:
+        for n, line in enumerate(f, 1):
+            fields = line.split()
+            if not fields:
+                continue
+            try:
+                if len(fields) != 2:
+                    raise ValueError
+                offsets.append(int(fields[1]))
+                keys.append(fields[0])
+            except ValueError:
+                raise UserError("%s line %d is not `key<TAB>offset`; it is not an im2rec index, "
+                                "re-pack with tools/im2rec.py" % (idx_path, n)) from None
+    return keys, offsets
+
+
 def _check_headers(f, rec_path, keys, offsets, size):
     """Every record the index names starts with a record header, and each record ends
     where the next one starts (or at the end of the file).
@@ -115,8 +127,9 @@ def _check_headers(f, rec_path, keys, offsets, size):
     neither the record nor its key, and it reads a record whose length field runs into
     the next one, or a gap of unindexed bytes, without a word (the wrong-length and
     zeroed-hole tests in tests/test_im2rec_safety.py). A hole inside one image's bytes
-    is not found here, nor by the C++ reader: it decodes as a damaged picture and does
-    not abort.
+    is not found here: it decodes as a damaged picture, or, where OpenCV cannot decode
+    it at all, kills ImageRecordIter by SIGFPE; :func:`.decoding.decode_check`
+    (``im2rec.py --check --decode``) finds those.
     """
     n = len(offsets)
     order = np.argsort(np.asarray(offsets, np.int64), kind="stable")

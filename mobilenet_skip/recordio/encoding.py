@@ -114,18 +114,16 @@ def encode_image(path, labels, index, opts):
         return None, "cannot decode or encode: %s" % str(err).strip().splitlines()[-1]
 
 
-def encoded_records(items, root, opts, num_thread):
-    """Yield ``(item, record, reason)`` in list order, encoding ``num_thread`` images at once.
+def map_in_order(work, items, num_thread):
+    """Yield ``(item, work(item))`` in ``items``' order, ``num_thread`` calls at once.
 
-    Threads suffice: OpenCV releases the GIL while it decodes, resizes and encodes.
-    The window of pending images is bounded, so memory stays flat over 1.28M images.
+    Threads suffice for OpenCV's work: it releases the GIL while it decodes, resizes and
+    encodes. The window of pending items is bounded, so memory stays flat over 1.28M
+    images.
     """
-    def work(item):
-        return encode_image(fs_path(root, item[1]), item[2:], item[0], opts)
-
     if num_thread <= 1:
         for item in items:
-            yield (item,) + work(item)
+            yield item, work(item)
         return
     pool = ThreadPoolExecutor(num_thread)
     pending = deque()
@@ -134,9 +132,18 @@ def encoded_records(items, root, opts, num_thread):
             pending.append((item, pool.submit(work, item)))
             if len(pending) >= 4 * num_thread:
                 item0, future = pending.popleft()
-                yield (item0,) + future.result()
+                yield item0, future.result()
         while pending:
             item0, future = pending.popleft()
-            yield (item0,) + future.result()
+            yield item0, future.result()
     finally:
         pool.shutdown(wait=True, cancel_futures=True)
+
+
+def encoded_records(items, root, opts, num_thread):
+    """Yield ``(item, record, reason)`` in list order, encoding ``num_thread`` images at once."""
+    def work(item):
+        return encode_image(fs_path(root, item[1]), item[2:], item[0], opts)
+
+    for item, (record, reason) in map_in_order(work, items, num_thread):
+        yield item, record, reason

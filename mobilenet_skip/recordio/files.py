@@ -30,10 +30,42 @@ def fs_path(root, name):
 
 
 def check_prefix(prefix):
-    """Refuse a prefix that names a folder: im2rec appends .lst/.rec/.idx to it."""
-    if os.path.isdir(prefix):
-        raise UserError("prefix %s is a directory; im2rec writes PREFIX.lst/.rec/.idx, so give "
-                        "a file prefix such as %s" % (prefix, os.path.join(prefix, "train")))
+    """Refuse a prefix that names a folder: im2rec appends .lst/.rec/.idx to it.
+
+    ``newdir/`` is refused even before the folder exists: it would write the hidden
+    ``newdir/.lst``, and the packing step would then refuse the same prefix.
+    """
+    if os.path.isdir(prefix) or os.path.basename(prefix) in ("", ".", ".."):
+        raise UserError("prefix %s %s; im2rec writes PREFIX.lst/.rec/.idx, so give a file "
+                        "prefix such as %s" % (prefix, "is a directory" if os.path.isdir(prefix)
+                                               else "names a folder, not a file in it",
+                                               os.path.join(prefix, "train")))
+
+
+def _limit(folder, name, default):
+    """``os.pathconf`` of the nearest existing folder at or above ``folder``."""
+    while folder and not os.path.isdir(folder):
+        folder = os.path.dirname(folder)
+    try:
+        return os.pathconf(folder or "/", name)
+    except (OSError, ValueError):
+        return default
+
+
+def check_name_lengths(paths):
+    """Refuse, before anything is written, an output whose name (or temporary name) is
+    longer than its file system allows: one step would otherwise write some files (a
+    ``.lst``) and fail on the next (its ``.synsets.txt``)."""
+    for path in paths:
+        tmp = os.path.abspath(fs.tmp_path(path))
+        folder, name = os.path.split(tmp)
+        name_max = _limit(folder, "PC_NAME_MAX", 255)
+        too_long = len(os.fsencode(name)) > name_max or \
+            len(os.fsencode(tmp)) >= _limit(folder, "PC_PATH_MAX", 4096)
+        if too_long:
+            raise UserError("output %s is too long a name for its file system (%d bytes with "
+                            "its temporary suffix, at most %d per name); choose a shorter "
+                            "prefix" % (path, len(os.fsencode(name)), name_max))
 
 
 def check_root(root):

@@ -5,8 +5,8 @@ import re
 
 from ..utils import fs
 from ..errors import UserError
-from .files import (check_prefix, check_root, output_dir, prefix_lock, report_skipped,
-                    text_name, write_text)
+from .files import (check_name_lengths, check_prefix, check_root, output_dir, prefix_lock,
+                    report_skipped, text_name, write_text)
 
 
 IMAGE_EXTS = (".jpeg", ".jpg", ".png")
@@ -171,30 +171,32 @@ def make_list(prefix, root, recursive=False, exts=IMAGE_EXTS, train_ratio=1.0, t
 
 
 def _write_lists(prefix, items, classes, recursive, train_ratio, test_ratio, shuffle, chunks):
-    fs.remove_stale_tmp(os.path.dirname(os.path.abspath(prefix)), os.path.basename(prefix))
     if shuffle:
         random.seed(100)  # im2rec's seed: the same folder gives the same list as MXNet's tool
         random.shuffle(items)
-    written = []
+    parts = []
     chunk_size = (len(items) + chunks - 1) // chunks
     for c in range(chunks):
         chunk = items[c * chunk_size:(c + 1) * chunk_size]
         stem = prefix + ("_%d" % c if chunks > 1 else "")
         n_train, n_test = int(len(chunk) * train_ratio), int(len(chunk) * test_ratio)
         if train_ratio == 1.0:
-            parts = [(stem + ".lst", chunk)]
+            parts.append((stem + ".lst", chunk))
         else:
-            parts = [(stem + "_train.lst", chunk[n_test:n_test + n_train])]
+            parts.append((stem + "_train.lst", chunk[n_test:n_test + n_train]))
             if test_ratio:
                 parts.append((stem + "_test.lst", chunk[:n_test]))
             if train_ratio + test_ratio < 1.0:
                 parts.append((stem + "_val.lst", chunk[n_test + n_train:]))
-        for path, part in parts:
-            _write_list(path, part)
-            written.append(path)
-    if recursive:
-        for path in sorted({prefix + ".lst"} | set(written)):
-            write_text(synsets_path(path), [name + "\n" for name in classes])
+    written = [path for path, _ in parts]
+    synsets = [synsets_path(path) for path in sorted({prefix + ".lst"} | set(written))] \
+        if recursive else []
+    check_name_lengths(written + synsets)  # all or nothing: no .lst without its synsets
+    fs.remove_stale_tmp(os.path.dirname(os.path.abspath(prefix)), os.path.basename(prefix))
+    for path, part in parts:
+        _write_list(path, part)
+    for path in synsets:
+        write_text(path, [name + "\n" for name in classes])
     return written
 
 
@@ -211,10 +213,12 @@ def read_list(path):
         for n, line in enumerate(f, 1):
             if not line.strip():
                 continue
-            fields = [x.strip() for x in line.rstrip("\n").split("\t")]
+            fields = line.rstrip("\r\n").split("\t")
             try:
                 if len(fields) < 3:
                     raise ValueError("needs 3 tab-separated fields")
+                # the path as written: " a.jpg" and "a.jpg " are files too (MXNet's
+                # im2rec strips them, and then packs nothing; see packing._existing_name)
                 item = (int(fields[0]), fields[-1]) + tuple(float(x) for x in fields[1:-1])
             except ValueError:
                 raise UserError("%s line %d is not `index<TAB>label<TAB>path`: %r; regenerate it "

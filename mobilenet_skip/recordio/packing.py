@@ -9,7 +9,8 @@ from ..utils import fs
 from ..errors import UserError
 from ..utils.progress import Progress
 from .encoding import PackOptions, encoded_records
-from .files import check_root, fs_path, output_dir, prefix_lock, remove_files, write_text
+from .files import (check_name_lengths, check_root, fs_path, output_dir, prefix_lock,
+                    remove_files, write_text)
 from .listing import find_lists, read_list
 
 
@@ -33,6 +34,17 @@ def _check_inside_root(items, lst_path, root):
         raise UserError("%s names %d file(s) outside ROOT %s, e.g. %s; a list from elsewhere "
                         "could read any file: fix the list, or pass --allow-outside-root if "
                         "you trust it" % (lst_path, len(outside), root, outside[0]))
+
+
+def _existing_name(item, root):
+    """``item`` with the path stripped of surrounding spaces if only that name exists: a
+    list that MXNet's im2rec (which strips every field) or a hand wrote may carry them,
+    while the names --list writes are exact (" a.jpg" is a file too)."""
+    name = item[1]
+    if name != name.strip() and not os.path.lexists(fs_path(root, name)) \
+            and os.path.lexists(fs_path(root, name.strip())):
+        return (item[0], name.strip()) + tuple(item[2:])
+    return item
 
 
 def _record_bytes(record):
@@ -65,8 +77,10 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
     if not items:
         raise UserError("%s lists no images; regenerate it with --list" % lst_path)
     check_root(root)
+    items = [_existing_name(item, root) for item in items]
     if not allow_outside_root:
         _check_inside_root(items, lst_path, root)
+    check_name_lengths([rec, idx, skipped_file])
     for path in (rec, idx):
         if os.path.isdir(path):
             raise UserError("output %s is a directory; move it or choose another prefix" % path)
