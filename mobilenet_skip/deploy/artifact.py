@@ -17,6 +17,7 @@ import mxnet as mx
 from ..utils.fs import atomic_save, atomic_write
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
+from ..models.fusion import set_bn_relu_fusion
 from ..data.preprocess import Preprocessing
 
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
@@ -147,8 +148,11 @@ def graph_of(net, input_size):
 
     The block is hybridized and run once on a ``1 x 3 x S x S`` input; its cached
     graph is the symbol ``export`` saves (byte for byte: a symbol traced anew numbers
-    the BatchNorm state versions differently), with the weights it reads.
+    the BatchNorm state versions differently), with the weights it reads. It is always
+    the unfused graph: the fused BatchNorm-ReLU operator of CPU training has no GPU,
+    ONNX, Module-without-oneDNN or INT8 kernel, and the weights are the same.
     """
+    set_bn_relu_fusion(net, False)
     net.hybridize(static_alloc=True, static_shape=True)
     net(mx.nd.zeros((1, 3, input_size, input_size), ctx=mx.cpu())).wait_to_read()
     sym = net._cached_graph[1]
