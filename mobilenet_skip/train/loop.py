@@ -135,7 +135,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         ``export_epoch`` (``last`` or ``best``, the recipe's), ``chosen_epoch`` and
         ``checkpoint`` (its ``.params``; both None on non-zero ranks or when
         interrupted: nothing to export; the caller exports it), ``summary`` (the run's
-        summary line, or None), ``save_dir``, ``interrupted``, ``lr`` and ``num_update``.
+        summary line, or None), ``save_dir``, ``interrupted``, ``lr``, ``num_update`` and
+        ``fused_pairs`` (BatchNorm-ReLU pairs trained fused).
     """
     ctxs = _contexts(cfg)
     kvstore, rank, num_workers = make_kvstore(cfg, len(ctxs))
@@ -172,7 +173,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
              if (begin_epoch or done) else "")
     init_kvstore(trainer)
     dog.start()
-    hybridize(net, cfg)
+    fused_pairs = hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
              len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,
@@ -221,4 +222,5 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
             "chosen_epoch": chosen["epoch"] if chosen else None,
             "checkpoint": ckpt.path(chosen["epoch"], "params") if chosen else None,
             "summary": run.summary() if chosen else None, "save_dir": cfg["save_dir"],
-            "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
+            "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update,
+            "fused_pairs": fused_pairs}

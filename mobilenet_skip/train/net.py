@@ -82,10 +82,11 @@ def choose_fusion(net, cfg):
 
 def hybridize(net, cfg):
     """Fuse as :func:`choose_fusion` decides, then hybridize as the recipe says: one static
-    graph, memory planned once."""
-    choose_fusion(net, cfg)
+    graph, memory planned once. Returns the number of BatchNorm-ReLU pairs fused."""
+    fused = choose_fusion(net, cfg)
     if cfg["hybridize"]:
         net.hybridize(static_alloc=True, static_shape=True)
+    return fused
 
 
 def params_checksum(net):
