@@ -249,18 +249,19 @@ def format_train(rows):
     first = rows[0]
     steps = [r for r in rows if r["kind"] == "step"]
     rounds = len(steps[0]["rates"]) if steps else 0
+    width = max([28] + [len(r["model"]) for r in rows])
     lines = ["train: batch %d x %d device%s (%s), %s-%d, %s; img/s = median of %d round%s, "
              "each network in a fresh process; BatchNorm-ReLU %s"
              % (first["batch_size"], len(first["devices"]),
                 "" if len(first["devices"]) == 1 else "s", ",".join(first["devices"]),
                 first["multiplier"], first["input_size"], first["dtype"], rounds,
                 "" if rounds == 1 else "s", first.get("fusion", "?")),
-             "%-33s %8s %11s %13s %11s %10s %9s %9s" % (
-                 "model", "img/s", "vs gluoncv", "vs mobilenet", "vs unfused", "Mult-Adds",
+             "%-*s %8s %11s %13s %11s %10s %9s %9s" % (
+                 width, "model", "img/s", "vs gluoncv", "vs mobilenet", "vs unfused", "Mult-Adds",
                  "GFLOP/s", "peak MB")]
     for r in steps + [r for r in rows if r["kind"] == "fit"]:
-        lines.append("%-33s %8.2f %11s %13s %11s %9sM %9.1f %9.0f" % (
-            r["model"], r["img_per_s"], _fmt(r["ratio_vs_gluoncv"], "10.3fx", 11),
+        lines.append("%-*s %8.2f %11s %13s %11s %9sM %9.1f %9.0f" % (
+            width, r["model"], r["img_per_s"], _fmt(r["ratio_vs_gluoncv"], "10.3fx", 11),
             _fmt(r["ratio_vs_mobilenet"], "12.3fx", 13),
             _fmt(r.get("ratio_vs_unfused"), "10.3fx", 11),
             ("%.0f" if r["macs"] >= 1e7 else "%.2f") % (r["macs"] / 1e6), r["gflops"],
