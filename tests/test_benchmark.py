@@ -101,13 +101,16 @@ TINY_TRAIN = ["--multiplier", "0.25", "--input-size", "32", "--batch-size", "4",
 
 def test_train_section_json_smoke():
     from mobilenet_skip import get_model, list_models
-    from mobilenet_skip.bench.train import ROW_FIELDS
+    from mobilenet_skip.bench.train import ROW_FIELDS, UNFUSED
+    from mobilenet_skip.models import set_bn_relu_fusion
     from mobilenet_skip.models.flops import count_model
 
     res = _bench("train", "--json", *TINY_TRAIN)
     assert res.returncode == 0, res.stderr
     rows = json.loads(res.stdout)["train"]  # the whole of stdout is one JSON object
-    assert [r["model"] for r in rows] == (["gluoncv:mobilenet0.25"] + list_models()
+    # each of ours as training runs it (fused on this oneDNN CPU build) and unfused
+    assert [r["model"] for r in rows] == (["gluoncv:mobilenet0.25"]
+                                          + [m + s for m in list_models() for s in ("", UNFUSED)]
                                           + ["train_imagenet.py:mobilenet"])
     by_model = {r["model"]: r for r in rows}
     for r in rows:
@@ -118,6 +121,13 @@ def test_train_section_json_smoke():
         assert (r["batch_size"], r["input_size"], r["multiplier"], r["dtype"],
                 r["devices"]) == (4, 32, 0.25, "float32", ["cpu(0)"])
     for name in list_models():
+        fused, plain = by_model[name], by_model[name + UNFUSED]
+        pairs = set_bn_relu_fusion(get_model(name, 0.25), True)
+        assert fused["fused_pairs"] == pairs > 0 and plain["fused_pairs"] == 0
+        assert fused["ratio_vs_unfused"] > 0 and plain["ratio_vs_unfused"] is None
+        assert fused["macs"] == plain["macs"]
+    assert by_model["gluoncv:mobilenet0.25"]["fused_pairs"] == 0  # gluoncv's own graph
+    for name in list_models():
         assert by_model[name]["macs"] == count_model(get_model(name, 0.25), 32)["macs"]
         assert by_model[name]["kind"] == "step" and len(by_model[name]["rates"]) == 1
     assert by_model["mobilenet"]["ratio_vs_mobilenet"] == 1.0
@@ -127,8 +137,9 @@ def test_train_section_json_smoke():
     assert fit["kind"] == "fit" and fit["data_iter_img_per_s"] > 0
     assert isinstance(fit["data_bound"], bool) and fit["ratio_vs_step"] > 0
     assert fit["macs"] == by_model["mobilenet"]["macs"]
-    # progress goes to stderr, one line per network and round
-    assert res.stderr.count("round 1/1") == 6
+    assert fit["fused_pairs"] == by_model["mobilenet"]["fused_pairs"]  # fit trains fused
+    # progress goes to stderr, one line per measurement and round
+    assert res.stderr.count("round 1/1") == 11
 
 
 def test_all_runs_every_registered_section():
@@ -137,7 +148,8 @@ def test_all_runs_every_registered_section():
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert {"data", "train"} <= set(out) and all(out.values())
-    assert [r["model"] for r in out["train"]] == ["gluoncv:mobilenet0.25", "mobilenet"]
+    assert [r["model"] for r in out["train"]] == ["gluoncv:mobilenet0.25", "mobilenet",
+                                                  "mobilenet (unfused)"]
 
 
 def test_table_output_and_header():
@@ -149,6 +161,10 @@ def test_table_output_and_header():
     assert any(l.startswith("full-connect ") and l.split()[3] != "-" for l in lines)
     # no gluoncv row measured: its ratio column is a dash
     assert next(l for l in lines if l.startswith("mobilenet ")).split()[2] == "-"
+    assert "vs unfused" in next(l for l in lines if l.startswith("model "))
+    # the fused row has a ratio to its unfused self, the unfused row none
+    assert next(l for l in lines if l.startswith("mobilenet ")).split()[4].endswith("x")
+    assert next(l for l in lines if l.startswith("mobilenet (unfused)")).split()[5] == "-"
 
 
 @pytest.mark.skipif(__import__("mxnet").runtime.Features().is_enabled("CUDA"),

@@ -348,3 +348,135 @@ def test_import_without_mxnet_is_one_clear_line(tmp_path):
                          capture_output=True, text=True)
     assert res.returncode == 1
     assert res.stderr.strip().count("\n") == 0 and "pip install mxnet==1.9.1" in res.stderr
+
+
+# --- fused BatchNorm-ReLU (CPU training with oneDNN) ---------------------------------------
+
+def _graph(net):
+    """The symbol of ``net`` as nodes and, per node index, how many nodes consume it."""
+    nodes = json.loads(net(mx.sym.var("data")).tojson())["nodes"]
+    consumers = {}
+    for node in nodes:
+        for src in node["inputs"]:
+            consumers.setdefault(src[0], []).append(node)
+    return nodes, consumers
+
+
+def _bn_relu_pairs(nodes, consumers):
+    """Names of the BatchNorms whose only consumer is a ReLU."""
+    return {n["name"] for i, n in enumerate(nodes) if n["op"] == "BatchNorm"
+            and [c["op"] for c in consumers.get(i, [])] == ["Activation"]
+            and consumers[i][0]["attrs"]["act_type"] == "relu"}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fusion_covers_exactly_the_bn_relu_pairs(name):
+    net = ms.get_model(name, multiplier=0.25, classes=10)
+    nodes, consumers = _graph(net)
+    pairs = _bn_relu_pairs(nodes, consumers)
+    relus = sum(1 for n in nodes if n["op"] == "Activation")
+    assert ms.models.fused_count(net) == 0  # built unfused: the portable graph
+    assert ms.models.set_bn_relu_fusion(net, True) == len(pairs) > 0
+    fused_nodes, fused_consumers = _graph(net)
+    assert {n["name"] for n in fused_nodes if n["op"] == "_contrib_BatchNormWithReLU"} == pairs
+    assert not _bn_relu_pairs(fused_nodes, fused_consumers)  # none left apart
+    assert sum(1 for n in fused_nodes if n["op"] == "Activation") == relus - len(pairs)
+    if name in ("simple-connect", "full-connect"):
+        # a ReLU after a skip sum stays: its input is the sum, not a BatchNorm
+        assert any(n["op"] == "Activation" for n in fused_nodes)
+    assert ms.models.set_bn_relu_fusion(net, False) == len(pairs)
+    # unfused again, op for op (aux-state versions are numbered anew by each trace)
+    assert [(n["op"], n["name"]) for n in _graph(net)[0]] == [(n["op"], n["name"]) for n in nodes]
+
+
+def test_a_norm_layer_of_its_own_is_never_fused():
+    class OwnNorm(nn.BatchNorm):
+        def hybrid_forward(self, F, x, *args):  # e.g. SyncBatchNorm: ignores fuse_relu
+            return super(OwnNorm, self).hybrid_forward(F, x, *args)
+
+    def fused(norm_layer):
+        net = ms.get_model("full-connect-pre-act", 0.25, norm_layer=norm_layer)
+        return ms.models.set_bn_relu_fusion(net, True)
+
+    assert fused(_TaggedNorm) == 27  # a BatchNorm subclass that keeps Gluon's forward
+    assert fused(OwnNorm) == 0
+
+
+def _training_step(name, fuse, params_file):
+    """One hybridized training step of ``name`` from the saved state: loss, gradients,
+    BN running statistics after it, and an inference output."""
+    from mobilenet_skip.config import recipes as config
+    from mobilenet_skip.train import net as train_net
+
+    cfg = config.resolve(None, dict(model=name, multiplier=0.25, classes=10, input_size=32,
+                                    fuse_bn_relu=fuse))
+    net = ms.get_model(name, 0.25, 10)
+    net.load_parameters(params_file)
+    fused = train_net.hybridize(net, cfg)
+    mx.random.seed(1)
+    x = mx.nd.random.normal(shape=(8, 3, 32, 32))
+    y = mx.nd.array(np.arange(8) % 10)
+    loss_fn = mx.gluon.loss.SoftmaxCrossEntropyLoss()
+    with mx.autograd.record():
+        loss = loss_fn(net(x), y).mean()
+    loss.backward()
+    params = net._collect_params_with_prefix()  # structural names, the same in both nets
+    grads = {k: p.grad().asnumpy() for k, p in params.items() if p.grad_req != "null"}
+    stats = {k: p.data().asnumpy() for k, p in params.items() if "running" in k}
+    return fused, loss.asscalar(), grads, stats, net(x).asnumpy()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_one_fused_training_step_equals_the_unfused_one(name, tmp_path):
+    from mobilenet_skip.config import recipes as config
+    from mobilenet_skip.train import net as train_net
+
+    cfg = config.resolve(None, dict(model=name, multiplier=0.25, classes=10))
+    assert cfg["init"] == "msra"
+    net = train_net.init_net(ms.get_model(name, 0.25, 10), cfg, [mx.cpu()])
+    net(mx.nd.zeros((1, 3, 32, 32)))
+    _randomise_bn(net)
+    path = str(tmp_path / "start.params")
+    net.save_parameters(path)
+    n_fused, loss_f, grads_f, stats_f, out_f = _training_step(name, True, path)
+    n_plain, loss_u, grads_u, stats_u, out_u = _training_step(name, False, path)
+    assert n_fused == ms.models.set_bn_relu_fusion(ms.get_model(name, 0.25, 10), True) > 0
+    assert n_plain == 0
+    assert loss_f == pytest.approx(loss_u, rel=1e-5)
+    assert set(grads_f) == set(grads_u)
+    for k in grads_u:
+        scale = np.abs(grads_u[k]).max()
+        assert scale > 0, k
+        np.testing.assert_allclose(grads_f[k], grads_u[k], rtol=1e-4, atol=1e-5 * scale,
+                                   err_msg=k)
+    for k in stats_u:
+        np.testing.assert_allclose(stats_f[k], stats_u[k], rtol=1e-5, atol=1e-6, err_msg=k)
+    np.testing.assert_allclose(out_f, out_u, rtol=1e-5, atol=1e-5)
+
+
+def test_fusion_is_used_only_where_the_operator_has_a_kernel(monkeypatch):
+    from mobilenet_skip.config import recipes as config
+    from mobilenet_skip.models import fusion
+    from mobilenet_skip.train import net as train_net
+
+    assert fusion.fusion_supported([mx.cpu()]) == (True, "")
+    assert not fusion.fusion_supported([mx.cpu(), mx.gpu(0)])[0]
+    assert "GPU" in fusion.fusion_supported([mx.gpu(0)])[1]
+    assert not fusion.fusion_supported([mx.cpu()], "float16")[0]
+    monkeypatch.setenv("MXNET_MKLDNN_ENABLED", "0")
+    assert "MXNET_MKLDNN_ENABLED" in fusion.fusion_supported([mx.cpu()])[1]
+    monkeypatch.delenv("MXNET_MKLDNN_ENABLED")
+
+    class NoOneDNN(object):
+        def is_enabled(self, feature):
+            return feature != "MKLDNN"
+
+    monkeypatch.setattr(fusion.mx.runtime, "Features", NoOneDNN)
+    assert "oneDNN" in fusion.fusion_supported([mx.cpu()])[1]
+    cfg = config.resolve(None, dict(model="simple-connect-pre-act", multiplier=0.25))
+    net = train_net.init_net(ms.get_model("simple-connect-pre-act", 0.25), cfg, [mx.cpu()])
+    assert train_net.choose_fusion(net, cfg) == 0 and ms.models.fused_count(net) == 0
+    monkeypatch.undo()
+    assert train_net.choose_fusion(net, cfg) == 27 == ms.models.fused_count(net)
+    assert train_net.choose_fusion(net, dict(cfg, fuse_bn_relu=False)) == 0
+    assert ms.models.fused_count(net) == 0

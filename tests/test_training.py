@@ -383,3 +383,83 @@ def test_a_registered_optimizer_and_lr_mode_are_flags_that_train_a_step(register
     assert not np.allclose(before, net.output.weight.data().asnumpy())
     with pytest.raises(UserError, match="plain-sgd"):  # the error lists the new name
         config.resolve(DEMO_RECIPE, {"optimizer": "adamw"})
+
+
+# --- fused BatchNorm-ReLU: the same training, and checkpoints that move both ways -----------
+
+FUSED_LOG = "BatchNorm-ReLU: 27 pair(s) fused (oneDNN)"
+UNFUSED_LOG = "BatchNorm-ReLU: 27 pair(s) unfused (fuse_bn_relu is off)"
+
+
+@pytest.fixture(scope="module")
+def fusion_runs(digits, tmp_path_factory):
+    """Two epochs fused and two unfused (same seed), each resumed for a third epoch the
+    other way: ``{first path: (dir, first output, resumed output)}``."""
+    flag = {True: "--fuse-bn-relu", False: "--no-fuse-bn-relu"}
+    runs = {}
+    for fused in (True, False):
+        save_dir = tmp_path_factory.mktemp("fused" if fused else "unfused")
+        first = _train(digits, save_dir, "--num-epochs", "2", flag[fused])
+        resumed = _train(digits, save_dir, "--num-epochs", "3", "--resume", flag[not fused])
+        runs[fused] = (save_dir, first.stdout, resumed.stdout)
+    return runs
+
+
+def _weights(save_dir, epoch):
+    return mx.nd.load(os.path.join(str(save_dir), "full-connect-pre-act-%04d.params" % epoch))
+
+
+def test_two_epochs_fused_and_unfused_end_within_half_a_point(fusion_runs):
+    (fused_dir, fused_out, _), (plain_dir, plain_out, _) = fusion_runs[True], fusion_runs[False]
+    assert FUSED_LOG in fused_out and UNFUSED_LOG in plain_out
+    fused, plain = read_metrics(fused_dir)[1], read_metrics(plain_dir)[1]
+    assert fused["epoch"] == plain["epoch"] == 2
+    assert abs(fused["val_top1"] - plain["val_top1"]) <= 0.005
+    assert fused["train_loss"] == pytest.approx(plain["train_loss"], rel=1e-3)
+
+
+def test_a_fused_run_resumes_unfused_and_the_reverse(fusion_runs, reference_run):
+    for fused, (save_dir, _, resumed) in fusion_runs.items():
+        assert "resumed from" in resumed
+        assert "fuse_bn_relu %s -> %s" % (fused, not fused) in resumed
+        assert (UNFUSED_LOG if fused else FUSED_LOG) in resumed
+        rows = read_metrics(save_dir)
+        assert [r["epoch"] for r in rows] == [1, 2, 3]
+        # the third epoch continues the uninterrupted (fused) reference run's trajectory
+        assert rows[2]["train_loss"] == pytest.approx(reference_run["rows"][2]["train_loss"],
+                                                      rel=1e-3)
+    # the same weights at the end, whichever way each part ran
+    a, b = _weights(fusion_runs[True][0], 3), _weights(fusion_runs[False][0], 3)
+    assert set(a) == set(b)
+    for name in a:
+        np.testing.assert_allclose(a[name].asnumpy(), b[name].asnumpy(), rtol=1e-3, atol=1e-5,
+                                   err_msg=name)
+
+
+def test_a_fused_run_exports_the_portable_unfused_graph(reference_run):
+    d = str(reference_run["dir"])
+    assert FUSED_LOG in reference_run["out"]  # the demo recipe trains fused on this CPU
+    with open(os.path.join(d, "full-connect-pre-act-symbol.json")) as f:
+        ops = [n["op"] for n in json.load(f)["nodes"]]
+    assert "BatchNormWithReLU" not in " ".join(ops)
+    assert ops.count("BatchNorm") == 27 and ops.count("Activation") == 27
+
+
+def test_exporting_a_fused_network_writes_it_unfused_with_the_same_outputs(tmp_path):
+    from mobilenet_skip.deploy import artifact
+    from mobilenet_skip.models import fused_count, get_model, set_bn_relu_fusion
+
+    net = get_model("simple-connect-pre-act", 0.25, 10)
+    net.initialize(mx.init.MSRAPrelu())
+    set_bn_relu_fusion(net, True)
+    net.hybridize(static_alloc=True, static_shape=True)
+    x = mx.nd.random.normal(shape=(4, 3, 32, 32))
+    fused_out = net(x).asnumpy()
+    prefix = str(tmp_path / "net")
+    sym_path, params_path, _ = artifact.export_network(net, prefix, input_size=32)
+    with open(sym_path) as f:
+        assert "BatchNormWithReLU" not in f.read()
+    assert fused_count(net) == 27  # the caller's network stays fused
+    loaded = mx.gluon.SymbolBlock.imports(sym_path, ["data"], params_path)
+    np.testing.assert_allclose(loaded(x).asnumpy(), fused_out, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(net(x).asnumpy(), fused_out, rtol=1e-5, atol=1e-5)

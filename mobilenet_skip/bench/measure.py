@@ -69,7 +69,7 @@ def _measure_step(spec):
     net = init_net(network(spec["network"], cfg), cfg, ctxs)
     kvstore = make_kvstore(cfg, len(ctxs))[0]
     step = make_step(net, cfg, ctxs, kvstore, batch)
-    hybridize(net, cfg)
+    fused = hybridize(net, cfg)
     # A decoded batch as the iterator hands it over: float32 on the host.
     data = mx.nd.random.normal(shape=(batch, 3, cfg["input_size"], cfg["input_size"]))
     label = mx.nd.array(np.random.randint(0, cfg["classes"], batch))
@@ -84,7 +84,8 @@ def _measure_step(spec):
     run(spec["steps"])
     mx.nd.waitall()
     seconds = time.perf_counter() - start
-    return {"img_per_s": batch * spec["steps"] / seconds, "peak_mem_mb": _peak_mem_mb(ctxs)}
+    return {"img_per_s": batch * spec["steps"] / seconds, "peak_mem_mb": _peak_mem_mb(ctxs),
+            "fused_pairs": fused}
 
 
 class _Endless(object):
@@ -127,13 +128,13 @@ def _measure_fit(spec):
     val_data = mx.io.NDArrayIter(np.zeros((batch, 3, side, side), "float32"),
                                  np.zeros((batch,), "float32"), batch_size=batch)
     rates = Rates()
-    fit(cfg, train_data=_Endless(train_data), val_data=val_data,
-        iters_per_epoch=spec["steps"] * (1 + spec["repeats"]), overwrite=True,
-        callbacks=[rates])
+    result = fit(cfg, train_data=_Endless(train_data), val_data=val_data,
+                 iters_per_epoch=spec["steps"] * (1 + spec["repeats"]), overwrite=True,
+                 callbacks=[rates])
     speeds = rates.rates
     return {"img_per_s": statistics.median(speeds[1:]), "window_rates": speeds[1:],
             "data_iter_img_per_s": iter_rate, "preprocess_threads": data.resolve_threads(cfg),
-            "peak_mem_mb": _peak_mem_mb(ctxs)}
+            "peak_mem_mb": _peak_mem_mb(ctxs), "fused_pairs": result["fused_pairs"]}
 
 
 def main(argv):

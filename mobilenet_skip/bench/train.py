@@ -1,6 +1,11 @@
 """The ``train`` section of tools/benchmark.py: training images/s of the five networks
 and of gluoncv's ``mobilenet1.0``, through the step ``tools/train_imagenet.py`` trains with.
 
+Each of our networks runs twice: as training runs it, with its BatchNorm-ReLU pairs fused
+(``fuse_bn_relu``, :mod:`mobilenet_skip.models.fusion`), and as ``<name> (unfused)``, with
+its ratio to the first. Where the devices have no fused operator (GPUs, builds without
+oneDNN) training is unfused, and so is the one row per network.
+
 Every network is built, initialised, wrapped and hybridized by the functions ``fit`` uses
 (:func:`~mobilenet_skip.train.net.init_net`, :func:`~mobilenet_skip.train.step.make_step`,
 :func:`~mobilenet_skip.train.net.hybridize`) with its recipe's settings (label smoothing
@@ -41,8 +46,9 @@ __all__ = ["REFERENCE", "BASELINE", "gluoncv_name", "network_names", "run_train"
 
 BASELINE = "mobilenet"   # our plain MobileNet, the ratio_vs_mobilenet reference
 FIT_PREFIX = "train_imagenet.py:"
-ROW_FIELDS = ("model", "img_per_s", "ratio_vs_gluoncv", "ratio_vs_mobilenet", "macs",
-              "gflops", "peak_mem_mb")
+UNFUSED = " (unfused)"    # suffix of a network's row without fused BatchNorm-ReLU
+ROW_FIELDS = ("model", "img_per_s", "ratio_vs_gluoncv", "ratio_vs_mobilenet",
+              "ratio_vs_unfused", "fused_pairs", "macs", "gflops", "peak_mem_mb")
 
 
 def gluoncv_name(multiplier):
@@ -81,10 +87,22 @@ def _add_arguments(p):
                    "demo .rec (default mobilenet; none to skip it)")
 
 
-def _overrides(args, model):
+def _overrides(args, model, fuse=True):
     """Recipe values every network shares; the rest is the model's own recipe."""
     return {"model": model, "multiplier": args.multiplier, "batch_size": args.batch_size,
-            "input_size": args.input_size, "gpus": args.gpus, "dtype": args.dtype}
+            "input_size": args.input_size, "gpus": args.gpus, "dtype": args.dtype,
+            "fuse_bn_relu": fuse}
+
+
+def _entries(names, fusable):
+    """(row label, network, fuse_bn_relu) of every measurement: each of our networks as
+    training runs it, and unfused too where training fuses."""
+    out = []
+    for name in names:
+        out.append((name, name, True))
+        if fusable and name != REFERENCE:
+            out.append((name + UNFUSED, name, False))
+    return out
 
 
 def _check(args):
@@ -136,39 +154,49 @@ def _ratio(rates, name, ref):
 
 def _row(model, img_per_s, macs, peak, **extra):
     row = {"model": model, "img_per_s": img_per_s, "ratio_vs_gluoncv": None,
-           "ratio_vs_mobilenet": None, "macs": macs, "gflops": 6.0 * macs * img_per_s / 1e9,
-           "peak_mem_mb": peak}
+           "ratio_vs_mobilenet": None, "ratio_vs_unfused": None, "fused_pairs": None,
+           "macs": macs, "gflops": 6.0 * macs * img_per_s / 1e9, "peak_mem_mb": peak}
     row.update(extra)
     return row
 
 
 def run_train(args):
+    from ..models import fusion_supported
     cfg, ctxs = _check(args)
     names = network_names(args.models)
+    fusable, why = fusion_supported(ctxs, args.dtype)
     common = {"batch_size": args.batch_size, "devices": [str(c) for c in ctxs],
               "input_size": args.input_size, "multiplier": args.multiplier,
-              "dtype": args.dtype}
-    rates = {n: [] for n in names}
-    peaks = {n: 0.0 for n in names}
+              "dtype": args.dtype, "fusion": "fused where training fuses" if fusable
+              else "unfused: %s" % why}
+    entries = _entries(names, fusable)
+    rates = {label: [] for label, _, _ in entries}
+    peaks = {label: 0.0 for label, _, _ in entries}
+    fused = {}
     started = time.time()
     for r in range(args.repeats):
-        for name in (names if r % 2 == 0 else names[::-1]):
+        for label, name, fuse in (entries if r % 2 == 0 else entries[::-1]):
             tic = time.time()
             out = _spawn({"mode": "step", "network": name, "warmup": args.warmup,
                           "steps": args.steps,
-                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name)})
-            rates[name].append(out["img_per_s"])
-            peaks[name] = max(peaks[name], out["peak_mem_mb"])
-            _say("round %d/%d %-22s %8.2f img/s  peak %6.0f MB  (%.0f s)"
-                 % (r + 1, args.repeats, name, out["img_per_s"], out["peak_mem_mb"],
+                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name,
+                                                  fuse)})
+            rates[label].append(out["img_per_s"])
+            peaks[label] = max(peaks[label], out["peak_mem_mb"])
+            fused[label] = out["fused_pairs"]
+            _say("round %d/%d %-33s %8.2f img/s  peak %6.0f MB  (%.0f s)"
+                 % (r + 1, args.repeats, label, out["img_per_s"], out["peak_mem_mb"],
                     time.time() - tic))
     rows = []
-    for name in names:
-        label = gluoncv_name(args.multiplier) if name == REFERENCE else name
-        row = _row(label, statistics.median(rates[name]), _macs(name, cfg), peaks[name],
-                   kind="step", rates=rates[name], **common)
-        row["ratio_vs_gluoncv"] = _ratio(rates, name, REFERENCE)
-        row["ratio_vs_mobilenet"] = _ratio(rates, name, BASELINE)
+    for label, name, fuse in entries:
+        shown = gluoncv_name(args.multiplier) if name == REFERENCE else label
+        row = _row(shown, statistics.median(rates[label]), _macs(name, cfg), peaks[label],
+                   kind="step", rates=rates[label], network=name, fused_pairs=fused[label],
+                   **common)
+        row["ratio_vs_gluoncv"] = _ratio(rates, label, REFERENCE)
+        row["ratio_vs_mobilenet"] = _ratio(rates, label, BASELINE)
+        if fuse and name != REFERENCE:
+            row["ratio_vs_unfused"] = _ratio(rates, label, label + UNFUSED)
         rows.append(row)
     if args.fit_model != "none":
         rows.append(_fit_row(args, cfg, rows, common))
@@ -200,6 +228,7 @@ def _fit_row(args, cfg, rows, common):
                rates=out["window_rates"], rec=given or "demo digits at %d px" % image_size,
                data_iter_img_per_s=out["data_iter_img_per_s"],
                preprocess_threads=out["preprocess_threads"],
+               fused_pairs=out["fused_pairs"],
                ratio_vs_step=out["img_per_s"] / step["img_per_s"] if step else None,
                data_bound=bool(out["data_iter_img_per_s"] < (step or out)["img_per_s"]),
                **common)
@@ -220,19 +249,21 @@ def format_train(rows):
     first = rows[0]
     steps = [r for r in rows if r["kind"] == "step"]
     rounds = len(steps[0]["rates"]) if steps else 0
+    width = max([28] + [len(r["model"]) for r in rows])
     lines = ["train: batch %d x %d device%s (%s), %s-%d, %s; img/s = median of %d round%s, "
-             "each network in a fresh process"
+             "each network in a fresh process; BatchNorm-ReLU %s"
              % (first["batch_size"], len(first["devices"]),
                 "" if len(first["devices"]) == 1 else "s", ",".join(first["devices"]),
                 first["multiplier"], first["input_size"], first["dtype"], rounds,
-                "" if rounds == 1 else "s"),
-             "%-28s %8s %11s %13s %10s %9s %9s" % ("model", "img/s", "vs gluoncv",
-                                                   "vs mobilenet", "Mult-Adds", "GFLOP/s",
-                                                   "peak MB")]
+                "" if rounds == 1 else "s", first.get("fusion", "?")),
+             "%-*s %8s %11s %13s %11s %10s %9s %9s" % (
+                 width, "model", "img/s", "vs gluoncv", "vs mobilenet", "vs unfused", "Mult-Adds",
+                 "GFLOP/s", "peak MB")]
     for r in steps + [r for r in rows if r["kind"] == "fit"]:
-        lines.append("%-28s %8.2f %11s %13s %9sM %9.1f %9.0f" % (
-            r["model"], r["img_per_s"], _fmt(r["ratio_vs_gluoncv"], "10.3fx", 11),
+        lines.append("%-*s %8.2f %11s %13s %11s %9sM %9.1f %9.0f" % (
+            width, r["model"], r["img_per_s"], _fmt(r["ratio_vs_gluoncv"], "10.3fx", 11),
             _fmt(r["ratio_vs_mobilenet"], "12.3fx", 13),
+            _fmt(r.get("ratio_vs_unfused"), "10.3fx", 11),
             ("%.0f" if r["macs"] >= 1e7 else "%.2f") % (r["macs"] / 1e6), r["gflops"],
             r["peak_mem_mb"]))
     for r in rows:
@@ -249,6 +280,7 @@ def format_train(rows):
 
 
 bench.register("train", format_train, _add_arguments,
-               help="training img/s of the five networks and gluoncv mobilenet1.0 through "
-               "the train_imagenet.py step, plus the whole path on a .rec")(run_train)
+               help="training img/s of the five networks (fused BatchNorm-ReLU and unfused) "
+               "and gluoncv mobilenet1.0 through the train_imagenet.py step, plus the whole "
+               "path on a .rec")(run_train)
 

@@ -82,6 +82,9 @@ SCHEMA = {
     "log_interval": (50, "batches between log lines"),
     "batches_per_epoch": (0, "cap on batches per epoch (0 = the whole .rec; for smoke runs)"),
     "hybridize": (True, "hybridize with static_alloc/static_shape"),
+    "fuse_bn_relu": (True, "train each BatchNorm that feeds a ReLU as one fused oneDNN "
+                     "operator where MXNet has it (CPU with oneDNN; GPUs and other builds "
+                     "train unfused); same weights, exports are always unfused"),
 }
 
 CHOICES = {

@@ -25,6 +25,7 @@ from ..utils.fs import remove_if_exists, stage
 from ..train.checkpoints import is_checkpoint_file, read_json
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
+from ..models.fusion import fused_count, set_bn_relu_fusion
 from ..data.preprocess import Preprocessing
 from .registry import kinds
 
@@ -197,11 +198,18 @@ def graph_of(net, input_size):
 
     The block is hybridized and run once on a ``1 x 3 x S x S`` input; its cached
     graph is the symbol ``export`` saves (byte for byte: a symbol traced anew numbers
-    the BatchNorm state versions differently), with the weights it reads.
+    the BatchNorm state versions differently), with the weights it reads. It is always
+    the unfused graph: the fused BatchNorm-ReLU operator of CPU training has no GPU,
+    ONNX, Module-without-oneDNN or INT8 kernel, and the weights are the same. A fused
+    ``net`` is fused again afterwards (and traces anew at its next call).
     """
+    refuse = fused_count(net) > 0
+    set_bn_relu_fusion(net, False)
     net.hybridize(static_alloc=True, static_shape=True)
     net(mx.nd.zeros((1, 3, input_size, input_size), ctx=mx.cpu())).wait_to_read()
     sym = net._cached_graph[1]
+    if refuse:
+        set_bn_relu_fusion(net, True)
     params = {name: p.list_data()[0].as_in_context(mx.cpu())
               for name, p in net.collect_params().items()}
     return Graph(sym, {n: params[n] for n in sym.list_arguments() if n in params},

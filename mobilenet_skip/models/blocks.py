@@ -2,22 +2,23 @@
 projection skip h(x), and the DW block that joins them under either activation order.
 
 Where the paper is silent (its figures are missing), the choice made is in the
-docstring of the block that makes it.
+docstring of the block that makes it. Every BatchNorm that feeds a ReLU directly is
+marked as such, for CPU training to fuse the pair (:mod:`.fusion`).
 """
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 from mxnet.gluon.nn import BatchNorm
 
+from .fusion import bn_relu, mark_relu, relu, relu_after
+
 __all__ = ["Stem", "DWUnit", "Projection", "DWBlock", "make_norm", "relu"]
 
 
-def make_norm(norm_layer, norm_kwargs, in_channels, prefix):
-    return norm_layer(in_channels=in_channels, prefix=prefix, **(norm_kwargs or {}))
-
-
-def relu(F, x):
-    # Activation(relu) rather than F.relu: it is the op MKLDNN fuses into conv+BN.
-    return F.Activation(x, act_type="relu")
+def make_norm(norm_layer, norm_kwargs, in_channels, prefix, feeds_relu=False):
+    """A normalisation layer; ``feeds_relu`` marks it as followed directly by a ReLU, which
+    :func:`~.fusion.set_bn_relu_fusion` may fuse into it."""
+    norm = norm_layer(in_channels=in_channels, prefix=prefix, **(norm_kwargs or {}))
+    return mark_relu(norm) if feeds_relu else norm
 
 
 class Stem(HybridBlock):
@@ -42,13 +43,12 @@ class Stem(HybridBlock):
         with self.name_scope():
             self.conv = nn.Conv2D(channels, 3, strides=2, padding=1, use_bias=False,
                                   in_channels=3, prefix="conv_")
-            self.bn = None if preact else make_norm(norm_layer, norm_kwargs, channels, "bn_")
+            self.bn = (None if preact
+                       else make_norm(norm_layer, norm_kwargs, channels, "bn_", feeds_relu=True))
 
     def hybrid_forward(self, F, x):
         x = self.conv(x)
-        if self.bn is not None:
-            x = relu(F, self.bn(x))
-        return x
+        return x if self.bn is None else bn_relu(F, self.bn, x)
 
 
 class DWUnit(HybridBlock):
@@ -78,14 +78,15 @@ class DWUnit(HybridBlock):
             self.dw = nn.Conv2D(in_channels, 3, strides=stride, padding=1,
                                 groups=in_channels, use_bias=False,
                                 in_channels=in_channels, prefix="dw_")
-            self.dw_bn = make_norm(norm_layer, norm_kwargs, in_channels, "dw_bn_")
+            self.dw_bn = make_norm(norm_layer, norm_kwargs, in_channels, "dw_bn_",
+                                   feeds_relu=True)
             self.pw = nn.Conv2D(channels, 1, use_bias=False, in_channels=in_channels,
                                 prefix="pw_")
             self.pw_bn = (None if preact
                           else make_norm(norm_layer, norm_kwargs, channels, "pw_bn_"))
 
     def hybrid_forward(self, F, x):
-        x = self.pw(relu(F, self.dw_bn(self.dw(x))))
+        x = self.pw(bn_relu(F, self.dw_bn, self.dw(x)))
         return x if self.pw_bn is None else self.pw_bn(x)
 
 
@@ -158,18 +159,21 @@ class DWBlock(HybridBlock):
         self.skip, self.preact = skip, preact
         norm = dict(norm_layer=norm_layer, norm_kwargs=norm_kwargs)
         with self.name_scope():
-            self.pre_bn = (make_norm(norm_layer, norm_kwargs, in_channels, "pre_bn_")
-                           if preact else None)
+            self.pre_bn = (make_norm(norm_layer, norm_kwargs, in_channels, "pre_bn_",
+                                     feeds_relu=True) if preact else None)
             self.body = DWUnit(in_channels, channels, stride, preact=preact, prefix="body_", **norm)
+            if skip is None and not preact:
+                # Without a sum the block's ReLU follows F's last BN directly; after a
+                # skip sum it never does, so that ReLU stays apart.
+                mark_relu(self.body.pw_bn)
             self.proj = (Projection(in_channels, channels, stride, use_norm=not preact,
                                     prefix="proj_", **norm)
                          if skip == "projection" else None)
 
     def hybrid_forward(self, F, x):
-        a = relu(F, self.pre_bn(x)) if self.preact else x
+        a = bn_relu(F, self.pre_bn, x) if self.preact else x
         y = self.body(a)
-        if self.skip == "identity":
-            y = F.elemwise_add(y, x)
-        elif self.skip == "projection":
-            y = F.elemwise_add(y, self.proj(a))
+        if self.skip is None:
+            return y if self.preact else relu_after(F, self.body.pw_bn, y)
+        y = F.elemwise_add(y, x if self.skip == "identity" else self.proj(a))
         return y if self.preact else relu(F, y)

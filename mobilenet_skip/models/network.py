@@ -5,7 +5,8 @@ from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
 from mxnet.gluon.nn import BatchNorm
 
-from .blocks import DWBlock, Stem, make_norm, relu
+from .blocks import DWBlock, Stem, make_norm
+from .fusion import bn_relu
 
 __all__ = ["TABLE1", "STEM_CHANNELS", "MIN_INPUT_SIZE", "MobileNetSkip", "skip_kind",
            "check_input_shape", "min_train_bytes"]
@@ -128,8 +129,8 @@ class MobileNetSkip(HybridBlock):
                 setattr(self, block, DWBlock(width(in_c), width(out_c), stride, skip=skip,
                                              preact=preact, prefix=block + "_", **norm))
                 in_c = out_c
-            self.post_bn = (make_norm(norm_layer, norm_kwargs, width(in_c), "post_bn_")
-                            if preact else None)
+            self.post_bn = (make_norm(norm_layer, norm_kwargs, width(in_c), "post_bn_",
+                                      feeds_relu=True) if preact else None)
             self.output = nn.Dense(self.classes, in_units=width(in_c), prefix="output_")
 
     @property
@@ -147,7 +148,7 @@ class MobileNetSkip(HybridBlock):
         for block in self.blocks:
             x = block(x)
         if self.post_bn is not None:
-            x = relu(F, self.post_bn(x))
+            x = bn_relu(F, self.post_bn, x)
         x = F.flatten(F.Pooling(x, kernel=(1, 1), global_pool=True, pool_type="avg"))
         return self.output(x)
 

@@ -41,7 +41,9 @@ class TrainState(object):
     ``iters_per_epoch`` batches an epoch and ``val_data`` (rank 0 only) is scored after
     each; ``step`` is the :class:`~.step.TrainStep` (its ``trainer`` the optimizer),
     ``lr_at`` the schedule in epochs; ``folder`` the :class:`~.rundir.RunDir` written
-    to, ``dog`` the dist watchdog, ``calls`` the callbacks and ``acc`` the running sums.
+    to, ``dog`` the dist watchdog, ``calls`` the callbacks, ``acc`` the running sums and
+    ``fused_pairs``
+    the BatchNorm-ReLU pairs trained fused.
     """
     cfg: dict
     ctxs: list
@@ -58,6 +60,7 @@ class TrainState(object):
     dog: dist.Watchdog
     calls: list = field(default_factory=list)
     acc: Accumulator = None
+    fused_pairs: int = 0
 
     @property
     def trainer(self):
@@ -94,7 +97,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         ``export_epoch`` (``last`` or ``best``, the recipe's), ``chosen_epoch`` and
         ``checkpoint`` (its ``.params``; both None on non-zero ranks or when
         interrupted: nothing to export; the caller exports it), ``summary`` (the run's
-        summary line, or None), ``save_dir``, ``interrupted``, ``lr`` and ``num_update``.
+        summary line, or None), ``save_dir``, ``interrupted``, ``lr``, ``num_update`` and
+        ``fused_pairs`` (BatchNorm-ReLU pairs trained fused).
     """
     # Devices, workers and the global batch; seeds.
     cfg = absolute_paths(cfg)  # config.yaml names the same data from any directory
@@ -136,7 +140,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     _log_lr(state, begin)
     init_kvstore(state.trainer)
     dog.start()
-    hybridize(net, cfg)
+    state.fused_pairs = hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
              len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,
@@ -284,4 +288,5 @@ def _result(state, interrupted):
             "checkpoint": folder.checkpoints.path(chosen["epoch"], "params") if chosen
             else None,
             "summary": folder.summary() if chosen else None, "save_dir": state.cfg["save_dir"],
-            "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update}
+            "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update,
+            "fused_pairs": state.fused_pairs}

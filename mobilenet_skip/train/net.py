@@ -1,5 +1,6 @@
 """The network as the recipe builds it: created (or warm-started), initialised,
-weight-decay-masked, cast and hybridized; and its parameters' checksum."""
+weight-decay-masked, cast, BN-ReLU-fused where it can be and hybridized; and its
+parameters' checksum."""
 import hashlib
 import logging
 
@@ -8,8 +9,9 @@ from mxnet.gluon import nn
 
 from ..models.gluoncv import load_gluoncv_params
 from ..models import DWUnit, get_model, norm_kwargs_from
+from ..models.fusion import fusion_supported, set_bn_relu_fusion
 
-__all__ = ["build_net", "init_net", "hybridize", "params_checksum"]
+__all__ = ["build_net", "init_net", "choose_fusion", "hybridize", "params_checksum"]
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -62,10 +64,29 @@ def init_net(net, cfg, ctxs):
     return net
 
 
+def choose_fusion(net, cfg):
+    """Fuse ``net``'s BatchNorm-ReLU pairs if the recipe's ``fuse_bn_relu`` asks and its
+    devices have the fused operator (see :func:`~..models.fusion.fusion_supported`), else
+    unfuse them; log the choice. A network without marked pairs (gluoncv's) is left as it
+    is. Returns the number of pairs fused.
+    """
+    ctxs = next(iter(net.collect_params().values())).list_ctx()
+    supported, why = fusion_supported(ctxs, cfg.get("dtype", "float32"))
+    fuse = cfg.get("fuse_bn_relu", True) and supported
+    pairs = set_bn_relu_fusion(net, fuse)
+    if pairs:
+        log.info("BatchNorm-ReLU: %d pair(s) %s", pairs, "fused (oneDNN)" if fuse else
+                 "unfused (%s)" % ("fuse_bn_relu is off" if supported else why))
+    return pairs if fuse else 0
+
+
 def hybridize(net, cfg):
-    """Hybridize as the recipe says: one static graph, memory planned once."""
+    """Fuse as :func:`choose_fusion` decides, then hybridize as the recipe says: one static
+    graph, memory planned once. Returns the number of BatchNorm-ReLU pairs fused."""
+    fused = choose_fusion(net, cfg)
     if cfg["hybridize"]:
         net.hybridize(static_alloc=True, static_shape=True)
+    return fused
 
 
 def params_checksum(net):
