@@ -1,8 +1,8 @@
 #!/usr/bin/env python
 """Draw docs/layout.png: the packages of mobilenet_skip and how data flows through them,
 from an image folder to the runtimes that load an export. Run `python docs/draw_layout.py`
-after moving a module; the README's Layout section shows the picture and lists the same
-names as text."""
+after moving a module; docs/layout.md shows the picture and lists the same names as
+text."""
 import os
 import sys
 

@@ -1,5 +1,5 @@
 """Prediction from the exported files alone: validation's preprocessing on one image,
-tools/predict.py, and the README's plain-MXNet snippet (issue #5)."""
+tools/predict.py, and the plain-MXNet snippet the docs show (issue #5)."""
 import io
 import json
 import os
@@ -18,6 +18,7 @@ from mobilenet_skip.data.preprocess import Preprocessing
 from mobilenet_skip import recordio
 from mobilenet_skip.deploy import runtime
 
+import docpages
 from conftest import ROOT, call_tool, run_tool
 
 EXAMPLE = os.path.join(ROOT, "examples", "plain_mxnet_predict.py")
@@ -159,14 +160,13 @@ def test_predict_prefix_errors_are_one_line(demo_run, tmp_path, capsys):
     assert code == 2 and "half.synsets.txt not found" in err
 
 
-def test_readme_shows_the_example_verbatim():
-    with open(os.path.join(ROOT, "README.md")) as f:
-        readme = f.read()
+def test_the_docs_show_the_example_verbatim():
     with open(EXAMPLE) as f:
         example = f.read()
-    shown = re.search(r"<!-- begin examples/plain_mxnet_predict.py -->\n```python\n(.*?)```\n"
-                      r"<!-- end examples/plain_mxnet_predict.py -->", readme, re.S)
-    assert shown and shown.group(1) == example
+    shown = [m.group(1) for page in docpages.pages() for m in re.finditer(
+        r"<!-- begin examples/plain_mxnet_predict.py -->\n```python\n(.*?)```\n"
+        r"<!-- end examples/plain_mxnet_predict.py -->", docpages.read(page), re.S)]
+    assert shown and all(copy == example for copy in shown)
     assert "mobilenet_skip" not in example
 
 

@@ -351,7 +351,7 @@ def test_lr_follows_the_global_batch():
     assert optim.effective_lr(cfg, 32 * 1)[0] == pytest.approx(0.0225)
     assert optim.effective_lr(cfg, 32 * 2)[0] == pytest.approx(0.045)
     assert optim.effective_lr(cfg, 32 * 2 * 2)[0] == pytest.approx(0.09)
-    # the four-host README example: 4 workers x 2 GPUs x 32 = 256
+    # the four-host example of docs/workflow.md: 4 workers x 2 GPUs x 32 = 256
     assert optim.effective_lr(cfg, 256)[0] == pytest.approx(0.18)
     warm = dict(cfg, warmup_lr=0.01, warmup_epochs=5)
     assert optim.effective_lr(warm, 128) == pytest.approx((0.09, 0.02))

@@ -137,7 +137,8 @@ def export_int8(graph, info, prefix, calib_images, calib_mode="naive", keep_ends
         the ones you evaluate on.
     keep_ends_fp32 : bool
         Leave the first conv and the classifier in FP32 (a common fix when
-        quantizing them costs accuracy; not needed on the demo, see README).
+        quantizing them costs accuracy; not needed on the demo, see
+        docs/workflow.md, 4. Export).
     """
     from mxnet.contrib.quantization import quantize_model_mkldnn
     require_mkldnn("--int8")

@@ -54,7 +54,7 @@ def make_kvstore(cfg, num_devices):
     if kind.startswith("dist"):
         if "DMLC_ROLE" not in os.environ:
             raise UserError("--kv-store %s needs MXNet's launcher: run through tools/launch.py "
-                            "(see README, 2. Train)" % kind)
+                            "(see docs/workflow.md, Several machines)" % kind)
         if kind not in _DIST_KV:
             _DIST_KV[kind] = mx.kv.create(kind)
         kv = _DIST_KV[kind]

@@ -42,8 +42,7 @@ class TrainState(object):
     each; ``step`` is the :class:`~.step.TrainStep` (its ``trainer`` the optimizer),
     ``lr_at`` the schedule in epochs; ``folder`` the :class:`~.rundir.RunDir` written
     to, ``dog`` the dist watchdog, ``calls`` the callbacks, ``acc`` the running sums and
-    ``fused_pairs``
-    the BatchNorm-ReLU pairs trained fused.
+    ``fused_pairs`` the BatchNorm-ReLU pairs trained fused.
     """
     cfg: dict
     ctxs: list
