@@ -276,13 +276,57 @@ def test_split_and_quote_the_launcher_command():
     echo = subprocess.run(["bash", "-c", "printf '%s\\n' " + line], capture_output=True,
                           text=True)
     assert echo.stdout.splitlines() == words
-    # ... and through ssh's two: the local shell's '...' and then the remote shell
-    line = " ".join(launcher.quote_command(words, "ssh"))
-    twice = subprocess.run(["bash", "-c", "bash -c 'printf \"%s\\n\" " + line + "'"],
-                           capture_output=True, text=True)
-    assert twice.stdout.splitlines() == words
-    with pytest.raises(UserError, match="single quotes"):
-        launcher.quote_command(["it's"], "ssh")
+    # ... and through ssh's two: the local shell, then the remote one (see test_ssh_line_*)
+    assert launcher.quote_command(words + ["it's"], "ssh") == \
+        launcher.quote_command(words + ["it's"], "local")
+
+
+def test_ssh_lines_keep_hosts_folders_and_words_whole(tmp_path, monkeypatch):
+    """A hostfile host, a working folder and command words holding ' ; $ and spaces reach
+    ssh and the remote shell as exactly themselves (a dry run with a stand-in ssh that
+    records its arguments and runs the remote line in bash); before, dmlc pasted the host
+    and folder in bare, so ';touch CANARY' ran locally."""
+    import argparse
+    import dmlc_tracker.tracker
+    from mobilenet_skip.launch.supervisor import quote_command, ssh_submit
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SSH_ARGS"\n'
+                              'eval "last=\\${$#}"; exec bash -c "$last"\n')
+    (fake / "ssh").chmod(0o755)
+    cwd = tmp_path / "it's;touch CANARY"
+    cwd.mkdir()
+    host = "h'ost;touch CANARY"
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text(host + ":2222\n\n")
+    words = [sys.executable, "-c", "import os, sys; print(os.getcwd()); print(sys.argv[1:]); "
+             "print(os.environ['DMLC_ROLE'], os.environ['ODD'])", "a b", "it's", "$(id);x"]
+    lines = []
+    monkeypatch.setattr(dmlc_tracker.tracker, "submit",
+                        lambda nw, ns, fun_submit, **kw: fun_submit(nw, ns, {"ODD": "v'; x"}))
+    monkeypatch.chdir(cwd)
+    ssh_submit(argparse.Namespace(host_file=str(hostfile), sync_dst_dir=None,
+                                  command=quote_command(words, "ssh"), num_workers=1,
+                                  num_servers=0, host_ip=None), runner=lines.append)
+    deadline = time.time() + 10
+    while not lines and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(lines) == 1
+    args_file = tmp_path / "ssh_args"
+    res = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True,
+                         cwd=str(tmp_path), env=dict(os.environ, SSH_ARGS=str(args_file),
+                                                     PATH="%s:%s" % (fake, os.environ["PATH"])))
+    assert res.returncode == 0, res.stderr
+    argv = args_file.read_text().splitlines()
+    assert argv[:5] == ["-o", "StrictHostKeyChecking=no", "-p", "2222", host]
+    assert res.stdout.splitlines() == [str(cwd) + "/", repr(words[3:]), "worker v'; x"] or \
+        res.stdout.splitlines() == [str(cwd), repr(words[3:]), "worker v'; x"]
+    assert not [p for p in tmp_path.rglob("CANARY")]
+    with pytest.raises(UserError, match="hostfile line '-oProxyCommand=x'"):
+        hostfile.write_text("-oProxyCommand=x\n")
+        ssh_submit(argparse.Namespace(host_file=str(hostfile), sync_dst_dir=None,
+                                      command=["true"], num_workers=1, num_servers=0,
+                                      host_ip=None), runner=lines.append)
 
 
 def test_the_launcher_outlives_no_process(tmp_path):
