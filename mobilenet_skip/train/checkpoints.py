@@ -5,13 +5,17 @@ An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
 pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
 state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts only once its
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
-far into the next epoch training had gone.
+far into the next epoch training had gone, and with several devices
+``<model>-interrupted.bncopies``: each device's own BatchNorm running statistics
+(:func:`mobilenet_skip.train.bnstats.device_copies`), so that the resumed epoch ends with
+the same statistics as an unbroken one.
 """
 import glob
 import json
 import os
 import re
 
+import mxnet as mx
 import numpy as np
 
 from ..utils.fs import atomic_save, remove_if_exists, stage
@@ -47,10 +51,15 @@ class CheckpointDir(object):
         earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
         """
         from .states import save_states
+        from .bnstats import device_copies
         needed = self._size_hint(net)
         staged = []
+        copies = device_copies(net) if tag == "interrupted" else {}
         try:
             staged.append(stage(self.path(tag, "params"), net.save_parameters, needed))
+            if copies:  # mid-epoch: each device's BN statistics, for an exact resume
+                staged.append(stage(self.path(tag, "bncopies"),
+                                    lambda path: mx.nd.save(path, copies), needed))
             meta = dict(meta, optimizer_state=save_states(
                 trainer, self.path(tag, "states"),
                 lambda path, write: staged.append(stage(path, write, needed))))
@@ -79,7 +88,7 @@ class CheckpointDir(object):
             return None
 
     def remove(self, tag):
-        for ext in ("json", "params", "states"):  # marker first: never a marker without data
+        for ext in ("json", "params", "states", "bncopies"):  # marker first: never a marker without data
             remove_if_exists(self.path(tag, ext))
 
     def _read(self, tag):

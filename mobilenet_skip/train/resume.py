@@ -2,9 +2,12 @@
 (``--overwrite``), or resume from the newest with the weights, the optimizer's state and
 the interrupted epoch's running sums."""
 import logging
+import os
 
 from ..config import recipes as config_mod
 from ..errors import UserError
+from .bnstats import restore_device_copies
+from .devices import init_kvstore
 from .states import load_states
 
 __all__ = ["start", "check_resume_config", "RESUME_FIXED_KEYS"]
@@ -46,6 +49,11 @@ def start(run, net, trainer, ctxs, resume, overwrite, global_batch=None):
         else:
             net.load_parameters(ckpt.path(start["tag"], "params"), ctx=ctxs,
                                 cast_dtype=True)
+            copies = ckpt.path(start["tag"], "bncopies")
+            if os.path.isfile(copies):
+                # the kvstore's first pull gives every device device 0's copy: pull first
+                init_kvstore(trainer)
+                restore_device_copies(net, copies)
             fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
                                 start.get("optimizer_state"))
             if fresh:
