@@ -23,7 +23,7 @@ from mobilenet_skip.launch import supervisor as launcher_mod
 from mobilenet_skip.launch.supervisor import Supervisor
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT, TOOLS, checksums
+from conftest import ROOT, TOOLS, checksums, read_metrics
 
 LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
@@ -153,6 +153,14 @@ def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
     assert meta["num_update"] == 2 * iters
     # rank 0 alone prints the configuration
     assert out.count("configuration (recipe") == 1
+    # metrics.csv's train columns cover every worker's shard, not rank 0's alone: with
+    # --log-interval 1 each window is one batch of 16 on one worker
+    windows = re.findall(r"\[rank \d+\] .*Epoch\[2\] Batch \[\d+/\d+\].*loss=([\d.]+)\s+"
+                         r"top1=([\d.]+)", out)
+    assert len(windows) == workers * iters, out[-3000:]
+    row = read_metrics(save_dir)[1]
+    assert abs(row["train_loss"] - sum(float(l) for l, _ in windows) / len(windows)) < 2e-4
+    assert abs(row["train_top1"] - sum(float(t) for _, t in windows) / len(windows)) < 2e-4
     assert time.time() - tic < BOUND
 
 
@@ -248,6 +256,40 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
     left = [p for p in role if os.path.exists("/proc/%d" % p)
             and open("/proc/%d/stat" % p).read().split()[2] != "Z"]
     assert not left, left
+
+
+def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_path):
+    """SIGTERM to worker #1, then to worker #0 three seconds later (as a scheduler may
+    deliver it): both stop after the same batch (equal checksums), rank 0 saves the
+    interrupted checkpoint and alone says so, and the launcher exits 0. Before, worker #1
+    stopped alone, claimed a checkpoint, and rank 0 waited until its watchdog killed it."""
+    out_path = str(tmp_path / "out.txt")
+    proc = _start_job(subset, tmp_path, out_path)
+    try:
+        procs = _children(proc.pid)
+        workers = {e.get("DMLC_TASK_ID"): p for p, e in procs.items()
+                   if e.get("DMLC_ROLE") == "worker" and "PYTHONPATH" in e}
+        workers = {t: p for t, p in workers.items() if "train_imagenet" in
+                   open("/proc/%d/cmdline" % p).read()}
+        assert sorted(workers) == ["0", "1"], workers
+        os.kill(workers["1"], signal.SIGTERM)
+        time.sleep(3)
+        try:
+            os.kill(workers["0"], signal.SIGTERM)
+        except OSError:  # already gone: it stopped with worker #1
+            pass
+        proc.wait(timeout=BOUND)
+    finally:
+        _kill_tree(proc)
+    with open(out_path) as f:
+        text = f.read()
+    assert proc.returncode == 0, text[-3000:]
+    assert text.count("checkpoint saved in") == 1, text[-3000:]
+    assert text.count("rank 0 saves the checkpoint") == 1, text[-3000:]
+    sums = checksums(text)
+    assert sorted(sums) == [0, 1] and len(set(sums.values())) == 1, text[-3000:]
+    stopped = json.load(open(str(tmp_path / "run" / "full-connect-pre-act-interrupted.json")))
+    assert stopped["epoch"] >= 1 and "error" not in text, text[-3000:]
 
 
 def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):

@@ -179,13 +179,15 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
              iters_per_epoch, cfg["num_epochs"])
 
     # The run folder first: an epoch's line is logged once its checkpoint is safe.
-    calls = [cb.ProgressBar(), cb.RunFolder(run), cb.LogLines()] + list(callbacks)
     acc = Accumulator(ctxs)
+    stop = guard.StopRequest()
+    agree = [dist.Agreement(kvstore, stop, net, acc)] if distributed else []
+    calls = agree + [cb.ProgressBar(), cb.RunFolder(run), cb.LogLines()] + list(callbacks)
     interrupted = False
     ckpt = run.checkpoints
     nan_message = lambda epoch, batch: guard.nan_message(epoch, batch, ckpt)  # noqa: E731
     carried = run.carried
-    with guard.StopRequest() as stop:
+    with stop:
         for epoch in range(begin_epoch, cfg["num_epochs"]):
             loss, top1, done, train_time = _train_epoch(
                 step, train_data, acc, epoch + 1, iters_per_epoch, done, stop, cfg,
@@ -206,7 +208,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                        "val_top1": val["top1"], "val_top5": val["top5"],
                        "lr": trainer.learning_rate,
                        "epoch_time_s": train_time + time.time() - tic,
-                       "samples_per_s": acc.epoch_count * num_workers / max(train_time, 1e-9)}
+                       "samples_per_s": acc.epoch_count / max(train_time, 1e-9)}
+
                 for c in calls:
                     c.end_epoch(row, net, trainer)
 
