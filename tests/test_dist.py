@@ -392,3 +392,35 @@ def test_the_launcher_outlives_no_process(tmp_path):
     assert "error: the scheduler has ended but worker #1 (pid %d) is still running" % pid \
         in err.getvalue()
     assert sup._procs[0][1].poll() is not None
+
+
+@pytest.mark.slow
+def test_a_refusal_on_rank_0_ends_every_worker_without_the_launcher(subset, tmp_path):
+    """Scheduler, server and two workers started by hand (no launcher to stop them), into
+    a --save-dir that already holds checkpoints: rank 0 refuses with its one line, and
+    both workers exit within --dist-timeout (before, the watchdog started only after the
+    resume checks and the kvstore's init, so the other worker waited there forever)."""
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    for ext, text in (("json", '{"epoch": 1}'), ("params", ""), ("states", "")):
+        (save_dir / ("full-connect-pre-act-0001." + ext)).write_text(text)
+    env = dict(_env(), DMLC_PS_ROOT_URI="127.0.0.1", DMLC_NUM_WORKER="2",
+               DMLC_NUM_SERVER="1", PYTHONPATH=ROOT)
+    nodes = [subprocess.Popen([sys.executable, "-c", "import mxnet"],
+                              env=dict(env, DMLC_ROLE=role), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for role in ("scheduler", "server")]
+    cmd = _job(subset, save_dir, 2, "--num-epochs", "1", "--dist-timeout", "15")[8:]
+    workers = [subprocess.Popen(cmd, env=dict(env, DMLC_ROLE="worker"), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    try:
+        outs = [w.communicate(timeout=BOUND)[0] for w in workers]
+    finally:
+        for p in workers + nodes:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    text = "".join(outs)
+    assert text.count("already holds checkpoints") == 1, text[-3000:]
+    assert all(w.returncode != 0 for w in workers), [w.returncode for w in workers]
+    assert "no training step finished" in text, text[-3000:]

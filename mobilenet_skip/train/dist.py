@@ -16,7 +16,8 @@ import time
 from ..errors import UserError
 from .callbacks import Callback
 
-__all__ = ["common_iters", "Watchdog", "Agreement", "EXIT_PEER_LOST"]
+__all__ = ["common_iters", "Watchdog", "Agreement", "exit_without_barrier_unless_done",
+           "EXIT_PEER_LOST"]
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -101,6 +102,10 @@ class Watchdog(object):
     def stop(self):
         self._stop.set()
 
+    @property
+    def stopped(self):
+        return self._stop.is_set()
+
     def _watch(self):
         period = min(5.0, max(self.timeout / 4.0, 0.2))
         while not self._stop.wait(period):
@@ -122,6 +127,26 @@ class Watchdog(object):
             sys.stderr.flush()
         finally:
             os._exit(EXIT_PEER_LOST)
+
+
+def exit_without_barrier_unless_done(kv, dog):
+    """At this process's exit, skip MXNet's exit barrier when ``dog`` was not stopped,
+    i.e. when training ended by an error (such as rank 0's refusal of a run folder).
+
+    The barrier waits for every worker, and its peers are blocked elsewhere (in the
+    kvstore's init, or a push), so the failing worker would wait forever, and no
+    watchdog can help then: Python's finalisation holds daemon threads. Without the
+    barrier it exits with its own status and one line; its peers' watchdogs end them.
+    """
+    import atexit
+    import ctypes
+    import mxnet as mx
+
+    def skip():
+        if not dog.stopped:
+            mx.base.check_call(mx.base._LIB.MXKVStoreSetBarrierBeforeExit(
+                kv.handle, ctypes.c_int(0)))
+    atexit.register(skip)
 
 
 def check_timeout(value):

@@ -139,6 +139,14 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     """
     ctxs = _contexts(cfg)
     kvstore, rank, num_workers = make_kvstore(cfg, len(ctxs))
+    distributed = str(cfg["kv_store"]).startswith("dist")
+    # from the moment the kvstore exists to the checksum's last read: a rank that fails
+    # in any stage (a refusal on rank 0, say) leaves its peers blocked in a kvstore
+    # call, and it is not stopped on an error, so the failing rank's exit is bounded too
+    dog = dist.Watchdog(dist.check_timeout(cfg.get("dist_timeout", 0)) if distributed else 0,
+                        rank).start()
+    if distributed:
+        dist.exit_without_barrier_unless_done(kvstore, dog)
     global_batch = cfg["batch_size"] * len(ctxs) * num_workers
     mx.random.seed(cfg["seed"])
     np.random.seed(cfg["seed"])
@@ -152,9 +160,6 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     if cfg["batches_per_epoch"]:
         iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
 
-    distributed = str(cfg["kv_store"]).startswith("dist")
-    dog = dist.Watchdog(dist.check_timeout(cfg.get("dist_timeout", 0)) if distributed else 0,
-                        rank)
     if distributed:
         train_data = guard.BeatingIter(train_data, dog.beat)
     run = RunDir.for_training(cfg, rank)
@@ -171,7 +176,6 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                                       lr_at(begin_epoch + done / float(iters_per_epoch)))
              if (begin_epoch or done) else "")
     init_kvstore(trainer)
-    dog.start()
     hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
@@ -213,8 +217,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                 for c in calls:
                     c.end_epoch(row, net, trainer)
 
-    dog.stop()
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
+    dog.stop()
     best = run.best
     chosen = run.selected if rank == 0 and not interrupted and best else None
     return {"best_epoch": best["epoch"] if best else None,
