@@ -73,8 +73,9 @@ def device_copies(net):
     end with other statistics than an unbroken one. Kept with the checkpoint and put back
     by :func:`restore_device_copies`, they end bit for bit the same.
     """
+    params = getattr(net, "_collect_params_with_prefix", dict)()  # any Block has it
     return {"%s@%d" % (name, i): copy.copyto(mx.cpu())
-            for name, p in sorted(net._collect_params_with_prefix().items())
+            for name, p in sorted(params.items())
             if p.grad_req == "null" and p._data is not None and len(p.list_data()) > 1
             for i, copy in enumerate(p.list_data())}
 

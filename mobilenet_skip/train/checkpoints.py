@@ -88,7 +88,8 @@ class CheckpointDir(object):
             return None
 
     def remove(self, tag):
-        for ext in ("json", "params", "states", "bncopies"):  # marker first: never a marker without data
+        # marker first: never a marker without data
+        for ext in ("json", "params", "states", "bncopies"):
             remove_if_exists(self.path(tag, ext))
 
     def _read(self, tag):
