@@ -23,7 +23,7 @@ from mobilenet_skip.launch import supervisor as launcher_mod
 from mobilenet_skip.launch.supervisor import Supervisor
 from mobilenet_skip.errors import UserError
 
-from conftest import ROOT, TOOLS, checksums
+from conftest import ROOT, TOOLS, checksums, read_metrics
 
 LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
@@ -153,6 +153,14 @@ def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
     assert meta["num_update"] == 2 * iters
     # rank 0 alone prints the configuration
     assert out.count("configuration (recipe") == 1
+    # metrics.csv's train columns cover every worker's shard, not rank 0's alone: with
+    # --log-interval 1 each window is one batch of 16 on one worker
+    windows = re.findall(r"\[rank \d+\] .*Epoch\[2\] Batch \[\d+/\d+\].*loss=([\d.]+)\s+"
+                         r"top1=([\d.]+)", out)
+    assert len(windows) == workers * iters, out[-3000:]
+    row = read_metrics(save_dir)[1]
+    assert abs(row["train_loss"] - sum(float(l) for l, _ in windows) / len(windows)) < 2e-4
+    assert abs(row["train_top1"] - sum(float(t) for _, t in windows) / len(windows)) < 2e-4
     assert time.time() - tic < BOUND
 
 
@@ -250,6 +258,40 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
     assert not left, left
 
 
+def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_path):
+    """SIGTERM to worker #1, then to worker #0 three seconds later (as a scheduler may
+    deliver it): both stop after the same batch (equal checksums), rank 0 saves the
+    interrupted checkpoint and alone says so, and the launcher exits 0. Before, worker #1
+    stopped alone, claimed a checkpoint, and rank 0 waited until its watchdog killed it."""
+    out_path = str(tmp_path / "out.txt")
+    proc = _start_job(subset, tmp_path, out_path)
+    try:
+        procs = _children(proc.pid)
+        workers = {e.get("DMLC_TASK_ID"): p for p, e in procs.items()
+                   if e.get("DMLC_ROLE") == "worker" and "PYTHONPATH" in e}
+        workers = {t: p for t, p in workers.items() if "train_imagenet" in
+                   open("/proc/%d/cmdline" % p).read()}
+        assert sorted(workers) == ["0", "1"], workers
+        os.kill(workers["1"], signal.SIGTERM)
+        time.sleep(3)
+        try:
+            os.kill(workers["0"], signal.SIGTERM)
+        except OSError:  # already gone: it stopped with worker #1
+            pass
+        proc.wait(timeout=BOUND)
+    finally:
+        _kill_tree(proc)
+    with open(out_path) as f:
+        text = f.read()
+    assert proc.returncode == 0, text[-3000:]
+    assert text.count("checkpoint saved in") == 1, text[-3000:]
+    assert text.count("rank 0 saves the checkpoint") == 1, text[-3000:]
+    sums = checksums(text)
+    assert sorted(sums) == [0, 1] and len(set(sums.values())) == 1, text[-3000:]
+    stopped = json.load(open(str(tmp_path / "run" / "full-connect-pre-act-interrupted.json")))
+    assert stopped["epoch"] >= 1 and "error" not in text, text[-3000:]
+
+
 def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
     """A --save-dir with a space and a ';' is one argument: nothing runs from it, and
     the run writes into exactly that folder."""
@@ -276,13 +318,57 @@ def test_split_and_quote_the_launcher_command():
     echo = subprocess.run(["bash", "-c", "printf '%s\\n' " + line], capture_output=True,
                           text=True)
     assert echo.stdout.splitlines() == words
-    # ... and through ssh's two: the local shell's '...' and then the remote shell
-    line = " ".join(launcher.quote_command(words, "ssh"))
-    twice = subprocess.run(["bash", "-c", "bash -c 'printf \"%s\\n\" " + line + "'"],
-                           capture_output=True, text=True)
-    assert twice.stdout.splitlines() == words
-    with pytest.raises(UserError, match="single quotes"):
-        launcher.quote_command(["it's"], "ssh")
+    # ... and through ssh's two: the local shell, then the remote one (see test_ssh_line_*)
+    assert launcher.quote_command(words + ["it's"], "ssh") == \
+        launcher.quote_command(words + ["it's"], "local")
+
+
+def test_ssh_lines_keep_hosts_folders_and_words_whole(tmp_path, monkeypatch):
+    """A hostfile host, a working folder and command words holding ' ; $ and spaces reach
+    ssh and the remote shell as exactly themselves (a dry run with a stand-in ssh that
+    records its arguments and runs the remote line in bash); before, dmlc pasted the host
+    and folder in bare, so ';touch CANARY' ran locally."""
+    import argparse
+    import dmlc_tracker.tracker
+    from mobilenet_skip.launch.supervisor import quote_command, ssh_submit
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "ssh").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SSH_ARGS"\n'
+                              'eval "last=\\${$#}"; exec bash -c "$last"\n')
+    (fake / "ssh").chmod(0o755)
+    cwd = tmp_path / "it's;touch CANARY"
+    cwd.mkdir()
+    host = "h'ost;touch CANARY"
+    hostfile = tmp_path / "hosts"
+    hostfile.write_text(host + ":2222\n\n")
+    words = [sys.executable, "-c", "import os, sys; print(os.getcwd()); print(sys.argv[1:]); "
+             "print(os.environ['DMLC_ROLE'], os.environ['ODD'])", "a b", "it's", "$(id);x"]
+    lines = []
+    monkeypatch.setattr(dmlc_tracker.tracker, "submit",
+                        lambda nw, ns, fun_submit, **kw: fun_submit(nw, ns, {"ODD": "v'; x"}))
+    monkeypatch.chdir(cwd)
+    ssh_submit(argparse.Namespace(host_file=str(hostfile), sync_dst_dir=None,
+                                  command=quote_command(words, "ssh"), num_workers=1,
+                                  num_servers=0, host_ip=None), runner=lines.append)
+    deadline = time.time() + 10
+    while not lines and time.time() < deadline:
+        time.sleep(0.05)
+    assert len(lines) == 1
+    args_file = tmp_path / "ssh_args"
+    res = subprocess.run(["bash", "-c", lines[0]], capture_output=True, text=True,
+                         cwd=str(tmp_path), env=dict(os.environ, SSH_ARGS=str(args_file),
+                                                     PATH="%s:%s" % (fake, os.environ["PATH"])))
+    assert res.returncode == 0, res.stderr
+    argv = args_file.read_text().splitlines()
+    assert argv[:5] == ["-o", "StrictHostKeyChecking=no", "-p", "2222", host]
+    assert res.stdout.splitlines() == [str(cwd) + "/", repr(words[3:]), "worker v'; x"] or \
+        res.stdout.splitlines() == [str(cwd), repr(words[3:]), "worker v'; x"]
+    assert not [p for p in tmp_path.rglob("CANARY")]
+    with pytest.raises(UserError, match="hostfile line '-oProxyCommand=x'"):
+        hostfile.write_text("-oProxyCommand=x\n")
+        ssh_submit(argparse.Namespace(host_file=str(hostfile), sync_dst_dir=None,
+                                      command=["true"], num_workers=1, num_servers=0,
+                                      host_ip=None), runner=lines.append)
 
 
 def test_the_launcher_outlives_no_process(tmp_path):
@@ -306,3 +392,35 @@ def test_the_launcher_outlives_no_process(tmp_path):
     assert "error: the scheduler has ended but worker #1 (pid %d) is still running" % pid \
         in err.getvalue()
     assert sup._procs[0][1].poll() is not None
+
+
+@pytest.mark.slow
+def test_a_refusal_on_rank_0_ends_every_worker_without_the_launcher(subset, tmp_path):
+    """Scheduler, server and two workers started by hand (no launcher to stop them), into
+    a --save-dir that already holds checkpoints: rank 0 refuses with its one line, and
+    both workers exit within --dist-timeout (before, the watchdog started only after the
+    resume checks and the kvstore's init, so the other worker waited there forever)."""
+    save_dir = tmp_path / "run"
+    save_dir.mkdir()
+    for ext, text in (("json", '{"epoch": 1}'), ("params", ""), ("states", "")):
+        (save_dir / ("full-connect-pre-act-0001." + ext)).write_text(text)
+    env = dict(_env(), DMLC_PS_ROOT_URI="127.0.0.1", DMLC_NUM_WORKER="2",
+               DMLC_NUM_SERVER="1", PYTHONPATH=ROOT)
+    nodes = [subprocess.Popen([sys.executable, "-c", "import mxnet"],
+                              env=dict(env, DMLC_ROLE=role), stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL) for role in ("scheduler", "server")]
+    cmd = _job(subset, save_dir, 2, "--num-epochs", "1", "--dist-timeout", "15")[8:]
+    workers = [subprocess.Popen(cmd, env=dict(env, DMLC_ROLE="worker"), text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+               for _ in range(2)]
+    try:
+        outs = [w.communicate(timeout=BOUND)[0] for w in workers]
+    finally:
+        for p in workers + nodes:
+            if p.poll() is None:
+                p.kill()
+            p.wait()
+    text = "".join(outs)
+    assert text.count("already holds checkpoints") == 1, text[-3000:]
+    assert all(w.returncode != 0 for w in workers), [w.returncode for w in workers]
+    assert "no training step finished" in text, text[-3000:]

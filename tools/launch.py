@@ -13,9 +13,11 @@ or across machines (one line per host in `hosts`, passwordless ssh, same paths):
 
 The differences from MXNet's launcher:
 - every word of the command is shell-quoted before MXNet's launcher joins them into a
-  shell line, so a path with a space or a `;` stays one argument;
+  shell line, so a path with a space or a `;` stays one argument; the ssh launcher's
+  hostfile hosts, working folder and variables are quoted too;
 - when a worker, server or the scheduler ends unsuccessfully, the launcher stops the
-  others (SIGTERM, SIGKILL 10 s later), names the one that failed and exits with 1;
+  others (SIGTERM, SIGKILL 10 s later), names the one that failed and exits with 1
+  (every time, also when it fails just as the scheduler ends);
 - DMLC_PS_ROOT_PORT, if set, is the first port tried for the scheduler (MXNet always
   starts at 9091, so two jobs started together on one machine could collide);
 - Thread.isAlive (gone since Python 3.9) is restored for dmlc_tracker, and dmlc_tracker

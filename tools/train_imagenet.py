@@ -80,7 +80,9 @@ def main(argv=None):
     except NonFiniteLoss as err:
         print("error: %s" % err, file=sys.stderr)
         return 3
-    if result["interrupted"]:
+    if result["interrupted"] and rank:  # only rank 0 saves
+        print("stopped by Ctrl-C or SIGTERM with every worker; rank 0 saves the checkpoint")
+    elif result["interrupted"]:
         print("stopped by Ctrl-C or SIGTERM; checkpoint saved in %s, continue with --resume"
               % cfg["save_dir"])
     elif result["checkpoint"]:  # rank 0, not interrupted: the run's end exports

@@ -8,13 +8,14 @@ What stops the launcher shipped with mxnet 1.9.1, and what is done about it:
 * ``dmlc_tracker`` calls ``Thread.isAlive``, removed in Python 3.9. :func:`run`
   restores the alias and then runs MXNet's ``launch.py`` unchanged;
 * the launchers join the command's arguments with spaces and run the result through a
-  shell, so :func:`run` quotes every argument first (:func:`quote_command`);
+  shell, so :func:`run` quotes every argument first (:func:`quote_command`); the ssh
+  launcher also pastes the hostfile's hosts and the working directory in bare, so its
+  lines are built here instead (:func:`ssh_line`);
 * the local launcher waits for the scheduler only: when a worker or server dies, the
   others wait for it forever. :class:`Supervisor` watches every process the launcher
   starts; the first one to fail stops the rest, and the launcher says which one failed.
 """
 import os
-import re
 import runpy
 import shlex
 import signal
@@ -26,7 +27,8 @@ import time
 from ..errors import UserError
 from .tracker import tracker_available
 
-__all__ = ["mxnet_launch_script", "split_argv", "quote_command", "Supervisor", "run"]
+__all__ = ["mxnet_launch_script", "split_argv", "quote_command", "ssh_line", "ssh_submit",
+           "Supervisor", "run"]
 
 
 def mxnet_launch_script():
@@ -84,23 +86,80 @@ def _launcher_kind(options):
 def quote_command(command, launcher="local"):
     """The command's words quoted so that the launcher's shell gives back exactly them.
 
-    MXNet's launchers join the words with spaces and hand the line to a shell (the ssh
-    launcher inside a single-quoted ``ssh host '...'``), so a space splits a path and a
-    ``;`` runs what follows. Words are :func:`shlex.quote` d; for ssh, whose line sits
-    in single quotes twice over, they are double-quoted with ``$ ` " \\`` escaped.
+    MXNet's launchers join the words with spaces and hand the line to a shell, so a
+    space splits a path and a ``;`` runs what follows. Words are :func:`shlex.quote` d;
+    the ssh launcher's line is built by :func:`ssh_line`, which quotes the whole remote
+    part once more for the local shell.
     """
-    if launcher != "ssh":
-        return [shlex.quote(word) for word in command]
-    quoted = []
-    for word in command:
-        if "'" in word:
-            raise UserError("the ssh launcher wraps the command in single quotes, so no "
-                            "argument may contain one: %r" % word)
-        if re.fullmatch(r"[A-Za-z0-9_@%+=:,./-]+", word):
-            quoted.append(word)
-        else:
-            quoted.append('"%s"' % re.sub(r'([$`"\\])', r"\\\1", word))
-    return quoted
+    return [shlex.quote(word) for word in command]
+
+
+def _host_port(line):
+    """(host, port) of a hostfile line ``host`` or ``host:port``, as dmlc_tracker reads it,
+    refusing one that ssh would take for an option or a port that is not a number."""
+    host, _, port = line.strip().partition(":")
+    port = port or "22"
+    if not host or host.startswith("-") or not port.isdigit():
+        raise UserError("hostfile line %r: give a host name or address, optionally "
+                        "followed by :port (a number)" % line.strip())
+    return host, port
+
+
+def ssh_line(host, port, env, working_dir, command_line):
+    """The local shell line that starts one process of the job on ``host`` over ssh.
+
+    The remote part (exported variables, ``cd working_dir``, the already quoted
+    ``command_line``) has every value :func:`shlex.quote` d for the remote shell and is
+    quoted once more as one word for the local one, so a host, folder or variable that
+    holds a ``'``, ``;`` or space stays what it is (dmlc_tracker pastes them in bare).
+    """
+    exports = ["export %s=%s;" % (key, shlex.quote(str(value))) for key, value in env]
+    remote = " ".join(exports + ["cd", shlex.quote(working_dir), "&&", command_line])
+    return " ".join(["ssh", "-o", "StrictHostKeyChecking=no", "-p", shlex.quote(port),
+                     shlex.quote(host), shlex.quote(remote)])
+
+
+# dmlc_tracker.ssh's get_env passes these on from the launcher's environment
+_SSH_PASSED = ("OMP_NUM_THREADS", "KMP_AFFINITY", "LD_LIBRARY_PATH", "AWS_ACCESS_KEY_ID",
+               "AWS_SECRET_ACCESS_KEY", "DMLC_INTERFACE")
+
+
+def ssh_submit(args, runner=None):
+    """``dmlc_tracker.ssh.submit`` with its shell lines built by :func:`ssh_line`: the
+    same hosts (round-robin, servers first), variables and working directory.
+
+    ``runner`` runs a line (``subprocess.check_call(line, shell=True)`` by default;
+    the :class:`Supervisor` when supervised).
+    """
+    import dmlc_tracker.tracker
+    if args.host_file is None:
+        raise UserError("--launcher ssh needs -H HOSTFILE (one host or host:port a line)")
+    with open(args.host_file) as f:
+        hosts = [_host_port(line) for line in f if line.strip()]
+    if not hosts:
+        raise UserError("hostfile %s names no host" % args.host_file)
+    run_line = runner or (lambda line: subprocess.check_call(line, shell=True))
+    working_dir = os.getcwd() + "/"
+    if args.sync_dst_dir not in (None, "None"):
+        for host, port in hosts:  # as dmlc's sync_dir, one host after the other
+            run_line("rsync -az --rsh=%s %s %s" % (
+                shlex.quote("ssh -o StrictHostKeyChecking=no -p " + port),
+                shlex.quote(working_dir), shlex.quote(host + ":" + args.sync_dst_dir)))
+        working_dir = args.sync_dst_dir
+    command_line = " ".join(args.command)
+
+    def submit(nworker, nserver, pass_envs):
+        for i in range(nworker + nserver):
+            pass_envs["DMLC_ROLE"] = "server" if i < nserver else "worker"
+            host, port = hosts[i % len(hosts)]
+            pass_envs["DMLC_NODE_HOST"] = host
+            env = [(k, os.environ[k]) for k in _SSH_PASSED if k in os.environ]
+            line = ssh_line(host, port, env + sorted(pass_envs.items()), working_dir,
+                            command_line)
+            threading.Thread(target=run_line, args=(line,), daemon=True).start()
+
+    dmlc_tracker.tracker.submit(args.num_workers, args.num_servers, fun_submit=submit,
+                                pscmd=command_line, hostIP=args.host_ip)
 
 
 def _signal_name(returncode):
@@ -148,8 +207,8 @@ class Supervisor(object):
 
     def call(self, cmd, **kwargs):
         with self._lock:
-            if self._failed:
-                return 1
+            if self._failed:  # the job is being stopped and _fail reports it, not dmlc
+                return 0
             proc = subprocess.Popen(cmd, **kwargs)
             name = self._name(kwargs.get("env"), cmd)
             self._procs.append((name, proc))
@@ -285,6 +344,9 @@ def run(argv, supervise=True):
         supervisor = Supervisor()
         for module in (dmlc_tracker.local, dmlc_tracker.ssh, dmlc_tracker.tracker):
             module.subprocess = supervisor
+    import dmlc_tracker.ssh
+    dmlc_tracker.ssh.submit = lambda args: ssh_submit(
+        args, (lambda line: supervisor.check_call(line, shell=True)) if supervise else None)
     script = mxnet_launch_script()
     # "--" ends MXNet's options: a command word such as -n is then the command's own
     sys.argv = [script] + options + ["--"] + quote_command(command, _launcher_kind(options))

@@ -12,9 +12,11 @@ The running statistics are exponential averages, linear in the batch statistics,
 the mean of the copies evolves the same whether or not they were synchronised: syncing
 changes nothing that is saved later (up to float rounding).
 """
+import os
+
 import mxnet as mx
 
-__all__ = ["sync_running_stats", "running_stats"]
+__all__ = ["sync_running_stats", "running_stats", "device_copies", "restore_device_copies"]
 
 # A fixed point of the reduction is reached in 1-5 rounds for 2-16 devices (measured on
 # float32; with 2 or 4 devices the mean itself is one).
@@ -60,3 +62,43 @@ def sync_running_stats(net):
             moved = True
         changed += moved
     return changed
+
+
+def device_copies(net):
+    """Every device's own copy of the running statistics, ``{"name@i": array}`` (empty on
+    one device), for a mid-epoch checkpoint.
+
+    Mid-epoch the copies differ, and their saved mean, loaded back into every device,
+    evolves to the same mean only up to float rounding (1e-6), so a resumed run would
+    end with other statistics than an unbroken one. Kept with the checkpoint and put back
+    by :func:`restore_device_copies`, they end bit for bit the same.
+    """
+    params = getattr(net, "_collect_params_with_prefix", dict)()  # any Block has it
+    return {"%s@%d" % (name, i): copy.copyto(mx.cpu())
+            for name, p in sorted(params.items())
+            if p.grad_req == "null" and p._data is not None and len(p.list_data()) > 1
+            for i, copy in enumerate(p.list_data())}
+
+
+def restore_device_copies(net, path):
+    """Put the copies :func:`device_copies` saved at ``path`` back on the devices, when
+    their number is the same as now (otherwise each device keeps the saved mean).
+
+    Returns
+    -------
+    int
+        How many parameters got their own copies back.
+    """
+    if not os.path.isfile(path):
+        return 0
+    saved = mx.nd.load(path)
+    restored = 0
+    for name, p in net._collect_params_with_prefix().items():
+        copies = p.list_data() if p._data is not None else []
+        values = [saved.get("%s@%d" % (name, i)) for i in range(len(copies))]
+        if len(copies) > 1 and "%s@%d" % (name, len(copies)) not in saved \
+                and all(v is not None for v in values):
+            for value, copy in zip(values, copies):
+                value.astype(copy.dtype).copyto(copy)
+            restored += 1
+    return restored

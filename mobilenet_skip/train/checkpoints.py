@@ -5,7 +5,10 @@ An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
 pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
 state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts only once its
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
-far into the next epoch training had gone.
+far into the next epoch training had gone, and with several devices
+``<model>-interrupted.bncopies``: each device's own BatchNorm running statistics
+(:func:`mobilenet_skip.train.bnstats.device_copies`), so that the resumed epoch ends with
+the same statistics as an unbroken one.
 
 A marker says what it is (``"kind": "checkpoint"``) and in which ``format``, so that a
 stray JSON under a marker's name (an export's sidecar, say) is named rather than
@@ -17,6 +20,7 @@ import json
 import os
 import re
 
+import mxnet as mx
 import numpy as np
 
 from ..errors import UserError, mxnet_message
@@ -29,6 +33,7 @@ MARKER_KIND = "checkpoint"
 MARKER_FORMAT = 1  # the marker's own layout; bump it when a reader must change
 EXPORT_FORMAT = "mobilenet-skip-export"  # deploy.artifact.FORMAT, a layer above: named only
 EXTENSIONS = ("json", "params", "states")  # a checkpoint's files, marker first
+OPTIONAL = ("bncopies",)  # written only by a mid-epoch stop on several devices
 
 
 def _is_marker(meta):
@@ -73,7 +78,7 @@ def is_checkpoint_file(path):
     """Whether ``path`` is a checkpoint's marker, ``.params`` or ``.states``: the marker of
     its stem says so."""
     stem, ext = os.path.splitext(path)
-    return ext[1:] in EXTENSIONS and read_marker(stem + ".json") is not None
+    return ext[1:] in EXTENSIONS + OPTIONAL and read_marker(stem + ".json") is not None
 
 
 class CheckpointDir(object):
@@ -104,10 +109,15 @@ class CheckpointDir(object):
         earlier checkpoint, ``tag``'s own included, as it was and no temporary file.
         """
         from .states import save_states
+        from .bnstats import device_copies
         needed = self._size_hint(net)
         staged = []
+        copies = device_copies(net) if tag == "interrupted" else {}
         try:
             staged.append(stage(self.path(tag, "params"), net.save_parameters, needed))
+            if copies:  # mid-epoch: each device's BN statistics, for an exact resume
+                staged.append(stage(self.path(tag, "bncopies"),
+                                    lambda path: mx.nd.save(path, copies), needed))
             meta = dict(meta, kind=MARKER_KIND, format=MARKER_FORMAT,
                         optimizer_state=save_states(
                             trainer, self.path(tag, "states"),
@@ -145,7 +155,6 @@ class CheckpointDir(object):
             Naming the file when it is truncated, garbage or another network's (MXNet
             says "Invalid NDArray file format" in a C++ traceback), and how to go on.
         """
-        import mxnet as mx
         path = self.path(tag, "params")
         try:
             net.load_parameters(path, ctx=ctxs, cast_dtype=True)
@@ -156,7 +165,7 @@ class CheckpointDir(object):
                             % (path, mxnet_message(err), self.path(tag, "json"))) from None
 
     def remove(self, tag):
-        for ext in EXTENSIONS:  # marker first: never a marker without data
+        for ext in EXTENSIONS + OPTIONAL:  # marker first: never a marker without data
             remove_if_exists(self.path(tag, ext))
 
     def _read(self, tag):

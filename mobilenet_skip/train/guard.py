@@ -26,16 +26,27 @@ class StopRequest(object):
 
     def __init__(self):
         self.requested = False
+        # dist.Agreement sets deferred: a signal only makes the request pending, and the
+        # workers' vote after each batch sets requested on all of them at once (by_peer
+        # on those no signal reached yet)
+        self.deferred = self.pending = self.by_peer = False
         self.signal_name = None
         self._previous = {}
 
     def __enter__(self):
         def handler(signum, frame):
-            if self.requested:
+            name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+            if self.by_peer:  # our own signal, late: this worker is stopping already
+                self.by_peer = False
+                log.warning("%s: already stopping with the other workers", name)
+                return
+            if self.requested or self.pending:
                 raise KeyboardInterrupt
-            self.requested = True
-            self.signal_name = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(
-                signum).name
+            self.signal_name = name
+            if self.deferred:
+                self.pending = True
+            else:
+                self.requested = True
             log.warning("%s: finishing this batch, then saving a checkpoint "
                         "(send it again to abort without saving)", self.signal_name)
         for signum in self.SIGNALS:
@@ -46,6 +57,8 @@ class StopRequest(object):
         return self
 
     def __exit__(self, *exc):
+        if self.requested:  # a late signal (dist_sync: sent to each worker apart) must
+            return False    # not kill the saving or the exit barrier: keep the handler
         for signum, previous in self._previous.items():
             signal.signal(signum, previous)
         self._previous = {}

@@ -103,6 +103,14 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     cfg = absolute_paths(cfg)  # config.yaml names the same data from any directory
     ctxs = _contexts(cfg)
     kvstore, rank, num_workers = make_kvstore(cfg, len(ctxs))
+    distributed = str(cfg["kv_store"]).startswith("dist")
+    # from the moment the kvstore exists to the checksum's last read: a rank that fails
+    # in any stage (a refusal on rank 0, say) leaves its peers blocked in a kvstore
+    # call, and it is not stopped on an error, so the failing rank's exit is bounded too
+    dog = dist.Watchdog(dist.check_timeout(cfg.get("dist_timeout", 0)) if distributed else 0,
+                        rank).start()
+    if distributed:
+        dist.exit_without_barrier_unless_done(kvstore, dog)
     global_batch = cfg["batch_size"] * len(ctxs) * num_workers
     mx.random.seed(cfg["seed"])
     np.random.seed(cfg["seed"])
@@ -118,9 +126,6 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
         iters_per_epoch = sum(1 for b in train_data if not b.pad)
     if cfg["batches_per_epoch"]:
         iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
-    distributed = str(cfg["kv_store"]).startswith("dist")
-    dog = dist.Watchdog(dist.check_timeout(cfg.get("dist_timeout", 0)) if distributed else 0,
-                        rank)
     if distributed:
         train_data = guard.BeatingIter(train_data, dog.beat)
 
@@ -138,7 +143,6 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     resume_mod.restore(folder, begin, net, state.trainer, ctxs, resume)
     _log_lr(state, begin)
     init_kvstore(state.trainer)
-    dog.start()
     state.fused_pairs = hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
@@ -147,12 +151,17 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
 
     # Reports (callbacks.py); the run folder first: an epoch's line is logged once its
     # checkpoint is safe.
-    state.calls = [cb.ProgressBar(), cb.RunFolder(folder), cb.LogLines()] + list(callbacks)
+    # Under dist_sync the workers first agree (dist.py): a stop requested on any rank stops
+    # every rank after the same batch, and an epoch's sums cover every worker's shard.
     state.acc = Accumulator(ctxs)
+    stop = guard.StopRequest()
+    agree = [dist.Agreement(kvstore, stop, net, state.acc)] if distributed else []
+    state.calls = (agree + [cb.ProgressBar(), cb.RunFolder(folder), cb.LogLines()]
+                   + list(callbacks))
 
     # The epochs: train (a stop request saves and ends), then rank 0 validates and records.
     interrupted = False
-    with guard.StopRequest() as stop:
+    with stop:
         for epoch in range(begin.epoch, cfg["num_epochs"]):
             loss, top1, done, train_time = _train_epoch(state, epoch + 1, begin, stop)
             begin = resume_mod.FRESH
@@ -164,8 +173,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
             if rank == 0:
                 with dog.paused():  # rank 0 alone: validation and checkpoint wait for no peer
                     _validate(state, epoch + 1, loss, top1, train_time)
-    dog.stop()
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
+    dog.stop()
     return _result(state, interrupted)
 
 
@@ -268,8 +277,9 @@ def _validate(state, epoch_no, loss, top1, train_time):
            "val_top1": val["top1"], "val_top5": val["top5"],
            "lr": state.trainer.learning_rate,
            "epoch_time_s": train_time + time.time() - tic,
-           "samples_per_s": state.acc.epoch_count * state.num_workers / max(train_time, 1e-9),
-           "train_images": state.acc.epoch_count * state.num_workers}
+           # the epoch's sums are every worker's (dist.Agreement all-reduces them)
+           "samples_per_s": state.acc.epoch_count / max(train_time, 1e-9),
+           "train_images": state.acc.epoch_count}
     for c in state.calls:
         c.end_epoch(row, state.net, state.trainer)
 

@@ -90,14 +90,15 @@ def hybridize(net, cfg):
 
 
 def params_checksum(net):
-    """MD5 of the trained parameters' bytes: equal across in-sync workers.
+    """MD5 of every parameter's saved bytes: the trained ones and the BatchNorm running
+    statistics, as ``save_parameters`` writes them (the mean of the devices' copies).
 
-    BN running statistics are left out: each worker averages them over its own shard,
-    as in any MXNet data-parallel run, and rank 0's are the ones saved.
+    Under ``dist_sync`` the workers' statistics are averaged at each epoch's end and at a
+    stop (:class:`~mobilenet_skip.train.dist.Agreement`), so in-sync workers print the same.
     """
     digest = hashlib.md5()
     for name, p in sorted(net._collect_params_with_prefix().items()):
-        if p.grad_req != "null":
-            digest.update(name.encode())
-            digest.update(p.data().asnumpy().tobytes())
+        digest.update(name.encode())
+        value = p._reduce() if p.grad_req == "null" else p.data()
+        digest.update(value.asnumpy().tobytes())
     return digest.hexdigest()

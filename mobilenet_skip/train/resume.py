@@ -6,10 +6,13 @@ the interrupted epoch's running sums.
 (and refuses what cannot go on); :func:`restore` then loads that checkpoint and writes
 the run's config and metrics."""
 import logging
+import os
 from collections import namedtuple
 
 from ..config import recipes as config_mod
 from ..errors import UserError
+from .bnstats import restore_device_copies
+from .devices import init_kvstore
 from .states import load_states
 
 __all__ = ["plan", "restore", "Resumed", "FRESH", "check_resume_config", "RESUME_FIXED_KEYS",
@@ -96,6 +99,11 @@ def restore(run, begin, net, trainer, ctxs, resume):
         return
     ckpt = run.checkpoints
     ckpt.load_params(start["tag"], net, ctxs)
+    copies = ckpt.path(start["tag"], "bncopies")
+    if os.path.isfile(copies):
+        # the kvstore's first pull gives every device device 0's copy: pull first
+        init_kvstore(trainer)
+        restore_device_copies(net, copies)
     fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
                         start.get("optimizer_state"))
     if fresh:
