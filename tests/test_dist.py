@@ -177,6 +177,14 @@ def _wait_for(proc, pattern, out_path, limit):
     raise AssertionError("never saw %r:\n%s" % (pattern, text[-3000:]))
 
 
+def _cmdline(pid):
+    try:
+        with open("/proc/%d/cmdline" % pid) as f:
+            return f.read()
+    except OSError:
+        return ""
+
+
 def _children(pid):
     """{pid: environ} of every live descendant of ``pid``."""
     parents = {}
@@ -267,10 +275,9 @@ def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_p
     proc = _start_job(subset, tmp_path, out_path)
     try:
         procs = _children(proc.pid)
+        # the training processes themselves, not the shells the launcher starts them in
         workers = {e.get("DMLC_TASK_ID"): p for p, e in procs.items()
-                   if e.get("DMLC_ROLE") == "worker" and "PYTHONPATH" in e}
-        workers = {t: p for t, p in workers.items() if "train_imagenet" in
-                   open("/proc/%d/cmdline" % p).read()}
+                   if e.get("DMLC_ROLE") == "worker" and "train_imagenet" in _cmdline(p)}
         assert sorted(workers) == ["0", "1"], workers
         os.kill(workers["1"], signal.SIGTERM)
         time.sleep(3)
@@ -289,7 +296,7 @@ def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_p
     sums = checksums(text)
     assert sorted(sums) == [0, 1] and len(set(sums.values())) == 1, text[-3000:]
     stopped = json.load(open(str(tmp_path / "run" / "full-connect-pre-act-interrupted.json")))
-    assert stopped["epoch"] >= 1 and "error" not in text, text[-3000:]
+    assert stopped["epoch"] >= 1 and "error:" not in text, text[-3000:]
 
 
 def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):

@@ -385,7 +385,7 @@ def test_missing_and_mismatched_export_files(demo_run, deployed, tmp_path, capsy
     shutil.copy(deployed[0] + "-symbol.json", mixed + "-symbol.json")
     shutil.copy(other + "-0000.params", mixed + "-0000.params")
     err = _one_line_error(capsys, "eval_imagenet", ["--prefix", mixed, "--rec-val",
-                                                    demo_run.val_rec])
+                                                    demo_run.val_rec, "--input-size", "32"])
     assert "does not fit" in err and "different exports" in err
     # a synsets file of another data set
     shutil.copy(other + "-0000.params", mixed + "-0000.params")

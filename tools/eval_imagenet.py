@@ -28,8 +28,8 @@ from mobilenet_skip.bench.sections import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.deploy.artifact import (export_network, export_paths, input_size_warning,
-                                            read_info, summary)
+from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
+                                            summary)
 from mobilenet_skip.deploy.scoring import APIS, evaluate_export, evaluate_onnx
 from mobilenet_skip.train.devices import parse_contexts
 
@@ -81,13 +81,14 @@ def main(argv=None):
             source = source_from_args(args)
             prefix = os.path.join(tmp, source.info["variant"])
             export_network(source.net, prefix, source.info["input_size"], info=source.info)
-        # an export that is not there is named by evaluate_export, before any warning
-        warning = os.path.isfile(export_paths(prefix)[0]) and dataset.check_val_classes(
+        # a mismatch is refused now; a missing class file is said after the export has
+        # loaded, so that a broken export is named in one line, first
+        class_warning = dataset.check_val_classes(
             prefix + ".synsets.txt" if args.prefix else source.synsets, args.rec_val)
-        if warning:
-            print("warning: %s" % warning, file=sys.stderr, flush=True)
         r = evaluate_export(prefix, args.rec_val, ctxs, args.api, args.batch_size,
                             args.input_size, args.data_threads)
+    if class_warning:
+        print("warning: %s" % class_warning, file=sys.stderr, flush=True)
     device = ",".join(str(c) for c in ctxs)
     if args.json:
         print(json.dumps({"top1": r["top1"], "top5": r["top5"], "images": r["images"],

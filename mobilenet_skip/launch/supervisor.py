@@ -248,6 +248,11 @@ class Supervisor(object):
                 p.wait(max(deadline - time.monotonic(), 0.01))
             except subprocess.TimeoutExpired:
                 pass
+        for name, p in procs:
+            if p.poll():  # failed, and the thread watching it may not have reported it yet
+                self._fail(name, p, p.returncode)  # reports, stops the rest, exits 1
+                time.sleep(self.grace + 10)  # another thread got there first and exits 1
+                os._exit(1)
         left = [(n, p) for n, p in procs if p.poll() is None]
         if not left:
             return
