@@ -123,8 +123,8 @@ def main(argv=None):
         if not os.path.isfile(csvs[0]):
             raise UserError("--report-only: %s does not exist; run the study first" % csvs[0])
         flow = gradflow.read_rows(csvs[1]) if os.path.isfile(csvs[1]) else None
-        _report(args, study.read_rows(csvs[0]), flow, len({r["seed"] for r in
-                                                           study.read_rows(csvs[0])}))
+        rows = study.read_rows(csvs[0])
+        _report(args, rows, flow, len({r["seed"] for r in rows}))
         return 0
     os.makedirs(args.out, exist_ok=True)
     rec_train, rec_val = _recs(args)
