@@ -45,9 +45,9 @@ def parse_args(argv):
                    help="what to train on when --rec-train is not given (default digits)")
     p.add_argument("--idx-dir", default=DEFAULT_IDX_DIR,
                    help="--data fashion: folder of the four IDX .gz files (default %(default)s)")
-    p.add_argument("--per-class", type=int, default=1000,
+    p.add_argument("--per-class", type=int, default=500,
                    help="--data fashion: train images per class, a fixed stratified draw "
-                   "(default 1000 of 6,000; validation always uses all 10,000 test images)")
+                   "(default 500 of 6,000; validation always uses all 10,000 test images)")
     p.add_argument("--recipe", help="shared recipe (default recipes/compare.yaml for the digits, "
                    "recipes/study-fashion.yaml for Fashion-MNIST)")
     p.add_argument("--rec-train", help="training .rec (default: --data, packed into OUT/data)")
