@@ -46,8 +46,12 @@ $(TRACKER): requirements/tracker.txt $(STAMP)
 	$(PY) tools/launch.py --install-tracker
 	@touch $@
 
+# One pytest worker per core (TEST_JOBS=1 runs serially): each test process runs one
+# OpenMP thread, so the serial suite used one core of two. tests/conftest.py keeps a
+# file's tests on one worker and every launcher test on one worker.
+TEST_JOBS ?= auto
 test: $(STAMP) $(TRACKER)
-	$(PY) -m pytest -q tests $(PYTEST_ARGS)
+	$(PY) -m pytest -q -n $(TEST_JOBS) --dist loadgroup tests $(PYTEST_ARGS)
 
 # The edit-test loop: what runs in-process in seconds (models, config, preprocessing,
 # data, optim, run folder, sidecar); tests that start tools or train are marked slow.

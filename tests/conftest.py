@@ -28,14 +28,33 @@ DemoRun.__doc__ = ("A trained demo run: image folder (train/, val/), packed .rec
 TRAINED = "demo_run"  # the session fixture that trains: whatever needs it is slow
 
 
+LAUNCHER_GROUP = "launcher"
+
+
+def xdist_group(item):
+    """The pytest-xdist group of a test (``make test`` runs ``--dist loadgroup``).
+
+    A file's tests share a worker, so a module fixture (the README's checkout, ...) is set
+    up once. Every test that starts MXNet's launcher shares one worker: dmlc_tracker
+    chooses the scheduler's port by binding it and letting it go, so two launches at once
+    can both choose 9091 and one scheduler then fails to bind.
+    """
+    if item.get_closest_marker("launcher") is not None:
+        return LAUNCHER_GROUP
+    return item.nodeid.split("::")[0]
+
+
 def pytest_collection_modifyitems(items):
     """Mark slow every test that needs the trained demo run, however indirectly (``digits``,
     ``deployed``, ``subset``, ...): its first user pays about a minute of training, so the
     quick loop (``-m "not slow"``) must never set it up. Tests that start tools or train
-    by themselves carry the marker in their own file."""
+    by themselves carry the marker in their own file. Every test gets its
+    :func:`xdist_group`."""
     for item in items:
         if TRAINED in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
+        if hasattr(item, "nodeid"):
+            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
 
 
 @pytest.fixture(autouse=True)

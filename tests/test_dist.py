@@ -25,6 +25,9 @@ from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS, checksums, read_metrics
 
+# one xdist worker for every launch (conftest.xdist_group)
+pytestmark = pytest.mark.launcher
+
 LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
 DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")

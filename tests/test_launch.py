@@ -16,6 +16,9 @@ from mobilenet_skip.errors import UserError
 
 from conftest import ROOT, TOOLS
 
+# one xdist worker for every launch (conftest.xdist_group)
+pytestmark = pytest.mark.launcher
+
 COMPILERS = ("cc", "gcc", "g++", "c++", "clang", "clang++", "cmake", "ld", "as")
 COREUTILS = ("ls", "cp", "mv", "rm", "mkdir", "cat", "touch", "env", "dirname", "basename",
              "head", "tail", "sort", "test", "[", "true", "false", "echo", "tr", "uname",

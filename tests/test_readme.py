@@ -21,6 +21,9 @@ import pytest
 import docpages
 from conftest import ROOT
 
+# the workflow page starts MXNet's launcher: one xdist worker for them all (conftest.xdist_group)
+pytestmark = pytest.mark.launcher
+
 MARK = re.compile(r"<!-- (test: run|test: skip, (?P<reason>[^>]+)|begin examples/\S+) -->$")
 AFTER_README = "<!-- test: runs after README.md -->"
 COMMAND_LANGS = ("bash", "sh", "shell", "console", "python")
@@ -121,6 +124,28 @@ def test_readme_commands_run_in_order(readme_run, checkout):
     assert res.returncode == 0, out[-4000:]
     assert done == blocks
     assert "demo val top-1" in out and (checkout.work / "deploy" / "digits.onnx").is_file()
+
+
+@pytest.mark.slow
+def test_make_demo_packs_trains_exports_reloads_and_predicts(readme_run, checkout):
+    # the README's second block is `make demo`: its job end to end, from that run
+    res, _, _, _ = readme_run
+    assert res.returncode == 0
+    out = res.stdout.split(DONE)[1]
+    for step in range(1, 7):
+        assert "[%d/6]" % step in out
+    top1 = float(re.search(r"demo val top-1 ([0-9.]+)", out).group(1))
+    assert top1 >= 0.9
+    prefix = checkout.work / "demo" / "run" / "full-connect-pre-act"
+    for suffix in ("-symbol.json", "-0000.params", ".synsets.txt", ".json"):
+        assert os.path.isfile(str(prefix) + suffix)
+    assert (checkout.work / "demo" / "run" / "curves.png").is_file()
+    # the plain-MXNet reload (step 5) and predict.py (step 6) agree on the first image
+    plain = out.split("[5/6]")[1].split("[6/6]")[0]
+    predicted = out.split("[6/6]")[1]
+    first_plain = re.search(r"^\d\.\d{4}  (\S+)", plain, re.M).group(1)
+    first_predict = re.search(r"^  \d\.\d{4}  (\S+)", predicted, re.M).group(1)
+    assert first_plain == first_predict == "digit_0"
 
 
 @pytest.mark.slow

@@ -325,6 +325,7 @@ def test_gpu_contexts_are_refused_on_a_cpu_build():
     assert devices.parse_contexts("", 2) == [mx.cpu(0), mx.cpu(1)]
 
 
+@pytest.mark.launcher
 def test_dist_sync_two_workers_one_server(digits, tmp_path):
     """MXNet's launcher, 2 workers + 1 server on loopback: both finish in sync."""
     cmd = [sys.executable, os.path.join(TOOLS, "launch.py"), "-n", "2", "-s", "1", "--launcher",
