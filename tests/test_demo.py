@@ -8,12 +8,26 @@ import pytest
 
 from conftest import TOOLS
 
-pytestmark = pytest.mark.slow  # runs tools/demo.py: pack, train, export, predict
+pytestmark = pytest.mark.slow  # runs tools/demo.py
 
 
 def test_demo_failure_is_one_line(tmp_path):
+    # a missing recipe is named before step 1: nothing is made, nothing is packed
+    work = tmp_path / "demo"
     res = subprocess.run([sys.executable, os.path.join(TOOLS, "demo.py"), "--dir",
-                          str(tmp_path), "--recipe", str(tmp_path / "missing.yaml")],
+                          str(work), "--recipe", str(tmp_path / "missing.yaml")],
                          capture_output=True, text=True)
     assert res.returncode == 2
-    assert res.stderr.strip().splitlines()[-1].startswith("error: demo step 3")
+    last = res.stderr.strip().splitlines()[-1]
+    assert last.startswith("error: ") and "missing.yaml" in last
+    assert "[1/6]" not in res.stdout and not work.exists()
+
+
+def test_a_failing_step_is_named_in_one_line(tmp_path):
+    # step 1 cannot write its folder where a file of that name stands
+    (tmp_path / "images").write_text("not a folder")
+    res = subprocess.run([sys.executable, os.path.join(TOOLS, "demo.py"), "--dir",
+                          str(tmp_path)], capture_output=True, text=True)
+    assert res.returncode == 2
+    assert res.stderr.strip().splitlines()[-1].startswith("error: demo step 1 (demo data)")
+    assert "[2/6]" not in res.stdout

@@ -52,6 +52,9 @@ def _step(number, title, cmd, capture=False):
 
 def main(argv=None):
     args = parse_args(argv)
+    # read the recipe as step 3 will, so a bad one fails now rather than after packing
+    from mobilenet_skip.config.recipes import resolve
+    resolve(args.recipe, {"model": MODEL})
     py, tool = sys.executable, lambda name: os.path.join(ROOT, "tools", name)
     d = args.dir
     images, run_dir = os.path.join(d, "images"), os.path.join(d, "run")
