@@ -404,6 +404,68 @@ def test_the_launcher_outlives_no_process(tmp_path):
     assert sup._procs[0][1].poll() is not None
 
 
+class _Tracker:
+    """Stands in for ``dmlc_tracker.tracker``'s ``submit``: the scheduler on a thread, the
+    workers and servers started only if it is still alive (as dmlc checks), then a wait
+    for the scheduler alone."""
+
+    def __init__(self, sup, scheduler_ends_first):
+        self.sup, self.ends_first = sup, scheduler_ends_first
+
+    def submit(self, nworker, nserver, fun_submit, pscmd=None):
+        env = dict(os.environ, DMLC_ROLE="scheduler")
+        cmd = ["true"] if self.ends_first else ["sleep", "0.2"]
+        scheduler = threading.Thread(target=self.sup.call, args=(cmd,), kwargs={"env": env})
+        scheduler.start()
+        if self.ends_first:
+            scheduler.join()
+        if scheduler.is_alive():
+            fun_submit(nworker, nserver, {})
+        scheduler.join()
+
+
+def _slow_workers(sup, started):
+    """A fun_submit whose threads start each worker (one that exits 1) a second late,
+    as the tracker's threads may on a loaded machine."""
+    def start_late(nworker, nserver, envs):
+        def late():
+            time.sleep(1.0)
+            for i in range(nworker):
+                started.append(i)
+                threading.Thread(target=sup.call, args=(["false"],), daemon=True, kwargs={
+                    "env": dict(os.environ, DMLC_ROLE="worker", DMLC_TASK_ID=str(i))}).start()
+        threading.Thread(target=late, daemon=True).start()
+    return start_late
+
+
+@pytest.mark.parametrize("ends_first", [False, True])
+def test_a_worker_started_after_the_scheduler_ended_still_fails_the_job(ends_first):
+    """MXNet's launcher returns once the scheduler ends. Before, a worker whose thread had
+    not yet started it was never waited for (exit 0, nothing said), and a scheduler that
+    ended before the workers were started left them unstarted, also with status 0."""
+    err = io.StringIO()
+    sup = Supervisor(grace=0.0, stream=err)
+    tracker = _Tracker(sup, scheduler_ends_first=ends_first)
+    sup.watch_submit(tracker)
+    started = []
+    tracker.submit(1, 1, _slow_workers(sup, started), pscmd="x")
+    codes = []
+    real_exit = launcher_mod.os._exit
+    try:
+        launcher_mod.os._exit = codes.append
+        sup.finish(linger=5.0)  # the launcher's last act: its process ends after it
+    finally:
+        launcher_mod.os._exit = real_exit
+    assert codes and codes[0] == 1, err.getvalue()
+    if ends_first:
+        assert started == []
+        assert ("error: the scheduler ended (exited with status 0) before the launcher "
+                "started the 1 worker(s) and 1 server(s)") in err.getvalue()
+    else:
+        assert started == [0]
+        assert re.search(r"error: worker #0 \(pid \d+\) exited with status 1", err.getvalue())
+
+
 @pytest.mark.slow
 def test_a_refusal_on_rank_0_ends_every_worker_without_the_launcher(subset, tmp_path):
     """Scheduler, server and two workers started by hand (no launcher to stop them), into

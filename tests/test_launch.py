@@ -199,7 +199,8 @@ def test_make_demo_does_not_need_the_tracker(tmp_path):
 def test_a_failed_worker_fails_the_launcher_every_time():
     """A worker that exits 1 just as the scheduler ends 0: the launcher exits 1 in every
     one of 12 runs (before, the thread that reported the failure raced the main thread's
-    return, and about one run in six exited 0)."""
+    return, and about one run in six exited 0; on a loaded machine the scheduler can even
+    end before dmlc's tracker starts the worker, which is then the error named)."""
     pytest.importorskip("dmlc_tracker")
     cmd = [sys.executable, os.path.join(TOOLS, "launch.py"), "-n", "1", "-s", "1",
            "--launcher", "local", "bash", "-c", '[ "$DMLC_ROLE" != worker ]']
@@ -207,6 +208,7 @@ def test_a_failed_worker_fails_the_launcher_every_time():
     for _ in range(12):
         res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
         codes.append(res.returncode)
-        assert "error: worker #0" in res.stderr, res.stderr[-2000:]
+        assert ("error: worker #0" in res.stderr or "error: the scheduler ended (exited "
+                "with status 0) before the launcher started" in res.stderr), res.stderr[-2000:]
         assert "Traceback" not in res.stderr, res.stderr[-2000:]
     assert codes == [1] * 12

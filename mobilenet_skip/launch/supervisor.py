@@ -188,6 +188,9 @@ class Supervisor(object):
         self._lock = threading.Lock()
         self._failed = False
         self._count = 0
+        self._expected = None   # processes the launcher starts, once watch_submit knows
+        self._submitted = None  # (workers, servers) dmlc's tracker was asked to start
+        self._started = False   # whether it went on to start them
 
     def __getattr__(self, name):  # PIPE, STDOUT, Popen, ... as the real module
         return getattr(subprocess, name)
@@ -219,6 +222,30 @@ class Supervisor(object):
             self._fail(name, proc, returncode)
         return returncode
 
+    def watch_submit(self, tracker):
+        """Count what ``tracker.submit`` (dmlc_tracker's) starts, so that :meth:`finish`
+        waits for every process and not only for those already running.
+
+        The scheduler starts first; the tracker starts the workers and servers on other
+        threads, and only if the scheduler is still alive by then. A launcher that
+        returns before those threads have started their processes would otherwise end
+        with status 0 and never see a worker fail.
+        """
+        real = tracker.submit
+
+        def submit(nworker, nserver, fun_submit, *args, **kwargs):
+            with self._lock:  # what ran before (an ssh launcher's rsync) has finished
+                self._expected = len(self._procs) + (1 if nserver else 0)
+                self._submitted = (nworker, nserver)
+
+            def start(nw, ns, envs):
+                with self._lock:
+                    self._expected += nw + ns
+                    self._started = True
+                return fun_submit(nw, ns, envs)
+            return real(nworker, nserver, start, *args, **kwargs)
+        tracker.submit = submit
+
     def check_call(self, cmd, **kwargs):
         returncode = self.call(cmd, **kwargs)
         if returncode:
@@ -241,8 +268,17 @@ class Supervisor(object):
             time.sleep(self.grace + 10)
             os._exit(1)
         deadline = time.monotonic() + linger
+        if self._submitted and not self._started:
+            self._never_started()
+        while (self._expected is not None and len(self._procs) < self._expected
+               and time.monotonic() < deadline and not self._failed):
+            time.sleep(0.05)  # the tracker's threads are still starting their processes
         with self._lock:
             procs = list(self._procs)
+            missing = (self._expected or 0) - len(procs)
+        if missing > 0 and not self._failed:
+            self._stop_all(procs, "%d of the job's %d processes never started within %d s"
+                           % (missing, self._expected, linger))
         for _, p in procs:
             try:
                 p.wait(max(deadline - time.monotonic(), 0.01))
@@ -256,18 +292,34 @@ class Supervisor(object):
         left = [(n, p) for n, p in procs if p.poll() is None]
         if not left:
             return
+        self._stop_all(procs, "the scheduler has ended but %s (pid %s) %s still running "
+                       "%d s later; stopping %s" % (
+                           ", ".join(n for n, _ in left),
+                           ", ".join(str(p.pid) for _, p in left),
+                           "is" if len(left) == 1 else "are", linger,
+                           "it" if len(left) == 1 else "them"))
+
+    def _never_started(self):
+        """The tracker returned without starting the workers and servers: it does that
+        when the scheduler has already ended, so nothing trained."""
+        nworker, nserver = self._submitted
+        ended = [(n, p) for n, p in self._procs if n == "the scheduler"]
+        how = (" (%s)" % _signal_name(ended[0][1].returncode)
+               if ended and ended[0][1].poll() is not None else "")
+        self._stop_all(list(self._procs), "the scheduler ended%s before the launcher started "
+                       "the %d worker(s) and %d server(s), so nothing ran; its output, if "
+                       "any, is above" % (how, nworker, nserver))
+
+    def _stop_all(self, procs, message):
+        """Say ``message`` as the job's one error line, kill what still runs, exit 1."""
         with self._lock:
             self._failed = True
-        self.stream.write("error: the scheduler has ended but %s (pid %s) %s still running "
-                          "%d s later; stopping %s\n" % (
-                              ", ".join(n for n, _ in left),
-                              ", ".join(str(p.pid) for _, p in left),
-                              "is" if len(left) == 1 else "are", linger,
-                              "it" if len(left) == 1 else "them"))
+        self.stream.write("error: %s\n" % message)
         self.stream.flush()
-        for _, p in left:
-            _send(p, signal.SIGKILL)
-            p.wait()
+        for _, p in procs:
+            if p.poll() is None:
+                _send(p, signal.SIGKILL)
+                p.wait()
         sys.stdout.flush()
         os._exit(1)
 
@@ -349,6 +401,7 @@ def run(argv, supervise=True):
         supervisor = Supervisor()
         for module in (dmlc_tracker.local, dmlc_tracker.ssh, dmlc_tracker.tracker):
             module.subprocess = supervisor
+        supervisor.watch_submit(dmlc_tracker.tracker)
     import dmlc_tracker.ssh
     dmlc_tracker.ssh.submit = lambda args: ssh_submit(
         args, (lambda line: supervisor.check_call(line, shell=True)) if supervise else None)
