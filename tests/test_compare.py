@@ -2,6 +2,7 @@
 import csv
 import json
 import os
+import re
 import subprocess
 import sys
 
@@ -153,3 +154,31 @@ def test_bad_arguments_are_clear(tmp_path):
         res = subprocess.run([sys.executable, tool, "--out", str(tmp_path)] + args,
                              capture_output=True, text=True)
         assert res.returncode == 2 and message in res.stderr and "Traceback" not in res.stderr
+
+
+STUDY = os.path.join(os.path.dirname(TOOLS), "docs", "study")
+
+
+def test_the_committed_study_is_the_tool_s_output_of_its_csv():
+    """docs/study/'s table is what the tool makes of the committed CSV (nothing typed by
+    hand), the CSV holds the whole study (5 variants x 3 seeds x 4 lrs over 30x, every
+    run to its last epoch), and docs/study.md quotes the table as it is."""
+    with open(os.path.join(STUDY, "study.md"), encoding="utf-8") as f:
+        table = f.read()
+    level = float(re.search(r"epochs to train loss ≤ ([0-9.]+)", table).group(1))
+    rows = compare.read_rows(os.path.join(STUDY, "study.csv"))
+    assert compare.markdown_table(compare.summarise(rows, level), level) == table
+    runs = {(r["variant"], r["base_lr"], r["seed"]) for r in rows}
+    lrs = sorted({lr for _, lr, _ in runs})
+    assert len(lrs) >= 4 and lrs[-1] / lrs[0] >= 30
+    assert {v for v, _, _ in runs} == set(NAMES) and len({s for _, _, s in runs}) >= 3
+    assert len(runs) == len(NAMES) * len(lrs) * 3
+    last = {key: max(r["epoch"] for r in rows if (r["variant"], r["base_lr"], r["seed"]) == key)
+            for key in runs}
+    assert len(set(last.values())) == 1
+    with open(os.path.join(os.path.dirname(STUDY), "study.md"), encoding="utf-8") as f:
+        page = f.read()
+    assert table.strip() in page
+    for name in ("curves.png", "lr.png", "gradflow.png"):
+        with open(os.path.join(STUDY, name), "rb") as f:
+            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
