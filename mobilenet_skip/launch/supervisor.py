@@ -188,6 +188,7 @@ class Supervisor(object):
         self._lock = threading.Lock()
         self._failed = False
         self._count = 0
+        self._stopped = threading.Event()  # set once _fail has stopped the job
         self._expected = None   # processes the launcher starts, once watch_submit knows
         self._submitted = None  # (workers, servers) dmlc's tracker was asked to start
         self._started = False   # whether it went on to start them
@@ -265,7 +266,7 @@ class Supervisor(object):
         port this one probed (MXNet's tracker probes a free port, then lets it go).
         """
         if self._failed:  # _fail is stopping the job and ends the launcher itself
-            time.sleep(self.grace + 10)
+            self._stopped.wait(self.grace + 10)
             os._exit(1)
         deadline = time.monotonic() + linger
         if self._submitted and not self._started:
@@ -287,7 +288,7 @@ class Supervisor(object):
         for name, p in procs:
             if p.poll():  # failed, and the thread watching it may not have reported it yet
                 self._fail(name, p, p.returncode)  # reports, stops the rest, exits 1
-                time.sleep(self.grace + 10)  # another thread got there first and exits 1
+                self._stopped.wait(self.grace + 10)  # another thread got there first
                 os._exit(1)
         left = [(n, p) for n, p in procs if p.poll() is None]
         if not left:
@@ -346,6 +347,7 @@ class Supervisor(object):
             except subprocess.TimeoutExpired:
                 pass
         sys.stdout.flush()
+        self._stopped.set()
         # the launcher's main thread sits in a join() that nothing else can end
         os._exit(1)
 
