@@ -62,8 +62,9 @@ def parse_args(argv):
                    help="comma-separated variants (default: all five)")
     p.add_argument("--loss-level", type=float, default=None,
                    help="train-loss level whose first epoch measures convergence (default "
-                   "1.0 on the digits, %g on Fashion-MNIST, whose short runs all end above "
-                   "1.0; label smoothing 0.1 puts the floor near 0.5)" % LOSS_LEVELS["fashion"])
+                   "%.1f on the digits, %.1f on Fashion-MNIST, whose short runs all end above "
+                   "1.0; label smoothing 0.1 puts the floor near 0.5)"
+                   % (LOSS_LEVELS["digits"], LOSS_LEVELS["fashion"]))
     p.add_argument("--gradient-flow", default=True, action=argparse.BooleanOptionalAction,
                    help="measure each DW block's gradient norm at init and after one epoch "
                    "(default on)")
