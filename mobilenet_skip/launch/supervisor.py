@@ -304,10 +304,12 @@ class Supervisor(object):
         """The tracker returned without starting the workers and servers: it does that
         when the scheduler has already ended, so nothing trained."""
         nworker, nserver = self._submitted
-        ended = [(n, p) for n, p in self._procs if n == "the scheduler"]
-        how = (" (%s)" % _signal_name(ended[0][1].returncode)
-               if ended and ended[0][1].poll() is not None else "")
-        self._stop_all(list(self._procs), "the scheduler ended%s before the launcher started "
+        with self._lock:
+            procs = list(self._procs)
+        ended = [p for n, p in procs if n == "the scheduler"]
+        how = (" (%s)" % _signal_name(ended[0].returncode)
+               if ended and ended[0].poll() is not None else "")
+        self._stop_all(procs, "the scheduler ended%s before the launcher started "
                        "the %d worker(s) and %d server(s), so nothing ran; its output, if "
                        "any, is above" % (how, nworker, nserver))
 
