@@ -1,8 +1,10 @@
+import fcntl
 import importlib.util
 import os
 import re
 import subprocess
 import sys
+import tempfile
 from collections import namedtuple
 
 import pytest
@@ -44,6 +46,10 @@ def xdist_group(item):
     return item.nodeid.split("::")[0]
 
 
+# First: pytest-xdist's own hook of this name turns the xdist_group marker into the node id
+# suffix that --dist loadgroup schedules by, so a marker added after it is ignored (and on
+# pytest 9, whose node ids xdist 3.8 cannot suffix, no marker is read at all: pytest 8.4).
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Mark slow every test that needs the trained demo run, however indirectly (``digits``,
     ``deployed``, ``subset``, ...): its first user pays about a minute of training, so the
@@ -55,6 +61,22 @@ def pytest_collection_modifyitems(items):
             item.add_marker(pytest.mark.slow)
         if hasattr(item, "nodeid"):
             item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+@pytest.fixture(autouse=True)
+def _one_launch_at_a_time(request):
+    """Hold a machine-wide lock (per user) through a test that starts MXNet's launcher.
+
+    The launcher group keeps this session's launches on one worker; the lock also keeps
+    them apart from another session's (a second ``make test`` or checkout on the machine),
+    whose scheduler could take the same port and adopt this job's workers."""
+    if request.node.get_closest_marker("launcher") is None:
+        yield
+        return
+    path = os.path.join(tempfile.gettempdir(), "mobilenet-skip-launcher-%d.lock" % os.getuid())
+    with open(path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
 
 
 @pytest.fixture(autouse=True)

@@ -1,4 +1,10 @@
-"""The suite's own plumbing: which tests the quick loop (``-m "not slow"``) leaves out."""
+"""The suite's own plumbing: which tests the quick loop (``-m "not slow"``) leaves out, and
+which run together on one pytest-xdist worker."""
+import collections
+import subprocess
+import sys
+import textwrap
+
 import conftest
 
 
@@ -54,3 +60,49 @@ def test_the_launcher_tests_carry_the_marker(request):
         if item.get_closest_marker("launcher") is not None:
             group = item.get_closest_marker("xdist_group")
             assert group is not None and group.args == ("launcher",), item.nodeid
+
+
+_SCHEDULED = textwrap.dedent("""
+    import importlib.util, os
+    import pytest
+
+    spec = importlib.util.spec_from_file_location("project_conftest", {conftest!r})
+    project = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(project)
+    pytest_collection_modifyitems = project.pytest_collection_modifyitems
+    _one_launch_at_a_time = project._one_launch_at_a_time
+
+    @pytest.fixture(autouse=True)
+    def _record(request):
+        with open(os.path.join({out!r}, request.node.nodeid.replace("/", "_")), "w") as f:
+            f.write(os.environ["PYTEST_XDIST_WORKER"])
+        yield
+""")
+
+
+def test_make_test_s_scheduling_keeps_files_and_launches_on_one_worker(tmp_path):
+    # Real pytest-xdist, as `make test` runs it, on files whose tests would be spread over
+    # both workers by plain load balancing. The hook alone passing (above) did not show
+    # this: on pytest 9 xdist ignored the groups and launcher tests ran side by side.
+    out = tmp_path / "out"
+    out.mkdir()
+    suite = tmp_path / "suite"
+    suite.mkdir()
+    (suite / "conftest.py").write_text(_SCHEDULED.format(conftest=conftest.__file__, out=str(out)))
+    body = "".join("def test_%d():\n    time.sleep(0.05)\n" % i for i in range(6))
+    for name, mark in [("plain_a", ""), ("plain_b", ""), ("launch_a", "launcher"),
+                       ("launch_b", "launcher")]:
+        head = "import time\nimport pytest\n"
+        if mark:
+            head += "pytestmark = pytest.mark.%s\n" % mark
+        (suite / ("test_%s.py" % name)).write_text(head + body)
+    res = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-n",
+                          "2", "--dist", "loadgroup", "-W", "ignore::pytest.PytestUnknownMarkWarning",
+                          str(suite)], capture_output=True, text=True, timeout=300, cwd=str(tmp_path))
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    workers = collections.defaultdict(set)
+    for f in out.iterdir():
+        name = f.name.split("::")[0].split("test_", 1)[1]
+        workers["launch" if name.startswith("launch") else name].add(f.read_text())
+    assert len(list(out.iterdir())) == 24
+    assert all(len(w) == 1 for w in workers.values()), dict(workers)
