@@ -205,3 +205,34 @@ def test_peak_memory_is_the_measuring_process_own():
                                 check=True).stdout)
     assert 10 < peak < 400
     del big
+
+
+def test_breakdown_splits_each_step_by_onednn_primitive():
+    res = _bench("train", "--json", "--models", "mobilenet", "--fit-model", "none",
+                 "--breakdown", *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr
+    rows = {r["model"]: r for r in json.loads(res.stdout)["train"]}  # verbose lines kept out
+    fused, plain = rows["mobilenet"], rows["mobilenet (unfused)"]
+    for r in (fused, plain):
+        ms = r["dnnl_ms"]
+        assert ms["convolution"] > 0 and ms["batch_normalization"] > 0
+        # oneDNN's own times are a part of the step's wall time
+        assert 0 < sum(ms.values()) < r["step_ms"]
+    # the fused graph has no ReLU of its own: every BatchNorm-ReLU pair is one primitive
+    assert fused["dnnl_ms"].get("eltwise", 0.0) == 0.0 < plain["dnnl_ms"]["eltwise"]
+    removable = plain["dnnl_ms"]["eltwise"] + plain["dnnl_ms"].get("reorder", 0.0)
+    assert plain["fusion_bound"] == pytest.approx(plain["step_ms"] / (plain["step_ms"] - removable))
+    assert "fusion_bound" not in fused
+    assert res.stderr.count("breakdown ") == 2
+
+
+def test_breakdown_table():
+    res = _bench("train", "--models", "mobilenet", "--fit-model", "none", "--breakdown",
+                 *TINY_TRAIN)
+    assert res.returncode == 0, res.stderr
+    lines = res.stdout.splitlines()
+    head = next(i for i, l in enumerate(lines) if "fusion bound" in l and l.startswith("model"))
+    assert lines[head].split()[1:7] == ["step", "conv", "batchnorm", "eltwise", "reorder", "sum"]
+    fused, plain = lines[head + 1].split(), lines[head + 2].split()
+    assert fused[0] == "mobilenet" and fused[-1] == "-" and fused[4] == "0"
+    assert plain[:2] == ["mobilenet", "(unfused)"] and plain[-1].endswith("x")

@@ -3,9 +3,15 @@
 prints its result as the last stdout line.
 
 A network is built, initialised, wrapped and hybridized by the functions ``fit`` uses;
-a timed step is what ``fit`` does per batch, minus reading it.
+a timed step is what ``fit`` does per batch, minus reading it. With ``"dnnl_log"`` in the
+spec (and ``DNNL_VERBOSE=1`` in the environment, which oneDNN reads once, at its first
+primitive) the timed steps' oneDNN primitives are also summed by kind, from oneDNN's own
+execution times.
 """
+import collections
+import ctypes
 import json
+import os
 import statistics
 import sys
 import time
@@ -78,14 +84,69 @@ def _measure_step(spec):
         for _ in range(steps):
             step(*step.split(data, label))
 
-    run(spec["warmup"])
-    mx.nd.waitall()
-    start = time.perf_counter()
-    run(spec["steps"])
-    mx.nd.waitall()
-    seconds = time.perf_counter() - start
-    return {"img_per_s": batch * spec["steps"] / seconds, "peak_mem_mb": _peak_mem_mb(ctxs),
-            "fused_pairs": fused}
+    log = _DnnlLog(spec["dnnl_log"]) if spec.get("dnnl_log") else None
+    try:
+        run(spec["warmup"])
+        mx.nd.waitall()
+        if log:
+            log.mark()
+        start = time.perf_counter()
+        run(spec["steps"])
+        mx.nd.waitall()
+        seconds = time.perf_counter() - start
+        result = {"img_per_s": batch * spec["steps"] / seconds,
+                  "peak_mem_mb": _peak_mem_mb(ctxs), "fused_pairs": fused}
+        if log:
+            result["dnnl_ms"] = {kind: ms / spec["steps"] for kind, ms in log.since_mark().items()}
+            result["step_ms"] = 1e3 * seconds / spec["steps"]
+    finally:
+        if log:
+            log.close()
+    return result
+
+
+class _DnnlLog(object):
+    """oneDNN's verbose lines (written by C code to file descriptor 1) sent to ``path``, so
+    that they can be cut at a point in time: :meth:`mark`, then :meth:`since_mark` sums the
+    milliseconds of the primitives executed since, by kind (convolution, reorder, ...)."""
+
+    def __init__(self, path):
+        self._libc = ctypes.CDLL(None)
+        sys.stdout.flush()
+        self._saved = os.dup(1)
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        os.dup2(self._fd, 1)
+        self.path, self._start = path, 0
+
+    def _offset(self):
+        self._libc.fflush(None)  # C stdio buffers what oneDNN prints
+        return os.lseek(1, 0, os.SEEK_CUR)
+
+    def mark(self):
+        self._start = self._offset()
+
+    def since_mark(self):
+        end = self._offset()
+        with open(self.path, "rb") as f:
+            f.seek(self._start)
+            text = f.read(end - self._start).decode("utf-8", "replace")
+        total = collections.Counter()
+        # dnnl_verbose,exec,cpu,<primitive>,<impl>,<prop>,...,<ms>
+        for line in text.splitlines():
+            fields = line.split(",")
+            if len(fields) > 4 and fields[0] == "dnnl_verbose" and fields[1] == "exec":
+                try:
+                    total[fields[3]] += float(fields[-1])
+                except ValueError:
+                    pass
+        return dict(total)
+
+    def close(self):
+        self._libc.fflush(None)
+        sys.stdout.flush()
+        os.dup2(self._saved, 1)
+        os.close(self._saved)
+        os.close(self._fd)
 
 
 class _Endless(object):

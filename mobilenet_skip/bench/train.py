@@ -20,6 +20,12 @@ alternating order, so a slow spell of a shared machine is spread over all of the
 network's rate is the median over rounds, and its ratios are medians of the per-round
 ratios (the two rates of a ratio come from the same round).
 
+With ``--breakdown`` each row runs once more with oneDNN's verbose log on, and a second
+table splits its step into oneDNN's own time per primitive kind. On an unfused row it
+gives the most fusing BatchNorm-ReLU can gain: the fused operator removes the ReLU
+(``eltwise``) and at best every ``reorder``, so no fused step beats
+``step / (step - eltwise - reorder)``.
+
 A last row runs ``fit`` itself, the whole ``train_imagenet.py`` path, on a
 ``.rec`` (the data section's ``--rec``, else the demo digits) at the same settings:
 ImageRecordIter decoding and augmenting, the step, the running loss/accuracy; its rate
@@ -82,6 +88,10 @@ def _add_arguments(p):
     g.add_argument("--models", default="",
                    help="comma-separated subset of gluoncv,%s (default: all)"
                    % ",".join(list_models()))
+    g.add_argument("--breakdown", action="store_true",
+                   help="after the rounds, time each row once more with DNNL_VERBOSE=1 and "
+                   "print its step split by oneDNN primitive kind, with the speed-up "
+                   "BatchNorm-ReLU fusion can at most give (about 20 s a row)")
     g.add_argument("--fit-model", default=BASELINE, choices=list_models() + ["none"],
                    help="network of the last row, the whole train_imagenet.py path on a "
                    "demo .rec (default mobilenet; none to skip it)")
@@ -124,10 +134,10 @@ def _macs(name, cfg):
     return count_model(network(name, cfg), cfg["input_size"])["macs"]
 
 
-def _spawn(spec):
+def _spawn(spec, **env_extra):
     """Run one measurement in a fresh interpreter; its last stdout line is the result."""
     root = checkout_path()
-    env = dict(os.environ)
+    env = dict(os.environ, **env_extra)
     env["PYTHONPATH"] = os.pathsep.join([root] + [p for p in [env.get("PYTHONPATH")] if p])
     proc = subprocess.run([sys.executable, "-m", "mobilenet_skip.bench.measure",
                            json.dumps(spec)],
@@ -198,10 +208,63 @@ def run_train(args):
         if fuse and name != REFERENCE:
             row["ratio_vs_unfused"] = _ratio(rates, label, label + UNFUSED)
         rows.append(row)
+    if getattr(args, "breakdown", False):
+        _breakdown(args, entries, rows)
     if args.fit_model != "none":
         rows.append(_fit_row(args, cfg, rows, common))
     _say("done in %.0f s" % (time.time() - started))
     return rows
+
+
+# What fusing a BatchNorm with its ReLU can take out of a step: the ReLU's own passes, and
+# at best the layout conversions around it.
+FUSION_REMOVES = ("eltwise", "reorder")
+BREAKDOWN_KINDS = ("convolution", "batch_normalization", "eltwise", "reorder", "sum")
+BREAKDOWN_HEADS = ("conv", "batchnorm", "eltwise", "reorder", "sum")
+
+
+def _breakdown(args, entries, rows):
+    """Time each entry once more under DNNL_VERBOSE=1; add ``step_ms``, ``dnnl_ms`` (by
+    primitive kind) and, to unfused rows, ``fusion_bound`` to its row."""
+    with tempfile.TemporaryDirectory(prefix="bench-dnnl-") as tmp:
+        for (label, name, fuse), row in zip(entries, rows):
+            tic = time.time()
+            out = _spawn({"mode": "step", "network": name, "warmup": args.warmup,
+                          "steps": args.steps, "dnnl_log": os.path.join(tmp, "verbose.log"),
+                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name,
+                                                  fuse)}, DNNL_VERBOSE="1")
+            if not out.get("dnnl_ms"):
+                _say("breakdown: oneDNN logged nothing for %s (a build without oneDNN, or "
+                     "a GPU); no breakdown" % label)
+                return
+            row["step_ms"], row["dnnl_ms"] = out["step_ms"], out["dnnl_ms"]
+            removable = sum(out["dnnl_ms"].get(k, 0.0) for k in FUSION_REMOVES)
+            if label.endswith(UNFUSED) and removable < out["step_ms"]:
+                row["fusion_bound"] = out["step_ms"] / (out["step_ms"] - removable)
+            _say("breakdown %-33s %7.0f ms/step, %4.0f of them ReLU and reorders  (%.0f s)"
+                 % (label, out["step_ms"], removable, time.time() - tic))
+
+
+def format_breakdown(rows):
+    """The ``--breakdown`` table, or ``[]`` when there is none."""
+    rows = [r for r in rows if r.get("dnnl_ms")]
+    if not rows:
+        return []
+    width = max([28] + [len(r["model"]) for r in rows])
+    lines = ["", "train: one step split by oneDNN primitive (ms, oneDNN's own times, "
+             "DNNL_VERBOSE=1, one more process per row); 'outside' = MXNet's own operators "
+             "(skip additions, optimizer) and Python; 'fusion bound' = the most fused "
+             "BatchNorm-ReLU can give: step / (step - eltwise - reorder)",
+             "%-*s %8s" % (width, "model", "step") + "".join(
+                 " %9s" % k for k in BREAKDOWN_HEADS) + " %8s %8s %13s" % (
+                 "other", "outside", "fusion bound")]
+    for r in rows:
+        ms = r["dnnl_ms"]
+        other = sum(v for k, v in ms.items() if k not in BREAKDOWN_KINDS)
+        lines.append("%-*s %8.0f" % (width, r["model"], r["step_ms"]) + "".join(
+            " %9.0f" % ms.get(k, 0.0) for k in BREAKDOWN_KINDS) + " %8.0f %8.0f %13s" % (
+            other, r["step_ms"] - sum(ms.values()), _fmt(r.get("fusion_bound"), "12.3fx", 13)))
+    return lines
 
 
 def _fit_row(args, cfg, rows, common):
@@ -276,7 +339,7 @@ def format_train(rows):
             % (r["rec"], _fmt(r["ratio_vs_step"], ".3fx", 1), r["preprocess_threads"],
                "" if r["preprocess_threads"] == 1 else "s", r["data_iter_img_per_s"],
                "data-bound" if r["data_bound"] else "not data-bound"))
-    return "\n".join(lines)
+    return "\n".join(lines + format_breakdown(rows))
 
 
 bench.register("train", format_train, _add_arguments,
