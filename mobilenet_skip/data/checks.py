@@ -20,11 +20,11 @@ import subprocess
 import sys
 import weakref
 
-import mxnet as mx
 import numpy as np
 
 from ..errors import UserError
 from ..recordio import read_synsets, synsets_path
+from .wrapped import WrappedIter
 
 __all__ = ["resolve_classes", "check_same_classes", "check_val_classes", "describe_dropped",
            "LabelCheck", "watch_decoder", "decoding_starts"]
@@ -224,7 +224,7 @@ def describe_dropped(rec, images, batch, batches, shuffle, capped=0):
                "the same %d every epoch (shuffle is off)" % left))
 
 
-class LabelCheck(mx.io.DataIter):
+class LabelCheck(WrappedIter):
     """Pass batches through, refusing any label outside ``0 .. classes - 1``.
 
     The labels of an ``ImageRecordIter`` batch are a small host NDArray, so the check
@@ -241,33 +241,25 @@ class LabelCheck(mx.io.DataIter):
     """
 
     def __init__(self, data_iter, classes, source):
-        super(LabelCheck, self).__init__(getattr(data_iter, "batch_size", 0))
-        self.data_iter, self.classes, self.source = data_iter, int(classes), source
+        super(LabelCheck, self).__init__(data_iter)
+        self.classes, self.source = int(classes), source
         self._batch = 0
-
-    @property
-    def provide_data(self):
-        return self.data_iter.provide_data
-
-    @property
-    def provide_label(self):
-        return self.data_iter.provide_label
 
     def reset(self):
         self._batch = 0
-        self.data_iter.reset()
+        self.inner.reset()
 
     def set_epoch(self, epoch):
         """Start ``epoch`` of an iterator whose order depends on it (``EpochRecordIter``);
         without it, :meth:`reset` as for any iterator."""
         self._batch = 0
-        if hasattr(self.data_iter, "set_epoch"):
-            self.data_iter.set_epoch(epoch)
+        if hasattr(self.inner, "set_epoch"):
+            self.inner.set_epoch(epoch)
         else:
-            self.data_iter.reset()
+            self.inner.reset()
 
     def next(self):
-        batch = self.data_iter.next()
+        batch = self.inner.next()
         self._batch += 1
         n = batch.data[0].shape[0] - (batch.pad or 0)
         labels = batch.label[0][:n].asnumpy() if n else np.zeros((0,))
@@ -280,8 +272,3 @@ class LabelCheck(mx.io.DataIter):
                 % (self.source, labels[bad.argmax()], self._batch, self.classes,
                    self.classes - 1))
         return batch
-
-    def __getattr__(self, name):  # anything else (e.g. getindex) from the wrapped iterator
-        if name == "data_iter":
-            raise AttributeError(name)
-        return getattr(self.data_iter, name)

@@ -26,6 +26,7 @@ import mxnet as mx
 from ..utils.cores import physical_cores
 from . import checks
 from .settings import DEFAULTS, check
+from .wrapped import WrappedIter
 from ..errors import UserError
 from .preprocess import Preprocessing
 from ..recordio import check_record, read_synsets, synsets_path
@@ -87,7 +88,7 @@ def shard_size(num_records, num_parts=1, part_index=0):
     return min(step, num_records - part_index * step)
 
 
-class RecordIter(mx.io.DataIter):
+class RecordIter(WrappedIter):
     """One shard of an ``ImageRecordIter``, with ``batch.pad`` set on the last partial batch.
 
     MXNet 1.9.1's ImageRecordIter reports pad 0 on a partial batch when
@@ -105,27 +106,18 @@ class RecordIter(mx.io.DataIter):
     """
 
     def __init__(self, rec_iter, num_records, batch_size):
-        super().__init__(batch_size)
-        self.rec_iter = rec_iter
+        super(RecordIter, self).__init__(rec_iter, batch_size)
         self.num_records = num_records
         self._seen = 0
 
-    @property
-    def provide_data(self):
-        return self.rec_iter.provide_data
-
-    @property
-    def provide_label(self):
-        return self.rec_iter.provide_label
-
     def reset(self):
-        self.rec_iter.reset()
+        self.inner.reset()
         self._seen = 0
 
     def next(self):
         if self._seen >= self.num_records:
             raise StopIteration
-        batch = self.rec_iter.next()
+        batch = self.inner.next()
         real = min(self.batch_size, self.num_records - self._seen)
         self._seen += real
         batch.pad = self.batch_size - real
@@ -162,7 +154,7 @@ def epoch_seed(seed, epoch, part_index=0):
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class EpochRecordIter(mx.io.DataIter):
+class EpochRecordIter(WrappedIter):
     """Training batches whose order is a function of (seed, epoch, shard) alone.
 
     A fresh ImageRecordIter replays its first epoch's shuffle, and ``reset()`` moves
@@ -182,32 +174,23 @@ class EpochRecordIter(mx.io.DataIter):
     def __init__(self, make, seed, part_index=0):
         self._make, self.seed, self.part_index = make, int(seed), int(part_index)
         self.epoch, self._fresh = 0, True
-        self.it = make(epoch_seed(self.seed, 0, self.part_index))
-        super(EpochRecordIter, self).__init__(self.it.batch_size)
-
-    @property
-    def provide_data(self):
-        return self.it.provide_data
-
-    @property
-    def provide_label(self):
-        return self.it.provide_label
+        super(EpochRecordIter, self).__init__(make(epoch_seed(self.seed, 0, self.part_index)))
 
     def set_epoch(self, epoch):
         """Start epoch ``epoch`` (from 0) at its first batch, in its own order."""
         if self._fresh and epoch == self.epoch:
             return
-        self.it = None  # free the old decoder threads before starting new ones
-        self.it = self._make(epoch_seed(self.seed, epoch, self.part_index))
+        self.inner = None  # free the old decoder threads before starting new ones
+        self.inner = self._make(epoch_seed(self.seed, epoch, self.part_index))
         self.epoch, self._fresh = int(epoch), True
 
     def reset(self):
-        self.it.reset()
+        self.inner.reset()
         self._fresh = False
 
     def next(self):
         self._fresh = False
-        return self.it.next()
+        return self.inner.next()
 
 
 def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):

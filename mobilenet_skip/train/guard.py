@@ -3,6 +3,8 @@ watchdog fed, carry an interrupted epoch's running sums, and name a NaN loss's b
 import logging
 import signal
 
+from ..data.wrapped import WrappedIter
+
 __all__ = ["NonFiniteLoss", "StopRequest", "BeatingIter", "epoch_sums", "restore_sums",
            "nan_message"]
 
@@ -65,28 +67,21 @@ class StopRequest(object):
         return False
 
 
-class BeatingIter(object):
+class BeatingIter(WrappedIter):
     """``train_data`` that tells the dist watchdog each time the loop asks for a batch:
     the loop only gets there once the previous step's push was accepted."""
 
     def __init__(self, data_iter, beat):
-        self._it, self._beat = data_iter, beat
-
-    def __getattr__(self, name):
-        return getattr(self._it, name)
+        super(BeatingIter, self).__init__(data_iter)
+        self._beat = beat
 
     def reset(self):
         self._beat()
-        self._it.reset()
+        self.inner.reset()
 
-    def __iter__(self):
-        return self
-
-    def __next__(self):
+    def next(self):
         self._beat()
-        return self._it.next()
-
-    next = __next__
+        return self.inner.next()
 
 
 def epoch_sums(acc, seconds):
