@@ -46,21 +46,35 @@ def xdist_group(item):
     return item.nodeid.split("::")[0]
 
 
-# First: pytest-xdist's own hook of this name turns the xdist_group marker into the node id
-# suffix that --dist loadgroup schedules by, so a marker added after it is ignored (and on
-# pytest 9, whose node ids xdist 3.8 cannot suffix, no marker is read at all: pytest 8.4).
+# First, so that -m "not slow" (the mark plugin's hook of this name) sees the marker.
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(items):
     """Mark slow every test that needs the trained demo run, however indirectly (``digits``,
     ``deployed``, ``subset``, ...): its first user pays about a minute of training, so the
     quick loop (``-m "not slow"``) must never set it up. Tests that start tools or train
-    by themselves carry the marker in their own file. Every test gets its
-    :func:`xdist_group`."""
+    by themselves carry the marker in their own file."""
     for item in items:
         if TRAINED in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.slow)
-        if hasattr(item, "nodeid"):
-            item.add_marker(pytest.mark.xdist_group(xdist_group(item)))
+
+
+def group_node_ids(items):
+    """Give every item the node id suffix ``@<group>`` (:func:`xdist_group`).
+
+    That suffix is what pytest-xdist 3.8's ``--dist loadgroup`` schedules by; xdist
+    writes it itself from an ``xdist_group`` marker, but a marker is also a ``-k``
+    keyword (``-k dist`` would then match every test), and xdist's own hook cannot suffix
+    pytest 9's node ids (hence pytest 8.4). tests/test_suite.py checks the scheduling
+    with real xdist."""
+    for item in items:
+        item._nodeid = "%s@%s" % (item.nodeid, xdist_group(item))
+
+
+# First, before xdist's worker sends the collected ids to the scheduler; after -k and -m.
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_finish(session):
+    if getattr(session.config.option, "loadgroup", False):  # an xdist worker of loadgroup
+        group_node_ids(session.items)
 
 
 @pytest.fixture(autouse=True)
