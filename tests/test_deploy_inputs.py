@@ -68,6 +68,32 @@ def test_huge_input_size_is_too_large_not_another_export(demo_run, capsys, monke
     assert loading.forward_memory(loading.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
 
 
+_CONV_1X1 = ("import sys, mxnet as mx; c, h, w = map(int, sys.argv[1:]); "
+             "x = mx.nd.ones((1, 16, h, w)); "
+             "mx.nd.Convolution(x, mx.nd.ones((c, 16, 1, 1)), kernel=(1, 1), num_filter=c, "
+             "no_bias=True).wait_to_read()")
+
+
+def test_mxnet_s_1x1_convolution_dies_on_a_multiple_of_2_26_values():
+    """The MXNet bug the guard below exists for: if a future MXNet runs this, drop it."""
+    def run(*shape):
+        return subprocess.run([sys.executable, "-c", _CONV_1X1] + [str(v) for v in shape],
+                              capture_output=True, timeout=300).returncode
+    assert run(16, 2048, 2048) == -8  # SIGFPE: 16 x 2048 x 2048 = 2^26
+    assert run(16, 2040, 2040) == 0 and run(16, 2048, 2040) == 0
+
+
+def test_an_input_size_that_kills_onednn_is_refused_in_one_line(demo_run, capsys, monkeypatch):
+    monkeypatch.setattr(loading, "_available_memory", lambda: 1 << 40)
+    # the demo export (width 0.5): 4096 px makes block2's 1x1 output 32 x 2048 x 2048 = 2^27
+    err, _, _ = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
+                                                    "--input-size", "4096", _image(demo_run)])
+    assert "--input-size 4096 would crash" in err and "SIGFPE" in err
+    assert "1x32x2048x2048 = 2 x 2^26" in err and "use --input-size 4088" in err
+    sym = loading.load_symbolic(demo_run.prefix)[0]
+    assert loading.fatal_conv(sym, 4088) is None and loading.fatal_conv(sym, 32) is None
+
+
 def test_failed_allocation_is_reported_as_out_of_memory(demo_run):
     """An allocation that fails for real (address space limited to 3 GB, 6000 px passes
     the estimate against the machine's memory) is named as running out of memory."""

@@ -18,7 +18,7 @@ from ..models import MIN_INPUT_SIZE, get_model
 from .artifact import Graph, export_paths, read_info, sidecar_path
 
 __all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
-           "MAX_SYMBOL_BYTES"]
+           "fatal_conv", "MAX_SYMBOL_BYTES"]
 
 MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
 
@@ -149,6 +149,7 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     sym_path, params_path, synsets_file = export_paths(prefix)
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
     side = info["input_size"]
+    _check_fatal_conv(graph.sym, side, prefix)  # before anything runs
     _check_memory(graph.sym, side, prefix)  # before anything is allocated
     block = block_of(graph, ctxs, params_path)
     try:
@@ -300,6 +301,47 @@ def _out_of_memory(side, prefix, detail=None):
             % (side, side, side, prefix, " (%s)" % detail if detail else "",
                sidecar_path(prefix) if os.path.isfile(sidecar_path(prefix)) else "224 for "
                "ImageNet"))
+
+
+# MXNet 1.9.1's oneDNN 1x1 convolution dies by SIGFPE (no message, no traceback) when its
+# output for one image holds a multiple of 2^26 values on a square map: measured here for
+# 16 and 64 channels at 2048 and 1024 px (2^26), 128 and 256 at 1024 (2^27, 2^28); 2^26 - 1
+# or + 2^20 values run, as does any size that is not such a multiple.
+FATAL_CONV_VALUES = 1 << 26
+
+
+def fatal_conv(sym, input_size):
+    """The 1x1 convolution of ``sym`` that ``input_size`` would crash (see
+    :data:`FATAL_CONV_VALUES`), as ``(node name, output shape)``, or None."""
+    internals = sym.get_internals()
+    try:
+        _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
+    except mx.base.MXNetError:
+        return None
+    nodes = {n["name"]: n for n in json.loads(sym.tojson())["nodes"]}
+    for out, shape in zip(internals.list_outputs(), shapes or []):
+        node = nodes.get(out[:-len("_output")]) if out.endswith("_output") else None
+        if not node or node["op"] != "Convolution" or not shape:
+            continue
+        attrs = node.get("attrs", {})
+        values = int(np.prod(shape))
+        if (attrs.get("kernel") in ("(1, 1)", "(1,1)") and shape[2] == shape[3]
+                and values % FATAL_CONV_VALUES == 0):
+            return node["name"], tuple(shape)
+    return None
+
+
+def _check_fatal_conv(sym, side, prefix):
+    hit = fatal_conv(sym, side)
+    if hit is None:
+        return
+    near = next(s for d in range(8, side, 8) for s in (side - d, side + d)
+                if fatal_conv(sym, s) is None)
+    raise UserError("--input-size %d would crash MXNet 1.9.1 (SIGFPE inside oneDNN): %s's 1x1 "
+                    "convolution %s outputs %s = %d x 2^26 values, a size its kernel cannot "
+                    "run; use --input-size %d, or any size that avoids it"
+                    % (side, prefix, hit[0], "x".join(map(str, hit[1])),
+                       int(np.prod(hit[1])) // FATAL_CONV_VALUES, near))
 
 
 def _check_memory(sym, side, prefix):
