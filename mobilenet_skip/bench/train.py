@@ -104,6 +104,14 @@ def _overrides(args, model, fuse=True):
             "fuse_bn_relu": fuse}
 
 
+def _step_spec(args, name, fuse, **extra):
+    """The :mod:`.measure` spec that times ``name``'s step (fused or not)."""
+    spec = {"mode": "step", "network": name, "warmup": args.warmup, "steps": args.steps,
+            "overrides": _overrides(args, BASELINE if name == REFERENCE else name, fuse)}
+    spec.update(extra)
+    return spec
+
+
 def _entries(names, fusable):
     """(row label, network, fuse_bn_relu) of every measurement: each of our networks as
     training runs it, and unfused too where training fuses."""
@@ -187,10 +195,7 @@ def run_train(args):
     for r in range(args.repeats):
         for label, name, fuse in (entries if r % 2 == 0 else entries[::-1]):
             tic = time.time()
-            out = _spawn({"mode": "step", "network": name, "warmup": args.warmup,
-                          "steps": args.steps,
-                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name,
-                                                  fuse)})
+            out = _spawn(_step_spec(args, name, fuse))
             rates[label].append(out["img_per_s"])
             peaks[label] = max(peaks[label], out["peak_mem_mb"])
             fused[label] = out["fused_pairs"]
@@ -219,8 +224,9 @@ def run_train(args):
 # What fusing a BatchNorm with its ReLU can take out of a step: the ReLU's own passes, and
 # at best the layout conversions around it.
 FUSION_REMOVES = ("eltwise", "reorder")
-BREAKDOWN_KINDS = ("convolution", "batch_normalization", "eltwise", "reorder", "sum")
-BREAKDOWN_HEADS = ("conv", "batchnorm", "eltwise", "reorder", "sum")
+# (oneDNN primitive kind, column head) of the breakdown table; the rest is "other"
+BREAKDOWN_KINDS = (("convolution", "conv"), ("batch_normalization", "batchnorm"),
+                   ("eltwise", "eltwise"), ("reorder", "reorder"), ("sum", "sum"))
 
 
 def _breakdown(args, entries, rows):
@@ -229,10 +235,9 @@ def _breakdown(args, entries, rows):
     with tempfile.TemporaryDirectory(prefix="bench-dnnl-") as tmp:
         for (label, name, fuse), row in zip(entries, rows):
             tic = time.time()
-            out = _spawn({"mode": "step", "network": name, "warmup": args.warmup,
-                          "steps": args.steps, "dnnl_log": os.path.join(tmp, "verbose.log"),
-                          "overrides": _overrides(args, BASELINE if name == REFERENCE else name,
-                                                  fuse)}, DNNL_VERBOSE="1")
+            out = _spawn(_step_spec(args, name, fuse,
+                                    dnnl_log=os.path.join(tmp, "verbose.log")),
+                         DNNL_VERBOSE="1")
             if not out.get("dnnl_ms"):
                 _say("breakdown: oneDNN logged nothing for %s (a build without oneDNN, or "
                      "a GPU); no breakdown" % label)
@@ -256,13 +261,14 @@ def format_breakdown(rows):
              "(skip additions, optimizer) and Python; 'fusion bound' = the most fused "
              "BatchNorm-ReLU can give: step / (step - eltwise - reorder)",
              "%-*s %8s" % (width, "model", "step") + "".join(
-                 " %9s" % k for k in BREAKDOWN_HEADS) + " %8s %8s %13s" % (
+                 " %9s" % head for _, head in BREAKDOWN_KINDS) + " %8s %8s %13s" % (
                  "other", "outside", "fusion bound")]
+    shown = [kind for kind, _ in BREAKDOWN_KINDS]
     for r in rows:
         ms = r["dnnl_ms"]
-        other = sum(v for k, v in ms.items() if k not in BREAKDOWN_KINDS)
+        other = sum(v for k, v in ms.items() if k not in shown)
         lines.append("%-*s %8.0f" % (width, r["model"], r["step_ms"]) + "".join(
-            " %9.0f" % ms.get(k, 0.0) for k in BREAKDOWN_KINDS) + " %8.0f %8.0f %13s" % (
+            " %9.0f" % ms.get(k, 0.0) for k in shown) + " %8.0f %8.0f %13s" % (
             other, r["step_ms"] - sum(ms.values()), _fmt(r.get("fusion_bound"), "12.3fx", 13)))
     return lines
 
