@@ -18,7 +18,7 @@ from ..models import MIN_INPUT_SIZE, get_model
 from .artifact import Graph, export_paths, read_info, sidecar_path
 
 __all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
-           "fatal_conv", "MAX_SYMBOL_BYTES"]
+           "node_shapes", "fatal_conv", "MAX_SYMBOL_BYTES"]
 
 MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
 
@@ -149,8 +149,9 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     sym_path, params_path, synsets_file = export_paths(prefix)
     ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
     side = info["input_size"]
-    _check_fatal_conv(graph.sym, side, prefix)  # before anything runs
-    _check_memory(graph.sym, side, prefix)  # before anything is allocated
+    shapes = node_shapes(graph.sym, side)  # both checks run before anything is allocated
+    _check_fatal_conv(graph.sym, shapes, side, prefix)
+    _check_memory(shapes, side, prefix)
     block = block_of(graph, ctxs, params_path)
     try:
         out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
@@ -285,12 +286,24 @@ def forward_memory(sym, input_size):
     :data:`INPUT_COPIES` times the input (float32): a fit to measured peaks that stays
     above each of them. Computed from shape inference alone, so nothing is allocated.
     """
+    return _forward_memory(node_shapes(sym, input_size), input_size)
+
+
+def node_shapes(sym, input_size):
+    """``[(output name, shape)]`` of every node of ``sym`` for one image of
+    ``input_size``, by shape inference alone; None when the graph does not take it."""
     internals = sym.get_internals()
     try:
         _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
     except mx.base.MXNetError:
+        return None
+    return list(zip(internals.list_outputs(), shapes or []))
+
+
+def _forward_memory(shapes, input_size):
+    if shapes is None:
         return 0  # the forward itself reports a graph that does not fit
-    sizes = [int(np.prod(s)) for s in shapes or [] if s]
+    sizes = [int(np.prod(s)) for _, s in shapes if s]
     return int(FIXED_BYTES + 4 * (INPUT_COPIES * 3 * input_size ** 2
                                   + MAP_COPIES * max(sizes or [0])))
 
@@ -313,13 +326,12 @@ FATAL_CONV_VALUES = 1 << 26
 def fatal_conv(sym, input_size):
     """The 1x1 convolution of ``sym`` that ``input_size`` would crash (see
     :data:`FATAL_CONV_VALUES`), as ``(node name, output shape)``, or None."""
-    internals = sym.get_internals()
-    try:
-        _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
-    except mx.base.MXNetError:
-        return None
+    return _fatal_conv(sym, node_shapes(sym, input_size))
+
+
+def _fatal_conv(sym, shapes):
     nodes = {n["name"]: n for n in json.loads(sym.tojson())["nodes"]}
-    for out, shape in zip(internals.list_outputs(), shapes or []):
+    for out, shape in shapes or []:
         node = nodes.get(out[:-len("_output")]) if out.endswith("_output") else None
         if not node or node["op"] != "Convolution" or not shape:
             continue
@@ -331,8 +343,8 @@ def fatal_conv(sym, input_size):
     return None
 
 
-def _check_fatal_conv(sym, side, prefix):
-    hit = fatal_conv(sym, side)
+def _check_fatal_conv(sym, shapes, side, prefix):
+    hit = _fatal_conv(sym, shapes)
     if hit is None:
         return
     near = next(s for d in range(8, side, 8) for s in (side - d, side + d)
@@ -344,9 +356,9 @@ def _check_fatal_conv(sym, side, prefix):
                        int(np.prod(hit[1])) // FATAL_CONV_VALUES, near))
 
 
-def _check_memory(sym, side, prefix):
+def _check_memory(shapes, side, prefix):
     """Refuse an input size whose forward cannot fit in memory, before allocating it."""
-    need, have = forward_memory(sym, side), _available_memory()
+    need, have = _forward_memory(shapes, side), _available_memory()
     if have is not None and need > have:
         raise UserError("--input-size %d is too large: one %dx%d image through %s needs "
                         "about %.1f GB, and %.1f GB of memory is available; use the size it "
