@@ -33,12 +33,12 @@ def _load_digits():
 
 
 def prepare_output(out_dir, marker, writer):
-    """Make ``out_dir`` ready for an image set, refusing to replace train/ or val/ that
-    ``writer`` did not write (it leaves ``marker`` beside them)."""
+    """Make ``out_dir`` ready for an image set, refusing to replace train/, val/ or
+    holdout/ that ``writer`` did not write (it leaves ``marker`` beside them)."""
     if os.path.exists(out_dir) and not os.path.isdir(out_dir):
         raise UserError("%s is a file; give a folder for the images" % out_dir)
     ours = os.path.isfile(os.path.join(out_dir, marker))
-    for split in ("train", "val"):
+    for split in ("train", "val", "holdout"):
         path = os.path.join(out_dir, split)
         if not os.path.lexists(path) or (os.path.isdir(path) and not os.listdir(path)):
             continue

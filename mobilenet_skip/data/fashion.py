@@ -19,7 +19,8 @@ from ..errors import UserError
 from ..utils.progress import Progress
 from .demo import prepare_output
 
-__all__ = ["make_fashion_data", "read_idx", "DEFAULT_IDX_DIR", "CLASS_NAMES", "FILES"]
+__all__ = ["make_fashion_data", "read_idx", "load_split", "holdout_split", "DEFAULT_IDX_DIR",
+           "CLASS_NAMES", "FILES", "HOLDOUT_SEED"]
 
 DEFAULT_IDX_DIR = "/usr/share/datasets/fashion-mnist"
 # The data set's label order; the index prefix keeps it when im2rec sorts the folders.
@@ -29,6 +30,9 @@ CLASS_NAMES = ["%d_%s" % item for item in enumerate(
 FILES = {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz", 60000),
          "val": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz", 10000)}
 MARKER = "FASHION_DATA.txt"
+# The draw of the converged study's monitoring split: fixed, so every run, the linear floor
+# and any later study hold out the same 5,000 training images.
+HOLDOUT_SEED = 1
 IMAGES_MAGIC, LABELS_MAGIC = 2051, 2049  # IDX: unsigned bytes, 3 and 1 dimensions
 HOW_TO_GET = ("run `apt-get install dataset-fashion-mnist` (puts them in %s), or download "
               "the four .gz files from github.com/zalandoresearch/fashion-mnist (data/fashion)"
@@ -67,6 +71,20 @@ def read_idx(path, magic):
     return np.frombuffer(raw, np.uint8, offset=header).reshape(shape)
 
 
+def load_split(idx_dir, split):
+    """``(images, labels)`` of ``split`` (``train``: the 60,000, ``val``: the 10,000 test
+    images), checked; images are ``N x 28 x 28`` uint8."""
+    images, labels, _ = _load(idx_dir, split)
+    return images, labels
+
+
+def holdout_split(labels, per_class, seed=HOLDOUT_SEED):
+    """``(train, holdout)`` indices into ``labels``: ``per_class`` images of each class held
+    out (a fixed stratified draw), the rest for training; both in file order."""
+    held = _subset(labels, per_class, seed)
+    return np.setdiff1d(np.arange(len(labels)), held), held
+
+
 def _load(idx_dir, split):
     images_file, labels_file, expected = FILES[split]
     images = read_idx(os.path.join(idx_dir, images_file), IMAGES_MAGIC)
@@ -97,7 +115,7 @@ def _subset(labels, per_class, seed):
 
 
 def make_fashion_data(out_dir, idx_dir=DEFAULT_IDX_DIR, per_class=None, val_per_class=None,
-                      size=32, seed=0, stream=None):
+                      size=32, seed=0, stream=None, holdout_per_class=None):
     """Write Fashion-MNIST (or a stratified subset of it) as an ImageNet-style folder.
 
     Parameters
@@ -115,22 +133,33 @@ def make_fashion_data(out_dir, idx_dir=DEFAULT_IDX_DIR, per_class=None, val_per_
         Side of the written images (bicubic from 28; the network needs at least 32).
     stream : file, optional
         Where the progress bar goes (default stderr).
+    holdout_per_class : int, optional
+        Hold this many train images per class out of ``train/`` into ``holdout/``, a
+        fixed stratified draw (:func:`holdout_split`), before ``per_class`` draws from
+        the rest: the converged study's monitoring split.
 
     Returns
     -------
     dict
-        ``train`` and ``val`` image counts and ``classes`` (folder names).
+        ``train``, ``val`` (and ``holdout``) image counts and ``classes`` (folder names).
     """
-    for flag, value in (("--per-class", per_class), ("--val-per-class", val_per_class)):
+    for flag, value in (("--per-class", per_class), ("--val-per-class", val_per_class),
+                        ("--holdout-per-class", holdout_per_class)):
         if value is not None and not (isinstance(value, int) and value >= 1):
             raise UserError("%s must be a positive integer, got %r" % (flag, value))
     if not (isinstance(size, int) and 28 <= size <= 1024):
         raise UserError("--size must be an integer from 28 to 1024, got %r" % (size,))
     splits = {split: _load(idx_dir, split) for split in FILES}  # all checked before writing
     prepare_output(out_dir, MARKER, "make_fashion_data")
-    counts = {}
+    counts, jobs = {}, []
     for split, (images, labels, _) in splits.items():
-        keep = _subset(labels, per_class if split == "train" else val_per_class, seed)
+        pool = np.arange(len(labels))
+        if split == "train" and holdout_per_class:
+            pool, held = holdout_split(labels, holdout_per_class)
+            jobs.append(("holdout", images, labels, held))
+        chosen = _subset(labels[pool], per_class if split == "train" else val_per_class, seed)
+        jobs.append((split, images, labels, pool[chosen]))
+    for split, images, labels, keep in jobs:
         for name in CLASS_NAMES:
             os.makedirs(os.path.join(out_dir, split, name), exist_ok=True)
         bar = Progress(len(keep), "writing %s" % split, stream=stream)
@@ -146,7 +175,8 @@ def make_fashion_data(out_dir, idx_dir=DEFAULT_IDX_DIR, per_class=None, val_per_
         counts[split] = len(keep)
     with open(os.path.join(out_dir, MARKER), "w") as f:
         f.write("Fashion-MNIST written by mobilenet_skip.data.fashion.make_fashion_data("
-                "per_class=%r, val_per_class=%r, size=%d, seed=%d) from %s.\nRe-running the "
-                "tool replaces this folder's train/ and val/.\n"
-                % (per_class, val_per_class, size, seed, os.path.abspath(idx_dir)))
+                "per_class=%r, val_per_class=%r, size=%d, seed=%d, holdout_per_class=%r) from "
+                "%s.\nRe-running the tool replaces this folder's train/, val/ and holdout/.\n"
+                % (per_class, val_per_class, size, seed, holdout_per_class,
+                   os.path.abspath(idx_dir)))
     return dict(counts, classes=list(CLASS_NAMES))

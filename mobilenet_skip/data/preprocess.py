@@ -8,8 +8,6 @@ from it, so the arithmetic exists once (:attr:`Preprocessing.resize`).
 """
 from collections import namedtuple
 
-import mxnet as mx
-
 from ..errors import UserError
 
 __all__ = ["Preprocessing", "DEFAULT", "KEYS"]
@@ -97,6 +95,8 @@ class Preprocessing(_Fields):
         ImageRecordIter's default) and the longer side by integer division, as
         ImageRecordIter does: one image gets the input it had in validation.
         """
+        import mxnet as mx  # here, not at the top: a recipe resolves before MXNet loads
+
         img = mx.image.resize_short(img, self.resize, interp=1)
         crop = mx.image.center_crop(img, (self.input_size, self.input_size), interp=1)[0]
         crop = mx.image.color_normalize(crop.astype("float32"), mx.nd.array(self.mean_rgb),
