@@ -11,16 +11,20 @@ if ROOT not in sys.path:
 
 
 from mobilenet_skip.utils.cores import physical_cores  # noqa: E402 - MXNet-free
+from mobilenet_skip.utils.threads import SOURCE_ENV  # noqa: E402 - MXNet-free
 
 
 # MXNet sizes its OpenMP pool to half the logical CPUs on x86, assuming two hyper-threads
 # per core; where cores have one (most cloud VMs) that leaves half the machine idle, and
 # training runs at half speed. One thread per physical core is right either way. It must be
 # set before MXNet loads; an OMP_NUM_THREADS or MXNET_OMP_MAX_THREADS of your own wins.
+# SOURCE_ENV marks the value as ours, so that the trainer may still pick one thread for a
+# small network (mobilenet_skip/utils/threads.py).
 if not {"OMP_NUM_THREADS", "MXNET_OMP_MAX_THREADS"} & set(os.environ):
     _cores = physical_cores()
     if _cores:
         os.environ["OMP_NUM_THREADS"] = str(_cores)
+        os.environ[SOURCE_ENV] = "cores"
 
 # Under an ASCII locale (LC_ALL=C with PYTHONUTF8=0) a print naming a class or file such as
 # café would die of UnicodeEncodeError; such names print escaped (caf\xe9) instead.

@@ -25,49 +25,58 @@ import argparse
 import os
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.bench import gradflow, study
+from mobilenet_skip.bench import gradflow, plans, study
+from mobilenet_skip.config.recipes import resolve
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.data.demo import pack_demo_data, pack_splits
 from mobilenet_skip.data.fashion import DEFAULT_IDX_DIR, make_fashion_data
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.models import canonical_name, list_models
+from mobilenet_skip.models import canonical_name
 
 ROOT = _bootstrap.ROOT
 RECIPES = {"digits": "compare.yaml", "fashion": "study-fashion.yaml"}
 LOSS_LEVELS = {"digits": 1.0, "fashion": 1.5}  # --loss-level's default per --data
 TITLES = {"digits": "demo digits", "fashion": "Fashion-MNIST"}
+HOLDOUT_PER_CLASS = 500  # the converged study's monitoring split: 5,000 of the 60,000
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--out", default="runs/compare", help="output folder (default runs/compare)")
+    p.add_argument("--study", choices=sorted(plans.STUDIES), default="sweep",
+                   help="which study: %s (default sweep)" % "; ".join(
+                       "%s = %s" % (k, v.help) for k, v in sorted(plans.STUDIES.items())))
     p.add_argument("--data", choices=sorted(RECIPES), default="digits",
-                   help="what to train on when --rec-train is not given (default digits)")
+                   help="what to train on when --rec-train is not given (default digits; "
+                   "--study converged needs fashion)")
     p.add_argument("--idx-dir", default=DEFAULT_IDX_DIR,
                    help="--data fashion: folder of the four IDX .gz files (default %(default)s)")
     p.add_argument("--per-class", type=int, default=500,
-                   help="--data fashion: train images per class, a fixed stratified draw "
-                   "(default 500 of 6,000; validation always uses all 10,000 test images)")
-    p.add_argument("--recipe", help="shared recipe (default recipes/compare.yaml for the digits, "
-                   "recipes/study-fashion.yaml for Fashion-MNIST)")
+                   help="--data fashion, short studies: train images per class, a fixed "
+                   "stratified draw (default 500 of 6,000; validation always uses all 10,000 "
+                   "test images; the converged study trains on all but the 5,000 held out)")
+    p.add_argument("--recipe", help="shared recipe (default: the study's, see --study)")
     p.add_argument("--rec-train", help="training .rec (default: --data, packed into OUT/data)")
     p.add_argument("--rec-val", help="validation .rec (default: as --rec-train)")
-    p.add_argument("--seeds", type=int, help="seeds per variant (default 3; --quick: 1)")
+    p.add_argument("--seeds", type=int, help="seeds per variant (default: the study's; "
+                   "--quick: 1)")
     p.add_argument("--lrs", help="comma-separated base learning rates, each a full study "
-                   "(default 0.01,0.03,0.1,0.3: 30x, so that no variant wins by the choice of "
-                   "one lr; --quick: 0.1)")
+                   "(default: the study's; --quick: 0.1)")
     p.add_argument("--epochs", type=int, help="epochs per run (default: the recipe's)")
-    p.add_argument("--variants", default=",".join(list_models()),
-                   help="comma-separated variants (default: all five)")
+    p.add_argument("--variants", help="comma-separated variants (default: the study's)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="runs at once, each its own process (default: one per physical core "
+                   "where each run trains with one OpenMP thread, else 1); results do not "
+                   "depend on it")
     p.add_argument("--loss-level", type=float, default=None,
                    help="train-loss level whose first epoch measures convergence (default "
                    "%.1f on the digits, %.1f on Fashion-MNIST, whose short runs all end above "
                    "1.0; label smoothing 0.1 puts the floor near 0.5)"
                    % (LOSS_LEVELS["digits"], LOSS_LEVELS["fashion"]))
     p.add_argument("--gradient-flow", default=True, action=argparse.BooleanOptionalAction,
-                   help="measure each DW block's gradient norm at init and after one epoch "
-                   "(default on)")
+                   help="--study sweep: also measure each DW block's gradient norm at init "
+                   "and after one epoch (default on)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: redraw the table and plots from OUT's CSVs")
     p.add_argument("--quick", action="store_true",
@@ -75,21 +84,27 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def _recs(args):
-    """The study's .rec files: given, or --data packed into OUT/data (once)."""
-    if args.rec_train:
+def _recs(args, converged=False):
+    """The study's .rec files: given, or --data packed into OUT/data (once). The converged
+    study's are (train, holdout, test): all 60,000 train images less 500 per class held
+    out, in OUT/data-full."""
+    if args.rec_train and not converged:
         return args.rec_train, args.rec_val or args.rec_train
-    folder = os.path.join(args.out, "data")
-    recs = [os.path.join(folder, s + ".rec") for s in ("train", "val")]
+    folder = os.path.join(args.out, "data-full" if converged else "data")
+    splits = ("train", "holdout", "val") if converged else ("train", "val")
+    recs = [os.path.join(folder, s + ".rec") for s in splits]
     if all(os.path.isfile(r) for r in recs):
         return recs
     if args.data == "digits":
         return pack_demo_data(folder)
     images = os.path.join(folder, "images")
-    counts = make_fashion_data(images, args.idx_dir, per_class=args.per_class)
-    print("Fashion-MNIST: %d train images (%d per class), %d val images; packing"
-          % (counts["train"], args.per_class, counts["val"]), flush=True)
-    return pack_splits(images, folder)
+    per_class = None if converged else args.per_class
+    counts = make_fashion_data(images, args.idx_dir, per_class=per_class,
+                               holdout_per_class=HOLDOUT_PER_CLASS if converged else None)
+    print("Fashion-MNIST: %d train images, %s%d test images; packing"
+          % (counts["train"], "%d held out, " % counts["holdout"] if converged else "",
+             counts["val"]), flush=True)
+    return pack_splits(images, folder, splits)
 
 
 def _report(args, rows, flow, seeds):
@@ -103,49 +118,89 @@ def _report(args, rows, flow, seeds):
     print("wrote %s" % ", ".join(paths.values()))
 
 
-def main(argv=None):
-    args = parse_args(argv)
-    if args.loss_level is None:
-        args.loss_level = LOSS_LEVELS[args.data]
-    variants = [canonical_name(v) for v in args.variants.split(",") if v.strip()]
-    # --quick changes the defaults only: what is given on the command line stands
-    seeds = args.seeds if args.seeds is not None else 1 if args.quick else 3
-    lr_text = args.lrs or ("0.1" if args.quick else "0.01,0.03,0.1,0.3")
+def _settings(args):
+    """Seeds, lrs, variants, recipe, epochs and extra training flags, from the study's
+    defaults and what the command line gives (--quick changes only the defaults)."""
+    recipe_name, seeds, lrs, variants = plans.study_defaults(args.study, args.data)
+    seeds = args.seeds if args.seeds is not None else 1 if args.quick else seeds
+    lr_text = args.lrs or ("0.1" if args.quick else ",".join("%g" % v for v in lrs or ()))
     try:
         lrs = [float(v) for v in lr_text.split(",") if v.strip()]
     except ValueError:
         raise UserError("--lrs takes comma-separated numbers, e.g. 0.03,0.1; got %r" % lr_text)
+    recipe = args.recipe or os.path.join(ROOT, "recipes", recipe_name)
+    if not lrs and not args.lrs:
+        lrs = [resolve(recipe)["lr"]]  # the converged recipe's own, chosen on the hold-out
+    if args.variants:
+        variants = [canonical_name(v) for v in args.variants.split(",") if v.strip()]
     if seeds < 1 or not lrs or min(lrs) <= 0:
         raise UserError("--seeds must be at least 1 and --lrs positive numbers")
     if args.per_class < 1:
         raise UserError("--per-class must be at least 1, got %d" % args.per_class)
-    recipe = args.recipe or os.path.join(ROOT, "recipes", RECIPES[args.data])
     extra, epochs = [], args.epochs
     if args.quick:
         extra, epochs = ["--multiplier", "0.25"], epochs or 2
+    return recipe, range(seeds), lrs, variants, epochs, extra
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    if args.loss_level is None:
+        args.loss_level = LOSS_LEVELS[args.data]
+    if args.study == "converged" and args.data != "fashion":
+        raise UserError("--study converged trains on Fashion-MNIST's 55,000 images: add "
+                        "--data fashion")
+    recipe, seeds, lrs, variants, epochs, extra = _settings(args)
+    out = os.path.join(args.out, plans.STUDIES[args.study].folder)
     if args.report_only:
-        csvs = [os.path.join(args.out, n) for n in (study.OUTPUTS["csv"], "gradflow.csv")]
-        if not os.path.isfile(csvs[0]):
-            raise UserError("--report-only: %s does not exist; run the study first" % csvs[0])
-        flow = gradflow.read_rows(csvs[1]) if os.path.isfile(csvs[1]) else None
-        rows = study.read_rows(csvs[0])
-        _report(args, rows, flow, len({r["seed"] for r in rows}))
-        return 0
-    os.makedirs(args.out, exist_ok=True)
-    rec_train, rec_val = _recs(args)
-    print("study: %d variants x %d seeds x %d lr(s) = %d runs, recipe %s"
-          % (len(variants), seeds, len(lrs), len(variants) * seeds * len(lrs), recipe),
-          flush=True)
-    rows = study.run_study(args.out, recipe, rec_train, rec_val, lrs, variants,
-                           seeds=range(seeds), epochs=epochs, extra_args=extra)
-    flow = None
-    if args.gradient_flow:
-        overrides = {"rec_train": os.path.abspath(rec_train), "rec_val": os.path.abspath(rec_val),
-                     "lr": sorted(lrs)[len(lrs) // 2]}
+        return _report_only(args, out)
+    os.makedirs(out, exist_ok=True)
+    recs = _recs(args, converged=args.study == "converged")
+    jobs, choice = plans.default_jobs(recipe, variants, {"multiplier": 0.25} if args.quick
+                                      else {})
+    jobs = args.jobs or jobs
+    print("study %s: %d variants x %d seeds x %d lr(s), recipe %s; each run %d OpenMP "
+          "thread(s) (%s), %d run(s) at once"
+          % (args.study, len(variants), len(seeds), len(lrs), recipe, choice.threads,
+             choice.reason, jobs), flush=True)
+    common = dict(extra_args=extra, jobs=jobs)
+    if args.study == "converged":
+        plans.run_converged(out, recipe, recs, lrs, variants, seeds, epochs, **common)
+    elif args.study == "clipping":
+        plans.run_clipping(out, recipe, recs[0], recs[1], lrs, variants, seeds, epochs,
+                           **common)
+    elif args.study == "gradflow":
+        overrides = {"rec_train": os.path.abspath(recs[0]), "rec_val": os.path.abspath(recs[1])}
         if args.quick:
             overrides["multiplier"] = 0.25
-        flow = gradflow.gradient_flow(args.out, recipe, variants, overrides)
-    _report(args, rows, flow, seeds)
+        flow = gradflow.gradient_flow(out, recipe, variants, overrides)
+        gradflow.write_gradient_flow(flow, out, title=TITLES[args.data])
+    else:
+        rows = study.run_study(out, recipe, recs[0], recs[1], lrs, variants, seeds, epochs,
+                               **common)
+        flow = None
+        if args.gradient_flow:
+            overrides = {"rec_train": os.path.abspath(recs[0]),
+                         "rec_val": os.path.abspath(recs[1]), "lr": sorted(lrs)[len(lrs) // 2]}
+            if args.quick:
+                overrides["multiplier"] = 0.25
+            flow = gradflow.gradient_flow(out, recipe, variants, overrides)
+        _report(args, rows, flow, len(seeds))
+        return 0
+    return _report_only(args, out)
+
+
+def _report_only(args, out):
+    """Redraw study ``args.study``'s tables and plots from the CSVs in ``out``."""
+    if args.study != "sweep":
+        print("wrote the %s study's CSVs to %s" % (args.study, out))
+        return 0
+    csvs = [os.path.join(out, n) for n in (study.OUTPUTS["csv"], "gradflow.csv")]
+    if not os.path.isfile(csvs[0]):
+        raise UserError("--report-only: %s does not exist; run the study first" % csvs[0])
+    flow = gradflow.read_rows(csvs[1]) if os.path.isfile(csvs[1]) else None
+    rows = study.read_rows(csvs[0])
+    _report(args, rows, flow, len({r["seed"] for r in rows}))
     return 0
 
 

@@ -19,6 +19,7 @@ loss, 4 dist_sync: no step finished for --dist-timeout seconds (a worker or
 server is gone).
 """
 import argparse
+import functools
 import os
 import sys
 
@@ -32,6 +33,7 @@ from mobilenet_skip.train.loop import fit
 from mobilenet_skip.train.rundir import RunDir
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.config.flags import add_flags, flag_overrides
+from mobilenet_skip.utils import threads
 
 
 def parse_args(argv):
@@ -52,7 +54,19 @@ def parse_args(argv):
     return p.parse_args(argv)
 
 
-def main(argv=None):
+def _restart_with(choice):
+    """Run this command again with ``choice``'s OpenMP threads: OpenMP and MXNet's engine
+    read OMP_NUM_THREADS once, when MXNet loads, which resolving the recipe has done."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(choice.threads))
+    env[threads.SOURCE_ENV] = "trainer"
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execve(sys.executable, [sys.executable] + sys.argv, env)
+
+
+def main(argv=None, restart=False):
+    """``restart``: as a script, restart once to apply the thread choice (an in-process
+    call keeps the threads its process has, and says so)."""
     args = parse_args(argv)
     overrides = flag_overrides(args)
     recipe = args.recipe
@@ -65,6 +79,10 @@ def main(argv=None):
         print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)
         return 0
+    choice = devices.thread_choice(cfg)
+    running = threads.started_with()
+    if restart and choice.threads != running:
+        _restart_with(choice)  # before the kvstore: a dist_sync worker joins once
     # Under dist_sync the rank is the kvstore's (it picks the shard and the validating
     # worker), known once every node has joined; all workers resolve the same recipe,
     # so rank 0 alone prints it.
@@ -73,6 +91,13 @@ def main(argv=None):
     if not rank:
         print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)
+    if choice.threads == running:
+        logs.log.info("threads: %d OpenMP thread%s (%s)", running, "" if running == 1 else "s",
+                      choice.reason)
+    else:
+        logs.log.info("threads: %s OpenMP threads, fixed when this process loaded MXNet; "
+                      "the rule would give %d (%s)", running or "MXNet's default",
+                      choice.threads, choice.reason)
     watching = dataset.watch_decoder([cfg["rec_train"], cfg["rec_val"]],  # noqa: F841
                                      not rank and logs.log.info)
     try:
@@ -94,4 +119,4 @@ def main(argv=None):
 
 
 if __name__ == "__main__":
-    run_main(main)
+    run_main(functools.partial(main, restart=True))

@@ -11,83 +11,84 @@ fixed level (the convergence speed the paper talks about), and each skip variant
 difference to plain MobileNet with a 95% confidence interval over seeds (Welch's t):
 a difference counts as shown only where that interval excludes 0.
 """
-import json
 import os
-import subprocess
-import sys
-import time
 
 import numpy as np
 
-from ..utils.fs import atomic_save, atomic_save_csv, checkout_path
-from ..errors import UserError
+from ..config import recipes
+from ..utils.fs import atomic_save, atomic_save_csv
 from ..models import list_models
 from ..utils.plots import finish_figure
 from ..train.rundir import RunDir
+from .runs import Run, train_runs
 
-__all__ = ["run_study", "summarise", "markdown_table", "plot_study", "plot_lr", "read_rows",
+__all__ = ["run_study", "study_runs", "collect_rows", "run_key", "summarise", "markdown_table", "plot_study", "plot_lr", "read_rows",
            "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]
 
-MARKER = "study-run.json"
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
            "val_top5")
-TRAIN_TOOL = checkout_path("tools", "train_imagenet.py")
 PLAIN = "mobilenet"  # what every skip variant is compared with
 OUTPUTS = {"csv": "study.csv", "table": "study.md", "curves": "curves.png", "lr": "lr.png"}
 
 
+def study_runs(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0, 1, 2),
+               epochs=None, extra_args=(), score_rec=None, score_last=0, tag=""):
+    """The :class:`~.runs.Run` of every (base lr, variant, seed), in that order.
+
+    ``score_last`` > 0 scores the last that many epochs on ``score_rec`` after training
+    (the converged study's test set); ``tag`` names runs that differ by ``extra_args``.
+    """
+    variants = list(variants or list_models())
+    runs = []
+    for lr in lrs:
+        for variant in variants:
+            for seed in seeds:
+                save_dir = os.path.join(out_dir, "runs", "%s-lr%g%s-seed%d"
+                                        % (variant, lr, tag, seed))
+                args = ["--recipe", recipe, "--model", variant, "--lr", repr(float(lr)),
+                        "--seed", str(seed), "--rec-train", rec_train, "--rec-val", rec_val,
+                        "--save-dir", save_dir, "--overwrite"] + list(extra_args)
+                if epochs:
+                    args += ["--num-epochs", str(epochs)]
+                last = epochs or (recipes.resolve(recipe)["num_epochs"] if score_last else 0)
+                runs.append(Run(save_dir, args, score_rec if score_last else None,
+                                range(max(last - score_last + 1, 1), last + 1)
+                                if score_last else ()))
+    return runs
+
+
+def run_key(run):
+    """``{variant, base_lr, seed}`` of a run made by :func:`study_runs`."""
+    values = {k: run.args[run.args.index(k) + 1] for k in ("--model", "--lr", "--seed")}
+    return {"variant": values["--model"], "base_lr": float(values["--lr"]),
+            "seed": int(values["--seed"])}
+
+
+def collect_rows(runs, markers):
+    """One row per (run, epoch) of finished ``runs``: :data:`COLUMNS`, ``lr``, ``commit``."""
+    rows = []
+    for run, marker in zip(runs, markers):
+        for m in RunDir(run.save_dir).metrics():
+            rows.append(dict({k: m[k] for k in COLUMNS[3:] + ("lr",)}, commit=marker["commit"],
+                             **run_key(run)))
+    return rows
+
+
 def run_study(out_dir, recipe, rec_train, rec_val, lrs, variants=None, seeds=(0, 1, 2),
-              epochs=None, extra_args=(), log=print):
-    """Train every (base lr, variant, seed) and gather their per-epoch metrics.
+              epochs=None, extra_args=(), jobs=1, log=print, tag=""):
+    """Train every (base lr, variant, seed), up to ``jobs`` at once, and gather their
+    per-epoch metrics.
 
     Returns
     -------
     list of dict
-        One row per (variant, base lr, seed, epoch) with :data:`COLUMNS`.
+        One row per (variant, base lr, seed, epoch) with :data:`COLUMNS`, ``lr`` and
+        ``commit``.
     """
-    variants = list(variants or list_models())
-    rows, runs = [], [(lr, v, s) for lr in lrs for v in variants for s in seeds]
-    trained = []
-    for i, (lr, variant, seed) in enumerate(runs):
-        save_dir = os.path.join(out_dir, "runs", "%s-lr%g-seed%d" % (variant, lr, seed))
-        run = RunDir(save_dir)
-        cmd = [sys.executable, TRAIN_TOOL, "--recipe", recipe, "--model", variant,
-               "--lr", repr(float(lr)), "--seed", str(seed), "--rec-train", rec_train,
-               "--rec-val", rec_val, "--save-dir", save_dir, "--overwrite"] + list(extra_args)
-        if epochs:
-            cmd += ["--num-epochs", str(epochs)]
-        tic = time.time()
-        reused = _finished(save_dir, cmd)
-        if not reused:
-            res = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                                 text=True)
-            if res.returncode != 0:
-                tail = "\n".join(res.stdout.strip().splitlines()[-5:])
-                raise UserError("run %s lr %g seed %d failed (exit %d); its last lines: %s"
-                                % (variant, lr, seed, res.returncode, tail))
-            atomic_save(run.file(MARKER), json.dumps({"cmd": cmd[1:]}))
-        metrics = run.metrics()
-        for m in metrics:
-            rows.append(dict({k: m[k] for k in COLUMNS[3:]}, variant=variant,
-                             base_lr=float(lr), seed=seed))
-        if not reused:
-            trained.append(time.time() - tic)
-        eta = "%.0fs" % (np.mean(trained) * (len(runs) - i - 1)) if trained else "?"
-        log("[%2d/%d] lr %-6g %-24s seed %d: val top-1 %.4f after %d epochs (%s; ETA %s)"
-            % (i + 1, len(runs), lr, variant, seed, metrics[-1]["val_top1"], len(metrics),
-               "reused, finished earlier" if reused else "%.0fs" % (time.time() - tic), eta),
-            flush=True)
-    return rows
-
-
-def _finished(save_dir, cmd):
-    """True when ``save_dir`` holds a finished run of exactly ``cmd`` (interpreter aside)."""
-    run = RunDir(save_dir)
-    try:
-        with open(run.file(MARKER)) as f:
-            return json.load(f).get("cmd") == cmd[1:] and run.has_metrics()
-    except (OSError, ValueError):
-        return False
+    runs = study_runs(out_dir, recipe, rec_train, rec_val, lrs, variants, seeds, epochs,
+                      extra_args, tag=tag)
+    log("%d runs, up to %d at once, each in its own process" % (len(runs), jobs), flush=True)
+    return collect_rows(runs, train_runs(runs, jobs=jobs, log=log))
 
 
 def _by_run(rows):

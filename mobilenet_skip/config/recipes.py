@@ -15,6 +15,7 @@ from ..utils.fs import atomic_save, checkout_path
 from ..errors import UserError
 from ..models import BN_DEFAULTS, list_models, min_train_bytes
 from ..utils.cores import memory_limit
+from ..utils.threads import parse_threads
 from ..utils.values import coerce
 from ..optim import rules as _optim
 
@@ -69,6 +70,9 @@ SCHEMA = {
     # devices and distribution
     "gpus": ("", "comma-separated GPU ids, e.g. 0,1 ('' = CPU)"),
     "cpu_contexts": (1, "number of CPU contexts when no GPU is used"),
+    "omp_threads": ("auto", "OpenMP threads of MXNet's operators: a number, or auto = 1 "
+                    "below 750M Mult-Adds per device step (a small network), else one per "
+                    "physical core; with auto, OMP_NUM_THREADS in the environment wins"),
     "kv_store": ("device", "device | local | nccl | dist_sync | dist_device_sync"),
     "dist_timeout": (600, "dist_sync: a worker exits when no step finishes for this many "
                      "seconds (a dead peer); must exceed rank 0's validation + checkpoint; "
@@ -237,6 +241,12 @@ def validate(cfg, source="config"):
         if key in out and not all(v > 0 for v in _values(out[key])):
             raise UserError("%s: %s must be positive, got %r" % (source, key, out[key]))
     _check_bn(out, source)
+    if "omp_threads" in out:
+        threads = parse_threads(out["omp_threads"])
+        if threads is None:
+            raise UserError("%s: omp_threads must be a positive number or auto, got %r"
+                            % (source, out["omp_threads"]))
+        out["omp_threads"] = threads
     for key in NON_NEGATIVE:
         if key in out and not all(v >= 0 for v in _values(out[key])):
             raise UserError("%s: %s must be 0 or more, got %r" % (source, key, out[key]))

@@ -6,7 +6,7 @@ import mxnet as mx
 
 from ..errors import UserError
 
-__all__ = ["parse_contexts", "make_kvstore", "init_kvstore", "worker_rank"]
+__all__ = ["parse_contexts", "make_kvstore", "init_kvstore", "worker_rank", "thread_choice"]
 
 
 def parse_contexts(gpus="", cpu_contexts=1):
@@ -98,3 +98,18 @@ def worker_rank(cfg=None):
     if cfg is not None and str(cfg.get("kv_store", "")).startswith("dist"):
         return make_kvstore(cfg, 1)[1]
     return int(os.environ.get("DMLC_WORKER_ID", os.environ.get("DMLC_TASK_ID", 0)))
+
+
+def thread_choice(cfg):
+    """The OpenMP thread count ``cfg`` trains with and why
+    (:func:`~mobilenet_skip.utils.threads.choose_threads`): the work of one device's step
+    is its batch times the network's Mult-Adds per image at the training input size."""
+    from ..models import get_model
+    from ..models.flops import count_model
+    from ..utils.cores import physical_cores
+    from ..utils.threads import choose_threads
+
+    macs = count_model(get_model(cfg["model"], cfg["multiplier"], cfg["classes"]),
+                       cfg["input_size"])["macs"]
+    return choose_threads(cfg["omp_threads"], macs * cfg["batch_size"], physical_cores(),
+                          on_gpu=bool(cfg["gpus"]))
