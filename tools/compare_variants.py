@@ -9,9 +9,10 @@ recipes/compare.yaml. Writes to --out, all from study.csv:
   study.csv     per-epoch train loss and val top-1 of every run
   study.md      per lr and variant: mean ± std final and best val top-1, epochs to
                 --loss-level train loss, and the difference to plain MobileNet with its
-                95% confidence interval over seeds ("shown" where it excludes 0)
-  curves.png    train loss and val top-1 by epoch at each lr (±1 std bands)
-  lr.png        final val top-1 against the base lr (±1 std bands)
+                95% confidence interval over seeds, Welch p and Holm p over the
+                table's differences ("shown" where the interval excludes 0)
+  curves.png    train loss and val top-1 by epoch at each lr (±1 std bands, seeds as dots)
+  lr.png        final val top-1 against the base lr (±1 std bands, seeds as dots)
   gradflow.csv, gradflow.png   each DW block's gradient norm at init and after epoch 1
   runs/         each run's folder
 Running it again on the same --out reuses every run that finished with the same command
