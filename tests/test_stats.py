@@ -4,7 +4,8 @@ import pytest
 from scipy import stats as scipy_stats
 
 from mobilenet_skip.bench import reporting
-from mobilenet_skip.bench.stats import compare_family, holm, welch_interval, welch_p
+from mobilenet_skip.bench.stats import (compare_family, holm, mean_interval, welch_interval,
+                                        welch_p)
 from mobilenet_skip.errors import UserError
 
 
@@ -94,3 +95,11 @@ def test_one_commit_per_study_and_typed_reading(tmp_path):
     path.write_text("variant,seed,epoch,val_top1,commit\nmobilenet,0,1,oops,abc\n")
     with pytest.raises(UserError, match="line 2: val_top1 is 'oops'"):
         reporting.read_csv(str(path), ("variant", "seed", "epoch", "val_top1", "commit"))
+
+
+def test_mean_interval_is_the_one_sample_t_interval():
+    mean, low, high = mean_interval([1.0, 2.0, 3.0])
+    # sd 1, n 3: half-width t(0.975, 2) / sqrt(3) = 4.302653 / 1.732051
+    assert mean == 2 and high - mean == pytest.approx(4.302653 / 3 ** 0.5, rel=1e-6)
+    assert mean - low == pytest.approx(high - mean)
+    assert mean_interval([0.5])[1] != mean_interval([0.5])[1]

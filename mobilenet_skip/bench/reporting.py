@@ -64,11 +64,13 @@ def single_commit(named_rows):
 
 
 def last_epochs(rows, keys, count=1):
-    """``{run key: its last ``count`` rows by epoch}``, a run being one value of ``keys``."""
+    """``{run key: its last ``count`` rows by epoch}`` (all of them for None), a run being
+    one value of ``keys``; runs in sorted key order."""
     runs = {}
     for row in rows:
         runs.setdefault(tuple(row[k] for k in keys), []).append(row)
-    return {key: sorted(mine, key=lambda r: r["epoch"])[-count:] for key, mine in runs.items()}
+    return {key: sorted(runs[key], key=lambda r: r["epoch"])[-count if count else 0:]
+            for key in sorted(runs)}
 
 
 def mean_std(values):

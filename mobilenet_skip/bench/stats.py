@@ -11,7 +11,7 @@ without assuming the comparisons are independent (they share the plain-MobileNet
 """
 import numpy as np
 
-__all__ = ["welch_interval", "welch_p", "holm", "compare_family", "ALPHA"]
+__all__ = ["welch_interval", "welch_p", "mean_interval", "holm", "compare_family", "ALPHA"]
 
 ALPHA = 0.05  # the family-wise error rate a "survives" verdict is held to
 
@@ -60,6 +60,20 @@ def welch_p(a, b):
     if se == 0:
         return 1.0 if diff == 0 else 0.0
     return float(2 * stats.t.sf(abs(diff) / se, dof))
+
+
+def mean_interval(values, level=0.95):
+    """``(mean, low, high)``: the mean of ``values`` with its ``level`` t interval (NaN
+    bounds for one value)."""
+    from scipy import stats
+
+    values = np.asarray(values, float)
+    mean = float(values.mean())
+    if len(values) < 2:
+        return mean, float("nan"), float("nan")
+    half = float(stats.t.ppf(0.5 + level / 2, len(values) - 1) * values.std(ddof=1)
+                 / np.sqrt(len(values)))
+    return mean, mean - half, mean + half
 
 
 def holm(pvalues):
