@@ -26,7 +26,7 @@ import argparse
 import os
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.bench import gradflow, study
+from mobilenet_skip.bench import clipping, converged, gradflow, study
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.data.demo import pack_demo_data, pack_splits
 from mobilenet_skip.data.fashion import DEFAULT_IDX_DIR, make_fashion_data
@@ -99,7 +99,28 @@ def _report(args, rows, flow, seeds):
     if flow:
         paths.update(zip(("gradflow_csv", "gradflow"),
                          gradflow.write_gradient_flow(flow, args.out, title=TITLES[args.data])))
-    with open(paths["table"]) as f:
+    _show(paths)
+
+
+def report_converged(folder, multiplier, input_size, title=None):
+    """The converged study's report (converged.md, converged.png) from FOLDER's runs.csv,
+    test.csv and linear.csv, printed; returns its summary rows."""
+    paths, summary = converged.write_converged_report(folder, multiplier, input_size, title)
+    _show(paths)
+    return summary
+
+
+def report_clipping(folder, title=None):
+    """The clipping ablation's report (clipping.md, clipping.png) from FOLDER's clipping.csv,
+    printed; returns its summary."""
+    paths, summary = clipping.write_clipping_report(folder, title)
+    _show(paths)
+    return summary
+
+
+def _show(paths):
+    """Print a report's table and the files written."""
+    with open(paths["table"], encoding="utf-8") as f:
         print("\n" + f.read())
     print("wrote %s" % ", ".join(paths.values()))
 
