@@ -29,7 +29,7 @@ from .reporting import difference, mean_std, offsets, p_text, pm, verdict
 from .stats import compare_family, welch_interval
 
 __all__ = ["run_study", "summarise", "markdown_table", "plot_study", "plot_lr", "read_rows",
-           "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]  # welch_interval: .stats
+           "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]  # welch_interval: from .stats
 
 MARKER = "study-run.json"
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
