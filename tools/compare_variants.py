@@ -9,9 +9,10 @@ recipes/compare.yaml. Writes to --out, all from study.csv:
   study.csv     per-epoch train loss and val top-1 of every run
   study.md      per lr and variant: mean ± std final and best val top-1, epochs to
                 --loss-level train loss, and the difference to plain MobileNet with its
-                95% confidence interval over seeds ("shown" where it excludes 0)
-  curves.png    train loss and val top-1 by epoch at each lr (±1 std bands)
-  lr.png        final val top-1 against the base lr (±1 std bands)
+                95% confidence interval over seeds, Welch p and Holm p over the
+                table's differences ("shown" where the interval excludes 0)
+  curves.png    train loss and val top-1 by epoch at each lr (±1 std bands, seeds as dots)
+  lr.png        final val top-1 against the base lr (±1 std bands, seeds as dots)
   gradflow.csv, gradflow.png   each DW block's gradient norm at init and after epoch 1
   runs/         each run's folder
 Running it again on the same --out reuses every run that finished with the same command
@@ -25,7 +26,7 @@ import argparse
 import os
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.bench import gradflow, plans, study
+from mobilenet_skip.bench import clipping, converged, gradflow, linear, plans, study
 from mobilenet_skip.config.recipes import resolve
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.data.demo import pack_demo_data, pack_splits
@@ -113,7 +114,28 @@ def _report(args, rows, flow, seeds):
     if flow:
         paths.update(zip(("gradflow_csv", "gradflow"),
                          gradflow.write_gradient_flow(flow, args.out, title=TITLES[args.data])))
-    with open(paths["table"]) as f:
+    _show(paths)
+
+
+def report_converged(folder, multiplier, input_size, title=None):
+    """The converged study's report (converged.md, converged.png) from FOLDER's runs.csv,
+    test.csv and linear.csv, printed; returns its summary rows."""
+    paths, summary = converged.write_converged_report(folder, multiplier, input_size, title)
+    _show(paths)
+    return summary
+
+
+def report_clipping(folder, title=None):
+    """The clipping ablation's report (clipping.md, clipping.png) from FOLDER's clipping.csv,
+    printed; returns its summary."""
+    paths, summary = clipping.write_clipping_report(folder, title)
+    _show(paths)
+    return summary
+
+
+def _show(paths):
+    """Print a report's table and the files written."""
+    with open(paths["table"], encoding="utf-8") as f:
         print("\n" + f.read())
     print("wrote %s" % ", ".join(paths.values()))
 
@@ -153,7 +175,7 @@ def main(argv=None):
     recipe, seeds, lrs, variants, epochs, extra = _settings(args)
     out = os.path.join(args.out, plans.STUDIES[args.study].folder)
     if args.report_only:
-        return _report_only(args, out)
+        return _report_only(args, out, recipe)
     os.makedirs(out, exist_ok=True)
     recs = _recs(args, converged=args.study == "converged")
     jobs, choice = plans.default_jobs(recipe, variants, {"multiplier": 0.25} if args.quick
@@ -187,21 +209,41 @@ def main(argv=None):
             flow = gradflow.gradient_flow(out, recipe, variants, overrides)
         _report(args, rows, flow, len(seeds))
         return 0
-    return _report_only(args, out)
+    return _report_only(args, out, recipe, run=True)
 
 
-def _report_only(args, out):
-    """Redraw study ``args.study``'s tables and plots from the CSVs in ``out``."""
-    if args.study != "sweep":
-        print("wrote the %s study's CSVs to %s" % (args.study, out))
+def _report_only(args, out, recipe=None, run=False):
+    """Redraw study ``args.study``'s tables and plots from the CSVs in ``out`` (``run``:
+    right after training, which may add the linear floor first)."""
+    title = "%s, %s study" % (TITLES[args.data], args.study)
+    if args.study == "converged":
+        cfg = resolve(recipe, {"multiplier": 0.25} if args.quick else {})
+        floor = os.path.join(out, "linear.csv")
+        if run and not os.path.isfile(floor):
+            print("linear floor: logistic regression on the same pixels (a few minutes)",
+                  flush=True)
+            linear.linear_floor(args.idx_dir, floor)
+        report_converged(out, cfg["multiplier"], cfg["input_size"], title)
+        return 0
+    if args.study == "clipping":
+        report_clipping(out, title)
         return 0
     csvs = [os.path.join(out, n) for n in (study.OUTPUTS["csv"], "gradflow.csv")]
+    if args.study == "gradflow":
+        csvs = csvs[1:]
     if not os.path.isfile(csvs[0]):
         raise UserError("--report-only: %s does not exist; run the study first" % csvs[0])
+    if args.study == "gradflow":
+        _show_files(gradflow.write_gradient_flow(gradflow.read_rows(csvs[0]), out, title))
+        return 0
     flow = gradflow.read_rows(csvs[1]) if os.path.isfile(csvs[1]) else None
     rows = study.read_rows(csvs[0])
     _report(args, rows, flow, len({r["seed"] for r in rows}))
     return 0
+
+
+def _show_files(paths):
+    print("wrote %s" % ", ".join(paths.values() if isinstance(paths, dict) else paths))
 
 
 if __name__ == "__main__":

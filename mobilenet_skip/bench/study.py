@@ -9,7 +9,8 @@ summary gives, for each base lr, the mean and sample standard deviation over see
 the final and best val top-1, the first epoch at which the train loss falls below a
 fixed level (the convergence speed the paper talks about), and each skip variant's
 difference to plain MobileNet with a 95% confidence interval over seeds (Welch's t):
-a difference counts as shown only where that interval excludes 0.
+a difference counts as shown only where that interval excludes 0, and survives where its
+Holm-adjusted p over all of the table's differences is below 0.05 (:mod:`.stats`).
 """
 import os
 
@@ -21,9 +22,11 @@ from ..models import list_models
 from ..utils.plots import finish_figure
 from ..train.rundir import RunDir
 from .runs import Run, train_runs
+from .reporting import difference, mean_std, offsets, p_text, pm, verdict
+from .stats import compare_family, welch_interval
 
 __all__ = ["run_study", "study_runs", "collect_rows", "run_key", "summarise", "markdown_table", "plot_study", "plot_lr", "read_rows",
-           "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]
+           "welch_interval", "write_outputs", "COLUMNS", "OUTPUTS"]  # welch_interval: from .stats
 
 COLUMNS = ("variant", "base_lr", "seed", "epoch", "train_loss", "train_top1", "val_top1",
            "val_top5")
@@ -103,12 +106,6 @@ def _by_run(rows):
     return groups
 
 
-def _mean_std(values):
-    values = np.asarray(values, dtype=float)
-    std = values.std(ddof=1) if len(values) > 1 else float("nan")
-    return float(values.mean()), float(std)
-
-
 def summarise(rows, loss_level):
     """Per (base lr, variant): seeds, final val top-1 mean/std, epochs to ``loss_level``.
 
@@ -121,83 +118,56 @@ def summarise(rows, loss_level):
         reach = [next((r["epoch"] for r in run if r["train_loss"] <= loss_level), None)
                  for run in mine]
         reached = [e for e in reach if e is not None]
-        top1, top1_std = _mean_std(finals)
+        top1, top1_std = mean_std(finals)
+        best = mean_std([max(r["val_top1"] for r in run) for run in mine])
+        speed = mean_std(reached) if reached else (None, None)
         summary.append({
             "variant": variant, "base_lr": lr, "seeds": len(mine),
             "epochs": mine[0][-1]["epoch"], "val_top1_mean": top1, "val_top1_std": top1_std,
-            "best_val_top1_mean": _mean_std([max(r["val_top1"] for r in run)
-                                             for run in mine])[0],
-            "best_val_top1_std": _mean_std([max(r["val_top1"] for r in run)
-                                            for run in mine])[1],
-            "final_train_loss_mean": _mean_std([run[-1]["train_loss"] for run in mine])[0],
-            "epochs_to_loss_mean": _mean_std(reached)[0] if reached else None,
-            "epochs_to_loss_std": _mean_std(reached)[1] if reached else None,
+            "best_val_top1_mean": best[0], "best_val_top1_std": best[1],
+            "final_train_loss_mean": mean_std([run[-1]["train_loss"] for run in mine])[0],
+            "epochs_to_loss_mean": speed[0], "epochs_to_loss_std": speed[1],
             "reached_loss": len(reached), "finals": finals})
     plain = {s["base_lr"]: s["finals"] for s in summary if s["variant"] == PLAIN}
+    skips = [s for s in summary if s["variant"] != PLAIN and s["base_lr"] in plain]
+    family = compare_family([(s["variant"], s["finals"], plain[s["base_lr"]]) for s in skips])
     for s in summary:
-        interval = (welch_interval(s["finals"], plain[s["base_lr"]])
-                    if s["variant"] != PLAIN and s["base_lr"] in plain else None)
-        s["diff_mean"], s["diff_low"], s["diff_high"] = interval or (None, None, None)
+        s["comparison"] = None
+        s["diff_mean"], s["diff_low"], s["diff_high"] = None, None, None
+    for s, c in zip(skips, family):
+        s["comparison"] = c
+        s["diff_mean"], s["diff_low"], s["diff_high"] = c["diff"], c["low"], c["high"]
     return summary
 
 
-def welch_interval(a, b, level=0.95):
-    """Mean of ``a`` minus mean of ``b`` with its ``level`` confidence interval (Welch's t,
-    unequal variances); ``(diff, nan, nan)`` when either side has fewer than 2 values."""
-    from scipy import stats
-
-    a, b = np.asarray(a, float), np.asarray(b, float)
-    diff = float(a.mean() - b.mean())
-    if len(a) < 2 or len(b) < 2:
-        return diff, float("nan"), float("nan")
-    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
-    se = np.sqrt(va + vb)
-    if se == 0:
-        return diff, diff, diff
-    dof = (va + vb) ** 2 / (va ** 2 / (len(a) - 1) + vb ** 2 / (len(b) - 1))
-    half = float(stats.t.ppf(0.5 + level / 2, dof) * se)
-    return diff, diff - half, diff + half
-
-
-def _pm(mean, std, scale=1.0, digits=2):
-    if mean is None:
-        return "never"
-    if std != std:  # NaN: a single seed has no spread
-        return "%.*f" % (digits, mean * scale)
-    return "%.*f ± %.*f" % (digits, mean * scale, digits, std * scale)
-
-
 def markdown_table(summary, loss_level):
-    """The study's result as a markdown table (val top-1 in percent)."""
+    """The study's result as a markdown table (val top-1 in percent), each difference to
+    plain MobileNet with its Welch p and its Holm-adjusted p over all of the table's
+    differences, one family."""
+    family = sum(s["comparison"] is not None for s in summary)
     lines = ["| base lr | variant | seeds | final val top-1 (%%) | best val top-1 (%%) | final "
-             "train loss | epochs to train loss ≤ %g | final vs %s, points (95%% CI) |"
-             % (loss_level, PLAIN),
-             "|---|---|---|---|---|---|---|---|"]
+             "train loss | epochs to train loss ≤ %g | final vs %s, points (95%% CI) | Welch p "
+             "| Holm p (family of %d) | verdict |" % (loss_level, PLAIN, family),
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in summary:
-        reach = _pm(s["epochs_to_loss_mean"], s["epochs_to_loss_std"], digits=1)
+        reach = pm(s["epochs_to_loss_mean"], s["epochs_to_loss_std"], digits=1)
         if s["reached_loss"] < s["seeds"]:
             reach += " (%d of %d seeds)" % (s["reached_loss"], s["seeds"])
-        lines.append("| %g | %s | %d | %s | %s | %.3f | %s | %s |" % (
+        c = s["comparison"]
+        versus = ((difference(c), p_text(c["p"]), p_text(c["p_holm"]), verdict(c)) if c
+                  else ("-",) * 4)
+        lines.append("| %g | %s | %d | %s | %s | %.3f | %s | %s | %s | %s | %s |" % ((
             s["base_lr"], s["variant"], s["seeds"],
-            _pm(s["val_top1_mean"], s["val_top1_std"], 100),
-            _pm(s["best_val_top1_mean"], s["best_val_top1_std"], 100),
-            s["final_train_loss_mean"], reach, _difference(s)))
+            pm(s["val_top1_mean"], s["val_top1_std"], 100),
+            pm(s["best_val_top1_mean"], s["best_val_top1_std"], 100),
+            s["final_train_loss_mean"], reach) + versus))
     return "\n".join(lines) + "\n"
 
 
-def _difference(s):
-    """'+0.53 [+0.12, +0.94] shown' (points), or '-' for plain MobileNet itself."""
-    if s["diff_mean"] is None:
-        return "-"
-    if s["diff_low"] != s["diff_low"]:  # NaN: one seed has no interval
-        return "%+.2f (one seed: no interval)" % (s["diff_mean"] * 100)
-    shown = s["diff_low"] > 0 or s["diff_high"] < 0
-    return "%+.2f [%+.2f, %+.2f]%s" % (s["diff_mean"] * 100, s["diff_low"] * 100,
-                                       s["diff_high"] * 100, " shown" if shown else "")
-
-
 def plot_study(rows, path, loss_level, title=None):
-    """Mean curves with +-1 std bands over seeds: train loss and val top-1 by epoch."""
+    """Mean curves with +-1 std bands over seeds and every seed as a dot: train loss and val
+    top-1 by epoch. Each variant's dots sit a little left or right of the epoch so that
+    the five variants' seeds do not hide one another."""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -205,6 +175,7 @@ def plot_study(rows, path, loss_level, title=None):
     groups = _by_run(rows)
     lrs = sorted({lr for lr, _ in groups})
     fig, grid = plt.subplots(len(lrs), 2, figsize=(13, 4.2 * len(lrs)), squeeze=False)
+    shift = offsets(variant for _, variant in groups)
     for (lr, variant), mine in groups.items():
         axes = grid[lrs.index(lr)]
         n = min(len(run) for run in mine)
@@ -218,10 +189,12 @@ def plot_study(rows, path, loss_level, title=None):
                 std = values.std(axis=0, ddof=1)
                 ax.fill_between(epochs, mean - std, mean + std, color=line.get_color(),
                                 alpha=0.15)
+            ax.plot(np.add(epochs, 0.3 * shift[variant]), values.T, ".", ms=4, alpha=0.6,
+                    color=line.get_color())
     for lr, axes in zip(lrs, grid):
         axes[0].axhline(loss_level, color="grey", ls=":", lw=1)
-        axes[0].set_title("base lr %g: train loss (mean, band ±1 std over seeds)" % lr)
-        axes[1].set_title("base lr %g: val top-1 (mean, band ±1 std over seeds)" % lr)
+        axes[0].set_title("base lr %g: train loss (mean, ±1 std band, dots: seeds)" % lr)
+        axes[1].set_title("base lr %g: val top-1 (mean, ±1 std band, dots: seeds)" % lr)
         axes[1].set_ylim(0, 1)
         axes[1].legend(loc="lower right", fontsize=8)
         for ax in axes:
@@ -232,13 +205,15 @@ def plot_study(rows, path, loss_level, title=None):
 
 def plot_lr(summary, path, title=None):
     """Final val top-1 against the base lr, one line per variant with a ±1 std band over
-    seeds: where does one variant fail while another does not?"""
+    seeds and each seed's final as a dot (shifted a little along the lr axis per
+    variant): where does one variant fail while another does not?"""
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
-    for variant in list(dict.fromkeys(s["variant"] for s in summary)):
+    shift = offsets(s["variant"] for s in summary)
+    for variant in shift:
         mine = sorted((s for s in summary if s["variant"] == variant),
                       key=lambda s: s["base_lr"])
         lrs = [s["base_lr"] for s in mine]
@@ -247,9 +222,12 @@ def plot_lr(summary, path, title=None):
         std = np.array([s["val_top1_std"] for s in mine]) * 100
         if np.isfinite(std).all():
             ax.fill_between(lrs, mean - std, mean + std, color=line.get_color(), alpha=0.15)
+        for s in mine:
+            ax.plot([s["base_lr"] * 1.15 ** shift[variant]] * len(s["finals"]),
+                    np.array(s["finals"]) * 100, ".", ms=5, alpha=0.6, color=line.get_color())
     ax.set_xscale("log")
     ax.set_xlabel("base learning rate")
-    ax.set_ylabel("final val top-1 (%), mean ± 1 std over seeds")
+    ax.set_ylabel("final val top-1 (%): mean ± 1 std, dots: seeds")
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     finish_figure(fig, path, title)
