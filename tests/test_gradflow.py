@@ -60,6 +60,28 @@ def test_every_row_is_there_and_the_csv_reads_back_typed(measured):
 
 
 @pytest.mark.slow
+def test_the_summary_s_numbers_are_the_csv_s(measured):
+    """Each summary line's block2/block14 ratio (median, min, max over seeds) recomputed
+    from the CSV's rows."""
+    import re
+
+    out, rows = measured
+    back = gradflow.read_rows(gradflow.write_gradient_flow(rows, out)[0])
+    lines = gradflow.summary_lines(back)
+    assert len(lines) == len(VARIANTS) * 3  # init, and epoch 1 at two lrs
+    for line in lines:
+        m = re.match(r"(init|after epoch 1, base lr ([0-9.]+)), ([a-z-]+): block2/block14 "
+                     r"\|g\|/\|W\| (\S+) \((\S+)-(\S+) over 2 seeds\)$", line)
+        assert m, line
+        stage, lr = ("init", None) if m.group(2) is None else ("epoch 1", float(m.group(2)))
+        ratio = {(r["seed"], r["block"]): r["ratio"] for r in back
+                 if (r["variant"], r["stage"], r["base_lr"]) == (m.group(3), stage, lr)}
+        per_seed = [ratio[(s, "block2")] / ratio[(s, "block14")] for s in (0, 1)]
+        assert [float(m.group(i)) for i in (4, 5, 6)] == pytest.approx(
+            [np.median(per_seed), min(per_seed), max(per_seed)], rel=5e-3)  # %.3g
+
+
+@pytest.mark.slow
 def test_seeds_differ_at_init_and_training_moves_the_weights(measured):
     _, rows = measured
 
@@ -139,3 +161,10 @@ def test_the_summary_gives_each_profile_s_first_to_last_ratio_over_seeds(tmp_pat
                      "(1-3 over 3 seeds)"]
     with open(paths[2]) as f:
         assert f.read().splitlines() == lines
+
+
+def test_a_csv_of_raw_gradient_norms_is_a_user_error(tmp_path):
+    old = tmp_path / "gradflow.csv"
+    old.write_text("variant,stage,block,grad_norm\nmobilenet,init,block2,50.3\n")
+    with pytest.raises(UserError, match="no column base_lr, seed, weight_norm"):
+        gradflow.read_rows(str(old))

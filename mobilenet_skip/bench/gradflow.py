@@ -5,10 +5,10 @@ gradient reaches the early blocks through the identity paths instead of only thr
 every block's BN-ReLU-conv stack. This measures it, per DW block (block2 ... block14),
 as ``|g| / |W|``: the L2 norm of the gradient of the block's convolution weights (its
 depthwise and pointwise filters, and the projection where full-connect has one) over the
-L2 norm of those weights. Behind BatchNorm a convolution's output does not change when
+L2 norm of those weights. A convolution that feeds BatchNorm gives the same output when
 its weights are scaled, and its gradient scales inversely, so the raw gradient norm
-depends on each block's weight scale; the ratio is the relative step SGD takes and can
-be compared across blocks, variants and training time.
+depends on each block's weight scale; the ratio (times the lr: the relative change an
+SGD step makes to the weights) can be compared across blocks, variants and training time.
 
 The gradient norm is averaged over a fixed number of full batches of the training data,
 the same images in the same (file) order for every variant, with the validation
@@ -125,7 +125,8 @@ def block_norms(cfg, batches, params_file=None, seed=0):
 
 
 def one_epoch_runs(out_dir, recipe, variants, overrides, lrs, seeds):
-    """``{(variant, base lr, seed): Run}``: one epoch of training each, under ``out_dir/gradflow``."""
+    """``{(variant, base lr, seed): Run}``: one epoch of training each, in
+    ``out_dir/gradflow/<variant>-lr<lr>-seed<seed>``."""
     runs = {}
     for variant in variants:
         for lr in lrs:

@@ -9,6 +9,7 @@ import os
 
 import numpy as np
 
+from ..errors import UserError
 from ..utils.fs import atomic_save, atomic_save_csv
 from ..utils.plots import finish_figure
 
@@ -26,10 +27,16 @@ OUTPUTS = ("gradflow.csv", "gradflow.png", "gradflow.txt")
 def read_rows(path):
     """The rows of a gradflow.csv written by :func:`write_gradient_flow`, typed."""
     with open(path) as f:
+        reader = csv.DictReader(f)
+        missing = [c for c in COLUMNS if c not in (reader.fieldnames or ())]
+        if missing:
+            raise UserError("%s has no column %s: it holds raw gradient norms, not |g|/|W| "
+                            "over seeds; measure again (compare_variants.py without "
+                            "--report-only)" % (path, ", ".join(missing)))
         return [dict(row, base_lr=float(row["base_lr"]) if row["base_lr"] else None,
                      seed=int(row["seed"]), batches=int(row["batches"]),
                      **{k: float(row[k]) for k in ("grad_norm", "weight_norm", "ratio")})
-                for row in csv.DictReader(f)]
+                for row in reader]
 
 
 def _panel_keys(rows):
@@ -109,8 +116,8 @@ def plot_gradient_flow(rows, path, title=None):
     axes[0][0].legend(fontsize=8)
     seeds = len({r["seed"] for r in rows})
     batches = sorted({r["batches"] for r in rows})
-    what = ("|g|/|W| per DW block: median, min-max band and each of %d seed(s), gradient "
-            "averaged over %s batch(es)" % (seeds, "/".join(str(b) for b in batches)))
+    what = ("|g|/|W| per DW block: median, min-max band and dots over seeds (%d); gradient "
+            "averaged over batches (%s)" % (seeds, "/".join(str(b) for b in batches)))
     finish_figure(fig, path, "%s: %s" % (title, what) if title else what)
 
 
