@@ -132,7 +132,7 @@ def test_quick_study_on_fashion_shaped_data(tmp_path):
     for png in ("curves.png", "lr.png", "gradflow.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     flow = compare_gradflow_rows(out)
-    assert len(flow) == 2 * 2 * 13
+    assert len(flow) == 2 * (2 + 2) * 13  # 2 variants x 2 seeds, at init and after an epoch
     assert all(r["grad_norm"] > 0 and r["grad_norm"] < float("inf") for r in flow)
     (out / "study.md").unlink()
     again = subprocess.run(args + ["--report-only"], capture_output=True, text=True)

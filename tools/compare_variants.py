@@ -75,9 +75,6 @@ def parse_args(argv):
                    "%.1f on the digits, %.1f on Fashion-MNIST, whose short runs all end above "
                    "1.0; label smoothing 0.1 puts the floor near 0.5)"
                    % (LOSS_LEVELS["digits"], LOSS_LEVELS["fashion"]))
-    p.add_argument("--gradient-flow", default=True, action=argparse.BooleanOptionalAction,
-                   help="--study sweep: also measure each DW block's gradient norm at init "
-                   "and after one epoch (default on)")
     p.add_argument("--report-only", action="store_true",
                    help="train nothing: redraw the table and plots from OUT's CSVs")
     p.add_argument("--quick", action="store_true",
@@ -108,12 +105,9 @@ def _recs(args, converged=False):
     return pack_splits(images, folder, splits)
 
 
-def _report(args, rows, flow, seeds):
+def _report(args, rows, seeds):
     title = "%s, %d seed(s) per variant" % (TITLES[args.data], seeds)
     paths, _ = study.write_outputs(rows, args.out, args.loss_level, title=title)
-    if flow:
-        paths.update(zip(("gradflow_csv", "gradflow"),
-                         gradflow.write_gradient_flow(flow, args.out, title=TITLES[args.data])))
     _show(paths)
 
 
@@ -195,19 +189,13 @@ def main(argv=None):
         overrides = {"rec_train": os.path.abspath(recs[0]), "rec_val": os.path.abspath(recs[1])}
         if args.quick:
             overrides["multiplier"] = 0.25
-        flow = gradflow.gradient_flow(out, recipe, variants, overrides)
+        flow = gradflow.gradient_flow(out, recipe, variants, overrides, lrs, seeds,
+                                      batches=2 if args.quick else 8, jobs=jobs)
         gradflow.write_gradient_flow(flow, out, title=TITLES[args.data])
     else:
         rows = study.run_study(out, recipe, recs[0], recs[1], lrs, variants, seeds, epochs,
                                **common)
-        flow = None
-        if args.gradient_flow:
-            overrides = {"rec_train": os.path.abspath(recs[0]),
-                         "rec_val": os.path.abspath(recs[1]), "lr": sorted(lrs)[len(lrs) // 2]}
-            if args.quick:
-                overrides["multiplier"] = 0.25
-            flow = gradflow.gradient_flow(out, recipe, variants, overrides)
-        _report(args, rows, flow, len(seeds))
+        _report(args, rows, len(seeds))
         return 0
     return _report_only(args, out, recipe, run=True)
 
@@ -228,17 +216,14 @@ def _report_only(args, out, recipe=None, run=False):
     if args.study == "clipping":
         report_clipping(out, title)
         return 0
-    csvs = [os.path.join(out, n) for n in (study.OUTPUTS["csv"], "gradflow.csv")]
+    csv = os.path.join(out, "gradflow.csv" if args.study == "gradflow" else study.OUTPUTS["csv"])
+    if not os.path.isfile(csv):
+        raise UserError("--report-only: %s does not exist; run the study first" % csv)
     if args.study == "gradflow":
-        csvs = csvs[1:]
-    if not os.path.isfile(csvs[0]):
-        raise UserError("--report-only: %s does not exist; run the study first" % csvs[0])
-    if args.study == "gradflow":
-        _show_files(gradflow.write_gradient_flow(gradflow.read_rows(csvs[0]), out, title))
+        _show_files(gradflow.write_gradient_flow(gradflow.read_rows(csv), out, title))
         return 0
-    flow = gradflow.read_rows(csvs[1]) if os.path.isfile(csvs[1]) else None
-    rows = study.read_rows(csvs[0])
-    _report(args, rows, flow, len({r["seed"] for r in rows}))
+    rows = study.read_rows(csv)
+    _report(args, rows, len({r["seed"] for r in rows}))
     return 0
 
 

@@ -2,17 +2,23 @@
 
 The paper argues that skips make MobileNet easier to optimise, as in ResNet: the
 gradient reaches the early blocks through the identity paths instead of only through
-every block's BN-ReLU-conv stack. This measures it. For each variant, the L2 norm of
-the gradient of each DW block's weights (its depthwise and pointwise filters, and the
-projection where full-connect has one) is averaged over a few batches of the real
-training data, once at initialisation and once after the first epoch of the study's
-recipe. A skip that keeps the early blocks' gradients alive shows as a flatter line
-over block2 ... block14 than plain MobileNet's.
+every block's BN-ReLU-conv stack. This measures it, per DW block (block2 ... block14),
+as ``|g| / |W|``: the L2 norm of the gradient of the block's convolution weights (its
+depthwise and pointwise filters, and the projection where full-connect has one) over the
+L2 norm of those weights. A convolution that feeds BatchNorm gives the same output when
+its weights are scaled, and its gradient scales inversely, so the raw gradient norm
+depends on each block's weight scale; the ratio (times the lr: the relative change an
+SGD step makes to the weights) can be compared across blocks, variants and training time.
+
+The gradient norm is averaged over a fixed number of full batches of the training data,
+the same images in the same (file) order for every variant, with the validation
+transform and BatchNorm in training mode (batch statistics), as in training. It is
+measured at initialisation, once per (variant, seed), and after one epoch of training
+at each base lr, per (variant, lr, seed); each of those epochs is a real
+``tools/train_imagenet.py`` run. The figure shows the median over seeds with a min-max
+band and every seed as a dot; :mod:`.gradflow_report` draws and summarises it.
 """
-import json
 import os
-import subprocess
-import sys
 
 import mxnet as mx
 import numpy as np
@@ -24,38 +30,79 @@ from ..errors import UserError
 from ..train.net import build_net
 from ..train.rundir import RunDir
 from ..train.step import LabelSmoothingLoss
-from ..utils.fs import atomic_save, atomic_save_csv, checkout_path
-from ..utils.plots import finish_figure
+from .gradflow_report import (COLUMNS, STAGES, flatness, panels, plot_gradient_flow,
+                              read_rows, summary_lines, write_gradient_flow)
 
-__all__ = ["block_grad_norms", "gradient_flow", "plot_gradient_flow", "write_gradient_flow",
-           "read_rows", "COLUMNS"]
+try:
+    from .runs import Run, train_runs
+except ImportError:  # a checkout without the parallel runner trains one run at a time
+    from ._serial_runs import Run, train_runs
 
-COLUMNS = ("variant", "stage", "block", "grad_norm")
-STAGES = ("init", "epoch 1")
-MARKER = "gradflow-run.json"
-TRAIN_TOOL = checkout_path("tools", "train_imagenet.py")
+__all__ = ["fixed_batches", "block_norms", "one_epoch_runs", "gradient_flow", "COLUMNS",
+           "STAGES", "flatness", "panels", "plot_gradient_flow", "read_rows",
+           "summary_lines", "write_gradient_flow"]
+
+# set per run from the arguments of gradient_flow, never from the overrides
+OWN_KEYS = ("model", "lr", "seed", "num_epochs", "save_dir")
 
 
-def block_grad_norms(cfg, params_file=None, batches=4, seed=0):
-    """Mean over ``batches`` training batches of each DW block's weight-gradient norm.
+def fixed_batches(cfg, batches):
+    """The first ``batches`` full batches of ``cfg["rec_train"]``, in file order.
+
+    Parameters
+    ----------
+    cfg : dict
+        A resolved recipe: ``rec_train``, ``batch_size`` and the preprocessing are used
+        (the validation transform: no random crop or mirror, so the images are fixed).
+    batches : int
+        How many batches; a partial last batch is never one of them, because BatchNorm's
+        batch statistics would differ.
+
+    Returns
+    -------
+    list of tuple
+        ``(data, label)`` NDArrays, one pair per batch.
+    """
+    if batches < 1:
+        raise UserError("gradient flow needs at least 1 batch, got %d" % batches)
+    out = []
+    for batch in records.val_iter(dict(cfg, rec_val=cfg["rec_train"])):
+        if len(out) == batches:
+            break
+        if not batch.pad:
+            out.append((batch.data[0].copy(), batch.label[0].copy()))
+    if len(out) < batches:
+        raise UserError("%s holds %d full batch(es) of %d images; the gradient flow averages "
+                        "over %d: give a larger training set or fewer batches"
+                        % (cfg["rec_train"], len(out), cfg["batch_size"], batches))
+    return out
+
+
+def _norm(arrays):
+    """The L2 norm of several arrays taken as one vector."""
+    return float(np.sqrt(sum(float((a * a).sum().asscalar()) for a in arrays)))
+
+
+def block_norms(cfg, batches, params_file=None, seed=0):
+    """Each DW block's mean weight-gradient norm over ``batches`` and its weight norm.
 
     Parameters
     ----------
     cfg : dict
         A resolved recipe (:func:`~mobilenet_skip.config.recipes.resolve`): its model,
-        width, init, BN settings, label smoothing and ``rec_train`` are used.
+        width, init, BN settings and label smoothing are used.
+    batches : list of tuple
+        ``(data, label)`` pairs (:func:`fixed_batches`).
     params_file : str, optional
-        Weights to load (a checkpoint); None keeps the recipe's initialisation.
-    batches : int
-        Batches of ``rec_train`` (in file order, with the validation crop, so every
-        variant sees the same images) to average over.
+        Weights to load (a checkpoint); None keeps the initialisation of ``seed``.
     seed : int
-        MXNet's random seed before the initialisation, as ``--seed`` in training.
+        MXNet's and NumPy's random seed before the network is built, as training's
+        ``--seed`` sets them before it builds its network.
 
     Returns
     -------
     dict
-        ``{block name: mean gradient norm}`` for block2 ... block14, in order.
+        ``{block name: (mean gradient norm, weight norm)}`` for block2 ... block14, in order.
     """
     mx.random.seed(seed)
     np.random.seed(seed)
@@ -63,101 +110,97 @@ def block_grad_norms(cfg, params_file=None, batches=4, seed=0):
     if params_file:
         net.load_parameters(params_file, ctx=mx.cpu())
     loss_fn = LabelSmoothingLoss(cfg["label_smoothing"])
-    data = records.val_iter(dict(cfg, rec_val=cfg["rec_train"]))
-    norms = {name: [] for name in net.block_names}
-    for i, batch in enumerate(data):
-        if i == batches:
-            break
+    weights = {name: [p for p in block.collect_params().values()
+                      if p.grad_req != "null" and p.name.endswith("weight")]
+               for name, block in zip(net.block_names, net.blocks)}
+    grads = {name: [] for name in net.block_names}
+    for data, label in batches:
         with autograd.record():  # training mode: BN normalises by the batch, as in fit
-            loss = loss_fn(net(batch.data[0]), batch.label[0]).mean()
+            loss = loss_fn(net(data), label).mean()
         loss.backward()
-        for name, block in zip(net.block_names, net.blocks):
-            grads = [p.grad() for p in block.collect_params().values()
-                     if p.grad_req != "null" and p.name.endswith("weight")
-                     and "bn" not in p.name]
-            norms[name].append(float(np.sqrt(sum(float((g * g).sum().asscalar())
-                                                 for g in grads))))
-    if not norms[net.block_names[0]]:
-        raise UserError("%s has no batch of %d images; give a larger training set"
-                        % (cfg["rec_train"], cfg["batch_size"]))
-    return {name: float(np.mean(v)) for name, v in norms.items()}
+        for name, params in weights.items():
+            grads[name].append(_norm(p.grad() for p in params))
+    return {name: (float(np.mean(grads[name])), _norm(p.data() for p in weights[name]))
+            for name in net.block_names}
 
 
-def _one_epoch(out_dir, recipe, variant, overrides, log):
-    """The variant trained one epoch by tools/train_imagenet.py; reused when it exists."""
-    save_dir = os.path.join(out_dir, "gradflow", variant)
-    run = RunDir(save_dir)
-    cmd = [TRAIN_TOOL, "--recipe", recipe, "--model", variant, "--num-epochs", "1",
-           "--save-dir", save_dir, "--overwrite", "--keep-checkpoints", "1"]
-    for key, value in sorted(overrides.items()):
-        cmd += ["--" + key.replace("_", "-"), str(value)]
-    try:
-        with open(run.file(MARKER)) as f:
-            if json.load(f) == cmd:
-                return run.checkpoint_path(1)
-    except (OSError, ValueError):
-        pass
-    log("gradient flow: one epoch of %s" % variant, flush=True)
-    res = subprocess.run([sys.executable] + cmd, stdout=subprocess.PIPE,
-                         stderr=subprocess.STDOUT, text=True)
-    if res.returncode != 0:
-        raise UserError("one-epoch run of %s failed (exit %d); its last lines: %s" % (
-            variant, res.returncode, "\n".join(res.stdout.strip().splitlines()[-5:])))
-    atomic_save(run.file(MARKER), json.dumps(cmd))
-    return run.checkpoint_path(1)
-
-
-def gradient_flow(out_dir, recipe, variants, overrides, batches=4, log=print):
-    """Rows of :data:`COLUMNS` for every variant, at init and after one epoch.
-
-    ``overrides`` are recipe keys as the study passes them to training (``rec_train``,
-    ``rec_val``, ``lr``, ``multiplier`` ...); the one-epoch runs are real
-    ``tools/train_imagenet.py`` runs under ``out_dir/gradflow``.
-    """
-    rows = []
+def one_epoch_runs(out_dir, recipe, variants, overrides, lrs, seeds):
+    """``{(variant, base lr, seed): Run}``: one epoch of training each, in
+    ``out_dir/gradflow/<variant>-lr<lr>-seed<seed>``."""
+    runs = {}
     for variant in variants:
-        cfg = recipes.resolve(recipe, dict(overrides, model=variant))
-        trained = _one_epoch(out_dir, recipe, variant, overrides, log)
-        for stage, params in zip(STAGES, (None, trained)):
-            for block, norm in block_grad_norms(cfg, params, batches, cfg["seed"]).items():
-                rows.append({"variant": variant, "stage": stage, "block": block,
-                             "grad_norm": norm})
+        for lr in lrs:
+            for seed in seeds:
+                save_dir = os.path.join(out_dir, "gradflow", "%s-lr%g-seed%d"
+                                        % (variant, lr, seed))
+                args = ["--recipe", recipe, "--model", variant, "--lr", repr(float(lr)),
+                        "--seed", str(seed), "--num-epochs", "1", "--save-dir", save_dir,
+                        "--overwrite", "--keep-checkpoints", "1"]
+                for key, value in sorted(overrides.items()):
+                    args += ["--" + key.replace("_", "-"), str(value)]
+                runs[(variant, float(lr), int(seed))] = Run(save_dir, args)
+    return runs
+
+
+def _rows(variant, stage, lr, seed, norms, batches):
+    return [{"variant": variant, "stage": stage, "base_lr": lr, "seed": seed, "block": block,
+             "grad_norm": g, "weight_norm": w, "ratio": g / w, "batches": batches}
+            for block, (g, w) in norms.items()]
+
+
+def gradient_flow(out_dir, recipe, variants, overrides, lrs, seeds, batches=8, jobs=1,
+                  log=print):
+    """Rows of :data:`COLUMNS` for every variant: per seed at init, per lr and seed after
+    one epoch.
+
+    Parameters
+    ----------
+    out_dir : str
+        The one-epoch runs go to ``out_dir/gradflow/<variant>-lr<lr>-seed<seed>``; a run
+        that finished with the same arguments is reused.
+    recipe : str
+        The recipe of every run and measurement.
+    variants : list of str
+        Model names.
+    overrides : dict
+        Recipe keys for training and measurement (``rec_train``, ``rec_val``,
+        ``multiplier`` ...); not ``lr``, ``seed``, ``model``, ``num_epochs`` or ``save_dir``,
+        which come from the other arguments.
+    lrs : list of float
+        Base lrs of the one-epoch runs.
+    seeds : iterable of int
+        Seeds: of the initialisation measured at init, and ``--seed`` of each run.
+    batches : int
+        Full training batches the gradient norm is averaged over.
+    jobs : int
+        Runs trained at once (``train_runs``).
+    log : callable
+        Called with progress lines.
+    """
+    clash = [key for key in OWN_KEYS if key in overrides]
+    if clash:
+        raise UserError("gradient flow sets %s itself (from variants, lrs and seeds); leave "
+                        "it out of the overrides" % ", ".join(clash))
+    lrs, seeds = [float(lr) for lr in lrs], [int(s) for s in seeds]
+    if not variants or not lrs or not seeds or min(lrs) <= 0:
+        raise UserError("gradient flow needs variants, seeds and positive lrs; got %s, %s "
+                        "and %s" % (list(variants), seeds, lrs))
+    # before any training, so that a bad recipe or too small a training set fails at once
+    cfgs = {v: recipes.resolve(recipe, dict(overrides, model=v)) for v in variants}
+    data = fixed_batches(cfgs[variants[0]], batches)  # the same images for every variant
+    runs = one_epoch_runs(out_dir, recipe, variants, overrides, lrs, seeds)
+    log("gradient flow: %d one-epoch runs (%d variants x %d lrs x %d seeds)"
+        % (len(runs), len(variants), len(lrs), len(seeds)))
+    train_runs(list(runs.values()), jobs=jobs, log=log)
+    rows = []
+    for variant, cfg in cfgs.items():
+        log("gradient flow: measuring %s over %d batches" % (variant, batches))
+        for seed in seeds:  # the initialisation does not depend on the lr
+            rows += _rows(variant, "init", None, seed, block_norms(cfg, data, None, seed),
+                          batches)
+        for lr in lrs:
+            for seed in seeds:
+                ckpt = RunDir(runs[(variant, lr, seed)].save_dir).checkpoint_path(1)
+                rows += _rows(variant, "epoch 1", lr, seed,
+                              block_norms(cfg, data, ckpt, seed), batches)
     return rows
-
-
-def plot_gradient_flow(rows, path, title=None):
-    """One panel per stage: each variant's gradient norm by block, on a log scale."""
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, axes = plt.subplots(1, len(STAGES), figsize=(13, 4.6), squeeze=False)
-    for ax, stage in zip(axes[0], STAGES):
-        variants = list(dict.fromkeys(r["variant"] for r in rows))
-        for variant in variants:
-            mine = [r for r in rows if r["variant"] == variant and r["stage"] == stage]
-            ax.plot([r["block"].replace("block", "") for r in mine],
-                    [r["grad_norm"] for r in mine], "o-", ms=3, label=variant)
-        ax.set_yscale("log")
-        ax.set_xlabel("DW block (Table 1: Conv_2 ... Conv_14)")
-        ax.set_ylabel("|gradient| of the block's weights")
-        ax.set_title("gradient norm per block, %s" % stage)
-        ax.grid(alpha=0.3, which="both")
-        ax.legend(fontsize=8)
-    finish_figure(fig, path, title)
-
-
-def read_rows(path):
-    """The rows of a gradflow.csv written by :func:`write_gradient_flow`, typed."""
-    import csv
-
-    with open(path) as f:
-        return [dict(row, grad_norm=float(row["grad_norm"])) for row in csv.DictReader(f)]
-
-
-def write_gradient_flow(rows, out_dir, title=None):
-    """gradflow.csv and gradflow.png in ``out_dir``; returns their paths."""
-    paths = [os.path.join(out_dir, "gradflow." + ext) for ext in ("csv", "png")]
-    atomic_save_csv(paths[0], COLUMNS, rows)
-    plot_gradient_flow(rows, paths[1], title)
-    return paths
