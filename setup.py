@@ -31,7 +31,7 @@ setup(
         "cpu": ["mxnet==1.9.1"],
         "gpu": ["mxnet-cu112==1.9.1"],
         "onnx": ["onnx<1.19", "onnxruntime", "ml_dtypes<0.6"],  # ml_dtypes: --onnx-int8
-        "demo": ["scikit-learn"],
+        "demo": ["scikit-learn", "threadpoolctl"],  # threadpoolctl: the study's linear floor
     },
     classifiers=["Programming Language :: Python :: 3",
                  "Topic :: Scientific/Engineering :: Artificial Intelligence"],

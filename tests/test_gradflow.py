@@ -103,7 +103,8 @@ def test_a_finished_run_is_reused_not_retrained(measured, tiny):
 
     out, rows = measured
     ckpts = [RunDir(os.path.join(out, "gradflow", name)).checkpoint_path(1)
-             for name in sorted(os.listdir(os.path.join(out, "gradflow")))]
+             for name in sorted(os.listdir(os.path.join(out, "gradflow")))
+             if os.path.isdir(os.path.join(out, "gradflow", name))]
     assert len(ckpts) == 8
     stamps = [os.stat(c).st_mtime_ns for c in ckpts]
     again = gradflow.gradient_flow(out, RECIPE, VARIANTS, tiny, lrs=[0.01, 0.1], seeds=[0, 1],

@@ -99,9 +99,12 @@ def _recs(args, converged=False):
     per_class = None if converged else args.per_class
     counts = make_fashion_data(images, args.idx_dir, per_class=per_class,
                                holdout_per_class=HOLDOUT_PER_CLASS if converged else None)
-    print("Fashion-MNIST: %d train images, %s%d test images; packing"
-          % (counts["train"], "%d held out, " % counts["holdout"] if converged else "",
-             counts["val"]), flush=True)
+    if converged:
+        print("Fashion-MNIST: %d train images, %d held out, %d test images; packing"
+              % (counts["train"], counts["holdout"], counts["val"]), flush=True)
+    else:
+        print("Fashion-MNIST: %d train images (%d per class), %d val images; packing"
+              % (counts["train"], args.per_class, counts["val"]), flush=True)
     return pack_splits(images, folder, splits)
 
 

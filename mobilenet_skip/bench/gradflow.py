@@ -33,10 +33,7 @@ from ..train.step import LabelSmoothingLoss
 from .gradflow_report import (COLUMNS, STAGES, flatness, panels, plot_gradient_flow,
                               read_rows, summary_lines, write_gradient_flow)
 
-try:
-    from .runs import Run, train_runs
-except ImportError:  # a checkout without the parallel runner trains one run at a time
-    from ._serial_runs import Run, train_runs
+from .runs import Run, train_runs
 
 __all__ = ["fixed_batches", "block_norms", "one_epoch_runs", "gradient_flow", "COLUMNS",
            "STAGES", "flatness", "panels", "plot_gradient_flow", "read_rows",

@@ -43,5 +43,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from ..cli import run_main
-    run_main(lambda _: main(sys.argv[1:]))
+    sys.exit(main(sys.argv[1:]))
