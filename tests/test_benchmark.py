@@ -236,3 +236,23 @@ def test_breakdown_table():
     fused, plain = lines[head + 1].split(), lines[head + 2].split()
     assert fused[0] == "mobilenet" and fused[-1] == "-" and fused[4] == "0"
     assert plain[:2] == ["mobilenet", "(unfused)"] and plain[-1].endswith("x")
+
+
+@pytest.mark.slow
+def test_thread_rows_time_the_trainer_at_one_thread_every_core_and_two_runs():
+    """The table behind omp_threads: auto, measured through train_imagenet.py itself: each
+    size at one thread, every core and two one-thread runs at once, against every core
+    in the same call, with the rule's pick."""
+    from mobilenet_skip.bench import threads
+    from mobilenet_skip.utils.cores import physical_cores
+    rows = threads.thread_rows(sizes=(("tiny", "mobilenet", 0.25, 32),), batches=3,
+                               say=lambda *a: None)
+    cores = physical_cores() or 1
+    assert [r["threads"] for r in rows] == sorted({1, cores}) + ["2 runs x 1"]
+    by = {r["threads"]: r for r in rows}
+    assert by[cores]["ratio_vs_cores"] == 1.0
+    assert all(r["img_per_s"] > 0 and r["rule"] == 1 for r in rows)
+    assert by["2 runs x 1"]["ratio_vs_cores"] == pytest.approx(
+        by["2 runs x 1"]["img_per_s"] / by[cores]["img_per_s"])
+    table = "\n".join(threads.format_thread_rows(rows))
+    assert "mobilenet 0.25-32 (27M/step)" in table and "2 runs x 1" in table

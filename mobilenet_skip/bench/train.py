@@ -40,7 +40,8 @@ import sys
 import tempfile
 import time
 
-from . import sections as bench
+from . import breakdown, sections as bench, threads
+from .breakdown import fmt as _fmt
 from ..utils.fs import checkout_path
 from ..data.demo import pack_demo_data
 from ..errors import UserError
@@ -52,7 +53,7 @@ __all__ = ["REFERENCE", "BASELINE", "gluoncv_name", "network_names", "run_train"
 
 BASELINE = "mobilenet"   # our plain MobileNet, the ratio_vs_mobilenet reference
 FIT_PREFIX = "train_imagenet.py:"
-UNFUSED = " (unfused)"    # suffix of a network's row without fused BatchNorm-ReLU
+UNFUSED = breakdown.UNFUSED
 ROW_FIELDS = ("model", "img_per_s", "ratio_vs_gluoncv", "ratio_vs_mobilenet",
               "ratio_vs_unfused", "fused_pairs", "macs", "gflops", "peak_mem_mb")
 
@@ -63,14 +64,16 @@ def gluoncv_name(multiplier):
 
 
 def network_names(models=None):
-    """``--models`` (comma-separated; ``gluoncv`` for gluoncv's) in table order."""
+    """``--models`` (comma-separated; ``gluoncv`` for gluoncv's; ``none``) in table order."""
     known = [REFERENCE] + list_models()
     if not models:
         return known
+    if str(models).strip().lower() == "none":
+        return []
     wanted = [m.strip().lower().replace("_", "-") for m in str(models).split(",") if m.strip()]
     unknown = [m for m in wanted if m not in known]
     if unknown or not wanted:
-        raise UserError("--models takes a comma-separated subset of %s, got %r"
+        raise UserError("--models takes a comma-separated subset of %s (or none), got %r"
                         % (",".join(known), models))
     return [m for m in known if m in wanted]
 
@@ -92,6 +95,10 @@ def _add_arguments(p):
                    help="after the rounds, time each row once more with DNNL_VERBOSE=1 and "
                    "print its step split by oneDNN primitive kind, with the speed-up "
                    "BatchNorm-ReLU fusion can at most give (about 20 s a row)")
+    g.add_argument("--thread-rows", action="store_true",
+                   help="also time train_imagenet.py at the study's, the demo's and a 1.0-64 "
+                   "size with 1 OpenMP thread, every core, and two 1-thread runs at once: the "
+                   "table behind omp_threads: auto (about 2 min)")
     g.add_argument("--fit-model", default=BASELINE, choices=list_models() + ["none"],
                    help="network of the last row, the whole train_imagenet.py path on a "
                    "demo .rec (default mobilenet; none to skip it)")
@@ -214,63 +221,14 @@ def run_train(args):
             row["ratio_vs_unfused"] = _ratio(rates, label, label + UNFUSED)
         rows.append(row)
     if getattr(args, "breakdown", False):
-        _breakdown(args, entries, rows)
+        breakdown.add_breakdown(entries, rows, lambda entry, log: _spawn(
+            _step_spec(args, entry[1], entry[2], dnnl_log=log), DNNL_VERBOSE="1"), _say)
     if args.fit_model != "none":
         rows.append(_fit_row(args, cfg, rows, common))
+    if getattr(args, "thread_rows", False):
+        rows += [dict(r, kind="threads") for r in threads.thread_rows(say=_say)]
     _say("done in %.0f s" % (time.time() - started))
     return rows
-
-
-# What fusing a BatchNorm with its ReLU can take out of a step: the ReLU's own passes, and
-# at best the layout conversions around it.
-FUSION_REMOVES = ("eltwise", "reorder")
-# (oneDNN primitive kind, column head) of the breakdown table; the rest is "other"
-BREAKDOWN_KINDS = (("convolution", "conv"), ("batch_normalization", "batchnorm"),
-                   ("eltwise", "eltwise"), ("reorder", "reorder"), ("sum", "sum"))
-
-
-def _breakdown(args, entries, rows):
-    """Time each entry once more under DNNL_VERBOSE=1; add ``step_ms``, ``dnnl_ms`` (by
-    primitive kind) and, to unfused rows, ``fusion_bound`` to its row."""
-    with tempfile.TemporaryDirectory(prefix="bench-dnnl-") as tmp:
-        for (label, name, fuse), row in zip(entries, rows):
-            tic = time.time()
-            out = _spawn(_step_spec(args, name, fuse,
-                                    dnnl_log=os.path.join(tmp, "verbose.log")),
-                         DNNL_VERBOSE="1")
-            if not out.get("dnnl_ms"):
-                _say("breakdown: oneDNN logged nothing for %s (a build without oneDNN, or "
-                     "a GPU); no breakdown" % label)
-                return
-            row["step_ms"], row["dnnl_ms"] = out["step_ms"], out["dnnl_ms"]
-            removable = sum(out["dnnl_ms"].get(k, 0.0) for k in FUSION_REMOVES)
-            if label.endswith(UNFUSED) and removable < out["step_ms"]:
-                row["fusion_bound"] = out["step_ms"] / (out["step_ms"] - removable)
-            _say("breakdown %-33s %7.0f ms/step, %4.0f of them ReLU and reorders  (%.0f s)"
-                 % (label, out["step_ms"], removable, time.time() - tic))
-
-
-def format_breakdown(rows):
-    """The ``--breakdown`` table, or ``[]`` when there is none."""
-    rows = [r for r in rows if r.get("dnnl_ms")]
-    if not rows:
-        return []
-    width = max([28] + [len(r["model"]) for r in rows])
-    lines = ["", "train: one step split by oneDNN primitive (ms, oneDNN's own times, "
-             "DNNL_VERBOSE=1, one more process per row); 'outside' = MXNet's own operators "
-             "(skip additions, optimizer) and Python; 'fusion bound' = the most fused "
-             "BatchNorm-ReLU can give: step / (step - eltwise - reorder)",
-             "%-*s %8s" % (width, "model", "step") + "".join(
-                 " %9s" % head for _, head in BREAKDOWN_KINDS) + " %8s %8s %13s" % (
-                 "other", "outside", "fusion bound")]
-    shown = [kind for kind, _ in BREAKDOWN_KINDS]
-    for r in rows:
-        ms = r["dnnl_ms"]
-        other = sum(v for k, v in ms.items() if k not in shown)
-        lines.append("%-*s %8.0f" % (width, r["model"], r["step_ms"]) + "".join(
-            " %9.0f" % ms.get(k, 0.0) for k in shown) + " %8.0f %8.0f %13s" % (
-            other, r["step_ms"] - sum(ms.values()), _fmt(r.get("fusion_bound"), "12.3fx", 13)))
-    return lines
 
 
 def _fit_row(args, cfg, rows, common):
@@ -308,13 +266,16 @@ def _fit_row(args, cfg, rows, common):
     return row
 
 
-def _fmt(value, spec, width):
-    return ("%" + spec) % value if value is not None else "-".rjust(width)
-
-
 def format_train(rows):
+    lines = _format_main([r for r in rows if r["kind"] in ("step", "fit")])
+    lines += threads.format_thread_rows([r for r in rows if r["kind"] == "threads"])
+    return "\n".join(lines + breakdown.format_breakdown(rows)) or "train: nothing measured"
+
+
+def _format_main(rows):
+    """The step and fit rows' table, or ``[]`` when there are none."""
     if not rows:
-        return "train: nothing measured"
+        return []
     first = rows[0]
     steps = [r for r in rows if r["kind"] == "step"]
     rounds = len(steps[0]["rates"]) if steps else 0
@@ -345,7 +306,7 @@ def format_train(rows):
             % (r["rec"], _fmt(r["ratio_vs_step"], ".3fx", 1), r["preprocess_threads"],
                "" if r["preprocess_threads"] == 1 else "s", r["data_iter_img_per_s"],
                "data-bound" if r["data_bound"] else "not data-bound"))
-    return "\n".join(lines + format_breakdown(rows))
+    return lines
 
 
 bench.register("train", format_train, _add_arguments,
