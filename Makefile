@@ -14,14 +14,15 @@ TRACKER := $(if $(filter command line,$(origin PY)),,$(VENV)/.installed-tracker)
 REQS := requirements/base.txt requirements/$(FLAVOUR).txt requirements/test.txt
 PYTEST_ARGS ?=
 
-.PHONY: venv test test-quick demo compare clean-venv help
+.PHONY: venv test test-quick demo compare compare-sweep clean-venv help
 
 help:
 	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
 	@echo "make test    run the test suite, one worker per core (about 10 min on 2 cores)"
 	@echo "make test-quick  the suite without the tests marked slow (under 1.5 min on 2 cores)"
-	@echo "make compare the five variants x 3 seeds x 4 lrs on Fashion-MNIST (needs"
-	@echo "             apt-get install dataset-fashion-mnist; docs/study.md)"
+	@echo "make compare the converged five-variant study, clipping ablation and gradient"
+	@echo "             flow on Fashion-MNIST (needs apt-get install dataset-fashion-mnist;"
+	@echo "             docs/study.md); make compare-sweep the 7-epoch lr sweep"
 	@echo "make venv    only build .venv (FLAVOUR=cpu|gpu, default cpu; docs/install.md)"
 	@echo "README.md is the front page; the steps are in docs/workflow.md, common errors"
 	@echo "and their fixes in docs/troubleshooting.md"
@@ -61,8 +62,15 @@ test-quick: $(STAMP)
 demo: $(STAMP)
 	$(PY) tools/demo.py --dir demo
 
+# The study of record (docs/study.md): the converged comparison, the clipping ablation and
+# the gradient flow; compare-sweep is the 7-epoch lr sweep.
 compare: $(STAMP)
-	$(PY) tools/compare_variants.py --data fashion --out runs/study
+	$(PY) tools/compare_variants.py --data fashion --study converged --out runs/study
+	$(PY) tools/compare_variants.py --data fashion --study clipping --out runs/study
+	$(PY) tools/compare_variants.py --data fashion --study gradflow --out runs/study
+
+compare-sweep: $(STAMP)
+	$(PY) tools/compare_variants.py --data fashion --study sweep --out runs/study
 
 clean-venv:
 	rm -rf $(VENV)
