@@ -24,6 +24,7 @@ from .feed import absolute_paths, fingerprint, record_iters
 from .net import build_net, hybridize, params_checksum
 from .rundir import RunDir
 from .step import Accumulator, make_step
+from ..utils.threads import started_with
 from ..errors import UserError
 from ..optim.rules import effective_lr, schedule
 
@@ -148,6 +149,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
              "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
              len(ctxs), ",".join(str(c) for c in ctxs), num_workers, global_batch,
              iters_per_epoch, cfg["num_epochs"])
+    log.info("OpenMP threads: %s (omp_threads %s; the start of the output says why)",
+             started_with() or "MXNet's default", cfg.get("omp_threads", "auto"))
 
     # Reports (callbacks.py); the run folder first: an epoch's line is logged once its
     # checkpoint is safe.
