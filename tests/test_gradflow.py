@@ -57,6 +57,8 @@ def test_every_row_is_there_and_the_csv_reads_back_typed(measured):
         assert 0 < r["grad_norm"] < np.inf and 0 < r["weight_norm"] < np.inf
         assert r["ratio"] == r["grad_norm"] / r["weight_norm"] and r["batches"] == 2
     assert back == rows  # floats survive the CSV exactly
+    from mobilenet_skip.bench.runs import code_commit
+    assert {r["commit"] for r in back} == {code_commit()}  # one commit, the code's
 
 
 @pytest.mark.slow
@@ -126,7 +128,8 @@ def test_too_few_batches_and_clashing_overrides_are_user_errors(tiny, tmp_path):
 
 def _row(variant, stage, lr, seed, block, ratio):
     return {"variant": variant, "stage": stage, "base_lr": lr, "seed": seed, "block": block,
-            "grad_norm": ratio * 2.0, "weight_norm": 2.0, "ratio": ratio, "batches": 8}
+            "grad_norm": ratio * 2.0, "weight_norm": 2.0, "ratio": ratio, "batches": 8,
+            "commit": "abc"}
 
 
 def _synthetic():

@@ -33,7 +33,7 @@ from ..train.step import LabelSmoothingLoss
 from .gradflow_report import (COLUMNS, STAGES, flatness, panels, plot_gradient_flow,
                               read_rows, summary_lines, write_gradient_flow)
 
-from .runs import Run, train_runs
+from .runs import Run, code_commit, train_runs
 
 __all__ = ["fixed_batches", "block_norms", "one_epoch_runs", "gradient_flow", "COLUMNS",
            "STAGES", "flatness", "panels", "plot_gradient_flow", "read_rows",
@@ -188,7 +188,13 @@ def gradient_flow(out_dir, recipe, variants, overrides, lrs, seeds, batches=8, j
     runs = one_epoch_runs(out_dir, recipe, variants, overrides, lrs, seeds)
     log("gradient flow: %d one-epoch runs (%d variants x %d lrs x %d seeds)"
         % (len(runs), len(variants), len(lrs), len(seeds)))
-    train_runs(list(runs.values()), jobs=jobs, log=log)
+    markers = train_runs(list(runs.values()), jobs=jobs, log=log)
+    # the init rows are measured by this process: its code's commit is theirs too
+    commits = {m["commit"] for m in markers} | {code_commit()}
+    if len(commits) > 1:
+        raise UserError("the gradient flow's one-epoch runs come from commits %s, this code "
+                        "from another: measure again in a new --out"
+                        % ", ".join(sorted(commits)))
     rows = []
     for variant, cfg in cfgs.items():
         log("gradient flow: measuring %s over %d batches" % (variant, batches))
@@ -200,4 +206,5 @@ def gradient_flow(out_dir, recipe, variants, overrides, lrs, seeds, batches=8, j
                 ckpt = RunDir(runs[(variant, lr, seed)].save_dir).checkpoint_path(1)
                 rows += _rows(variant, "epoch 1", lr, seed,
                               block_norms(cfg, data, ckpt, seed), batches)
-    return rows
+    commit = commits.pop()
+    return [dict(r, commit=commit) for r in rows]

@@ -19,7 +19,7 @@ __all__ = ["COLUMNS", "STAGES", "read_rows", "panels", "plot_gradient_flow", "fl
 # base_lr is None (empty in the CSV) on init rows; batches is how many batches grad_norm
 # is the mean over, kept per row so that a redrawn figure can say it
 COLUMNS = ("variant", "stage", "base_lr", "seed", "block", "grad_norm", "weight_norm", "ratio",
-           "batches")
+           "batches", "commit")
 STAGES = ("init", "epoch 1")
 OUTPUTS = ("gradflow.csv", "gradflow.png", "gradflow.txt")
 
