@@ -110,8 +110,9 @@ class ClassReport(object):
     # --- what the terminal and --json show --------------------------------------------
 
     def worst(self, n=SHOWN):
-        """``[(class, top-1, images)]`` of the ``n`` classes with the lowest top-1."""
-        seen = np.flatnonzero(self.images)
+        """``[(class, top-1, images)]`` of the ``n`` classes with the lowest top-1, of
+        those with a wrong image (a list of perfect classes would tell nothing)."""
+        seen = np.flatnonzero(np.diag(self.matrix) < self.images)
         order = seen[np.lexsort((seen, self.top1[seen]))][:n]
         return [(int(c), float(self.top1[c]), int(self.images[c])) for c in order]
 
@@ -127,13 +128,14 @@ class ClassReport(object):
     def lines(self, n=SHOWN):
         """The terminal's lines: the worst classes and the most confused pairs."""
         worst, confused = self.worst(n), self.confused(n)
-        width = max([len(self.names[c]) for c, _, _ in worst] + [5])
+        if not worst:
+            return ["worst classes: none, every image is right"]
+        width = max(len(self.names[c]) for c, _, _ in worst)
         out = ["worst classes (top-1, images):"]
         out += ["  %-*s %.4f %6d" % (width, self.names[c], t, m) for c, t, m in worst]
-        out.append("most confused (true -> predicted, images):" if confused
-                   else "most confused: none, every image is right")
+        out.append("most confused (true -> predicted, images):")
         pairs = ["%s -> %s" % (self.names[t], self.names[p]) for t, p, _ in confused]
-        width = max([len(s) for s in pairs] + [5])
+        width = max(len(s) for s in pairs)
         out += ["  %-*s %6d" % (width, s, m) for s, (_, _, m) in zip(pairs, confused)]
         return out
 
