@@ -156,6 +156,13 @@ def test_report_on_a_file_and_a_stale_lst_are_one_line(demo_run, tmp_path, capsy
                                  [str(i) for i in range(10)], keys, stale)
     assert rep.paths is None and "does not match it (record %s" % keys[0] in rep.warning
     assert all(row["path"] == "" for row in rep.misclassified())
+    lst = tmp_path / "val.lst"  # a .lst that is not im2rec's: the report goes on without it
+    for ext in (".rec", ".idx"):
+        os.symlink(os.path.splitext(demo_run.val_rec)[0] + ext, str(tmp_path / ("val" + ext)))
+    lst.write_text("not a list\n")
+    rep = report_mod.ClassReport.from_result(r, str(tmp_path / "val.rec"))
+    assert rep.paths is None and "is not `index<TAB>label<TAB>path`" in rep.warning
+    assert len(rep.misclassified()) == r["images"] - round(r["top1"] * r["images"])
     perfect = report_mod.ClassReport([0, 1, 1], [0, 1, 1], [0.9, 0.8, 0.7], ["a", "b"])
     assert perfect.lines() == ["worst classes: none, every image is right"]
     assert perfect.to_json()["misclassified_count"] == 0

@@ -14,8 +14,8 @@ from ..errors import UserError
 from ..recordio import read_index, read_list, read_synsets
 from ..utils.fs import atomic_save_csv
 
-__all__ = ["ClassReport", "check_folder", "record_keys", "list_paths", "class_names", "REPORT_FILES",
-           "JSON_MISCLASSIFIED"]
+__all__ = ["ClassReport", "check_folder", "record_keys", "list_paths", "class_names",
+           "REPORT_FILES", "JSON_MISCLASSIFIED"]
 
 REPORT_FILES = ("confusion.csv", "confusion.png", "per_class.csv", "misclassified.csv")
 JSON_MISCLASSIFIED = 100  # rows of the misclassified list in --json; the count is whole
@@ -104,8 +104,14 @@ class ClassReport(object):
         """The report of an :func:`evaluate` result with ``per_image`` on ``rec``, class
         names from the first fitting synsets file of ``names_from``."""
         names = class_names(names_from, result["classes"])
-        return cls(result["label"], result["pred"], result["confidence"], names,
-                   record_keys(rec), list_paths(rec))
+        try:
+            paths, unreadable = list_paths(rec), None
+        except UserError as err:  # the paths are a help: a broken .lst must not stop the rest
+            paths, unreadable = None, "%s; misclassified.csv has no paths" % err
+        report = cls(result["label"], result["pred"], result["confidence"], names,
+                     record_keys(rec), paths)
+        report.warning = report.warning or unreadable
+        return report
 
     # --- what the terminal and --json show --------------------------------------------
 
