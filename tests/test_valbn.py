@@ -158,9 +158,9 @@ def _fake_run(tmp_path, export_epoch, keep=1):
 
 
 def _row(epoch, val_top1):
-    return {"epoch": epoch, "train_loss": 1.0, "train_top1": 0.5, "val_top1": val_top1,
-            "val_top5": 1.0, "lr": 0.1, "epoch_time_s": 1.0, "samples_per_s": 1.0,
-            "train_images": 32.0}
+    return {"epoch": epoch, "train_loss": 1.0, "train_top1": 0.5, "val_loss": 0.5,
+            "val_top1": val_top1, "val_top5": 1.0, "lr": 0.1, "epoch_time_s": 1.0,
+            "val_time_s": 0.1, "samples_per_s": 1.0, "train_images": 32}
 
 
 @pytest.mark.parametrize("export_epoch,expected", [("last", 3), ("best", 2)])

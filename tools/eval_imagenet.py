@@ -15,7 +15,13 @@ A checkpoint is exported to a temporary folder first, so both --api paths read t
 same files: SymbolBlock.imports (default) or mx.mod.Module (load_checkpoint, bind,
 set_params). --runtime onnxruntime runs an --onnx file in ONNX Runtime on the same
 decoded, cropped and normalised batches.
---json prints one line: top1, top5 (fractions), images, images_per_s, device, api.
+The terminal also shows the classes with the lowest top-1 and the most frequent
+confusions, named by the model's class names (else val's, else indices). --report DIR
+writes confusion.csv and confusion.png (the whole matrix, rows true, columns predicted),
+per_class.csv (class, images, top1) and misclassified.csv (key, path, true, predicted,
+confidence: the record's .idx key and, with a .lst beside the .rec, its image path).
+--json prints one line: top1, top5 (fractions), images, images_per_s, device, api,
+classes, per_class, confusion and the first 100 misclassified images with their count.
 """
 import argparse
 import json
@@ -28,8 +34,10 @@ from mobilenet_skip.bench.sections import machine_info
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.errors import UserError
+from mobilenet_skip.recordio import synsets_path
 from mobilenet_skip.deploy.artifact import (export_network, input_size_warning, read_info,
                                             summary)
+from mobilenet_skip.deploy import report as report_mod
 from mobilenet_skip.deploy.scoring import APIS, evaluate_export, evaluate_onnx
 from mobilenet_skip.train.devices import parse_contexts
 
@@ -55,6 +63,8 @@ def parse_args(argv):
                    "(default: min(4, cores))")
     p.add_argument("--data-threads", dest="data_threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON line")
+    p.add_argument("--report", metavar="DIR", help="write the confusion matrix (CSV, PNG), "
+                   "per-class top-1 and the misclassified images into DIR")
     return p.parse_args(argv)
 
 
@@ -63,6 +73,8 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.batch_size < 1:
         raise UserError("--batch-size must be at least 1")
+    if args.report:
+        report_mod.check_folder(args.report)
     watching = dataset.watch_decoder([args.rec_val])  # noqa: F841 (lapses when dropped)
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     if runtime == "onnxruntime":
@@ -86,24 +98,47 @@ def main(argv=None):
         class_warning = dataset.check_val_classes(
             prefix + ".synsets.txt" if args.prefix else source.synsets, args.rec_val)
         r = evaluate_export(prefix, args.rec_val, ctxs, args.api, args.batch_size,
-                            args.input_size, args.data_threads)
+                            args.input_size, args.data_threads, per_image=True)
+        names_from = [prefix + ".synsets.txt" if args.prefix else source.synsets]
     if class_warning:
         print("warning: %s" % class_warning, file=sys.stderr, flush=True)
     device = ",".join(str(c) for c in ctxs)
+    report = _class_report(args, r, names_from)
     if args.json:
-        print(json.dumps({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
-                          "images_per_s": r["images_per_s"], "device": device,
-                          "api": args.api, "input_size": r["info"]["input_size"]}))
+        print(json.dumps(dict({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
+                               "images_per_s": r["images_per_s"], "device": device,
+                               "api": args.api, "input_size": r["info"]["input_size"]},
+                              **report.to_json())))
         return 0
     print("model: %s\n       %s" % (args.prefix or source.path, summary(r["info"])))
     print("data:  %s, %d images, api %s" % (args.rec_val, r["images"], args.api))
-    print("top-1 accuracy %.4f  error %.4f" % (r["top1"], 1 - r["top1"]))
-    print("top-5 accuracy %.4f  error %.4f" % (r["top5"], 1 - r["top5"]))
     if ctxs[0].device_type == "cpu":
         cpu = machine_info()
         device += " (%s, %d cores)" % (cpu["cpu"], cpu["cores"])
-    print("speed: %.1f images/s on %s, decoding included" % (r["images_per_s"], device))
+    _print_results(args, r, report, "%s, decoding included" % device)
     return 0
+
+
+def _class_report(args, r, names_from):
+    """The per-class report of ``r`` (class names from ``names_from``, else val's), its
+    files written under --report; a .lst that disagrees with the .rec is warned about."""
+    report = report_mod.ClassReport.from_result(
+        r, args.rec_val, names_from + [synsets_path(args.rec_val)])
+    if report.warning:
+        print("warning: %s" % report.warning, file=sys.stderr, flush=True)
+    if args.report:
+        report.write(args.report, title="%s on %s" % (summary(r["info"]), args.rec_val))
+    return report
+
+
+def _print_results(args, r, report, where):
+    """The terminal's accuracy, class and speed lines, whichever runtime scored."""
+    print("top-1 accuracy %.4f  error %.4f" % (r["top1"], 1 - r["top1"]))
+    print("top-5 accuracy %.4f  error %.4f" % (r["top5"], 1 - r["top5"]))
+    print("\n".join(report.lines()))
+    if args.report:
+        print("report: %s (%s)" % (args.report, ", ".join(report_mod.REPORT_FILES)))
+    print("speed: %.1f images/s on %s" % (r["images_per_s"], where))
 
 
 def _eval_onnx(args, ctxs):
@@ -121,19 +156,20 @@ def _eval_onnx(args, ctxs):
         raise UserError("--api chooses the MXNet API; it does not apply to --runtime "
                         "onnxruntime")
     r = evaluate_onnx(args.onnx, args.rec_val, args.batch_size, args.input_size,
-                      args.data_threads)
+                      args.data_threads, per_image=True)
+    base = args.onnx[:-len(".onnx")] if args.onnx.endswith(".onnx") else args.onnx
+    report = _class_report(args, r, [base + ".synsets.txt"])
     if args.json:
-        print(json.dumps({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
-                          "images_per_s": r["images_per_s"], "device": "cpu",
-                          "runtime": "onnxruntime", "input_size": r["info"]["input_size"]}))
+        print(json.dumps(dict({"top1": r["top1"], "top5": r["top5"], "images": r["images"],
+                               "images_per_s": r["images_per_s"], "device": "cpu",
+                               "runtime": "onnxruntime", "input_size": r["info"]["input_size"]},
+                              **report.to_json())))
         return 0
     import onnxruntime
     print("model: %s\n       %s" % (args.onnx, summary(r["info"])))
     print("data:  %s, %d images, ONNX Runtime %s" % (args.rec_val, r["images"],
                                                      onnxruntime.__version__))
-    print("top-1 accuracy %.4f  error %.4f" % (r["top1"], 1 - r["top1"]))
-    print("top-5 accuracy %.4f  error %.4f" % (r["top5"], 1 - r["top5"]))
-    print("speed: %.1f images/s on the CPU, decoding included" % r["images_per_s"])
+    _print_results(args, r, report, "the CPU, decoding included")
     return 0
 
 

@@ -10,8 +10,9 @@
 - :mod:`.forms`: writing those forms, each derived from the FP32 graph in memory;
 - :mod:`.run`: :func:`export_run`, the export a training run ends with;
 - :mod:`.runtime` and :mod:`.scoring`: single images, top-k, and single-crop
-  evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.int8_report`: what the
-  INT8 forms buy (latency, file size).
+  evaluation through SymbolBlock, Module or ONNX Runtime; :mod:`.report`: what an
+  evaluation gets wrong (per-class top-1, confusion matrix, misclassified images);
+  :mod:`.int8_report`: what the INT8 forms buy (latency, file size).
 """
 from .run import export_run
 

@@ -53,7 +53,7 @@ class _Recorder(object):
 
 
 def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, input_size=None,
-                    threads=None, keep_logits=False):
+                    threads=None, keep_logits=False, per_image=False):
     """Single-centre-crop top-1/top-5 of an export over a ``.rec``.
 
     Parameters
@@ -69,13 +69,17 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
         Overrides the sidecar's.
     keep_logits : bool
         Also return every image's logits, to compare two exports image by image.
+    per_image : bool
+        Also return each image's ``label``, ``pred`` and ``confidence``, for a
+        :class:`~mobilenet_skip.deploy.report.ClassReport`.
 
     Returns
     -------
     dict
-        ``top1``, ``top5`` (fractions), ``images``, ``seconds`` and ``images_per_s``
-        (decoding included, after one untimed batch), ``info`` (the sidecar) and,
-        with ``keep_logits``, ``logits`` (``images x classes``, file order).
+        :func:`.evaluate`'s (``top1``, ``top5``, ``loss``, ``images``, ``seconds``,
+        ``classes`` and, with ``per_image``, its arrays), ``images_per_s`` (decoding
+        included, after one untimed batch), ``info`` (the sidecar) and, with
+        ``keep_logits``, ``logits`` (``images x classes``, file order).
     """
     ctxs = list(ctxs or [mx.cpu()])
     if batch_size < 1:
@@ -85,7 +89,7 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
     if keep_logits:
         net = _Recorder(net)
     result = evaluate(net, data.val_iter(val_config(exported.info, rec, batch_size, threads),
-                                         len(ctxs)), ctxs)
+                                         len(ctxs)), ctxs, per_image=per_image)
     result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
     result["info"] = exported.info
     if keep_logits:
@@ -107,7 +111,8 @@ def _onnx_info(path, input_size):
     return info
 
 
-def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_logits=False):
+def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_logits=False,
+                  per_image=False):
     """Single-centre-crop top-1/top-5 of an ONNX file in ONNX Runtime over a ``.rec``.
 
     The images come from the same validation iterator as :func:`evaluate_export` (the
@@ -118,8 +123,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_
     Returns
     -------
     dict
-        As :func:`evaluate_export` (``top1``, ``top5``, ``images``, ``seconds``,
-        ``images_per_s``, ``info`` and, with ``keep_logits``, ``logits``).
+        As :func:`evaluate_export` (its ``keep_logits`` and ``per_image`` too).
     """
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
@@ -142,7 +146,7 @@ def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_
     if keep_logits:
         net = _Recorder(net)
     result = evaluate(net, data.val_iter(val_config(info, rec, batch_size, threads)),
-                      [mx.cpu()])
+                      [mx.cpu()], per_image=per_image)
     result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
     result["info"] = info
     if keep_logits:

@@ -67,10 +67,10 @@ class LogLines(Callback):
                  info["samples_per_s"], info["loss"], info["top1"], info["lr"])
 
     def end_epoch(self, row, net, trainer):
-        log.info("Epoch[%d] val top1=%.4f top5=%.4f | train loss=%.4f top1=%.4f | "
+        log.info("Epoch[%d] val top1=%.4f top5=%.4f loss=%.4f | train loss=%.4f top1=%.4f | "
                  "%.1fs, %.1f samples/sec, lr=%.6g", row["epoch"], row["val_top1"],
-                 row["val_top5"], row["train_loss"], row["train_top1"], row["epoch_time_s"],
-                 row["samples_per_s"], row["lr"])
+                 row["val_top5"], row["val_loss"], row["train_loss"], row["train_top1"],
+                 row["epoch_time_s"], row["samples_per_s"], row["lr"])
 
 
 class RunFolder(Callback):

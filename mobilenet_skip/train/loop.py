@@ -276,10 +276,11 @@ def _validate(state, epoch_no, loss, top1, train_time):
     """Score epoch ``epoch_no`` on the val data and report its metrics row (rank 0)."""
     tic = time.time()
     val = evaluate(state.net, state.val_data, state.ctxs, state.cfg["dtype"])
+    val_time = time.time() - tic
     row = {"epoch": epoch_no, "train_loss": loss, "train_top1": top1,
-           "val_top1": val["top1"], "val_top5": val["top5"],
+           "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
            "lr": state.trainer.learning_rate,
-           "epoch_time_s": train_time + time.time() - tic,
+           "epoch_time_s": train_time + val_time, "val_time_s": val_time,
            # the epoch's sums are every worker's (dist.Agreement all-reduces them)
            "samples_per_s": state.acc.epoch_count / max(train_time, 1e-9),
            "train_images": state.acc.epoch_count}

@@ -16,13 +16,17 @@ from .checkpoints import CheckpointDir
 from ..errors import UserError
 from ..utils.fs import OutputLock, remove_stale_tmp
 
-__all__ = ["RunDir", "METRIC_COLUMNS", "best_row", "selected_row", "summary_line"]
+__all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "best_row", "selected_row", "summary_line"]
 
-# train_images: the images the epoch's train_loss/train_top1 cover (over all workers;
-# nan in rows written before the column existed). best_epoch: the epoch with the
-# highest val_top1 up to this row (so the last row names the run's best beside its last).
-METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr",
-                  "epoch_time_s", "samples_per_s", "train_images", "best_epoch")
+# docs/workflow.md defines each column. train_images: the images the epoch's
+# train_loss/train_top1 cover (over all workers). best_epoch: the epoch with the highest
+# val_top1 up to this row (so the last row names the run's best beside its last).
+METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
+                  "lr", "epoch_time_s", "val_time_s", "samples_per_s", "train_images",
+                  "best_epoch")
+# Columns added after the first release: nan in rows that a run folder kept from an
+# earlier version, so an old run resumes and its file is rewritten whole.
+LATER_COLUMNS = ("val_loss", "val_time_s", "train_images")
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -141,9 +145,9 @@ class RunDir(object):
         return os.path.isfile(self.metrics_path)
 
     def metrics(self):
-        """``metrics.csv``'s rows (dicts of floats, ``epoch`` an int), or ``[]``, with
-        ``best_epoch`` (re)computed and ``train_images`` nan where missing, so that a
-        file written before those columns existed is rewritten whole on resume."""
+        """``metrics.csv``'s rows (dicts of numbers, integer columns as ints), or ``[]``,
+        with ``best_epoch`` (re)computed and :data:`LATER_COLUMNS` nan where missing, so
+        that a file written before those columns existed is rewritten whole on resume."""
         from ..utils.plots import read_metrics
         rows = read_metrics(self.metrics_path) if self.has_metrics() else []
         best = None
@@ -151,7 +155,8 @@ class RunDir(object):
             if best is None or row["val_top1"] > best["val_top1"]:
                 best = row
             row["best_epoch"] = best["epoch"]
-            row.setdefault("train_images", float("nan"))
+            for column in LATER_COLUMNS:
+                row.setdefault(column, float("nan"))
         return rows
 
     def checkpoint_path(self, epoch):
