@@ -83,7 +83,9 @@ SCHEMA = {
     "keep_checkpoints": (3, "keep this many recent epoch checkpoints (plus the best)"),
     "export_epoch": ("last", "epoch to export at the end: last | best (best picks on the "
                      "val set it reports, which flatters it)"),
-    "log_interval": (50, "batches between log lines"),
+    "log_interval": (50, "batches between log lines (and TensorBoard's train scalars)"),
+    "tensorboard": ("", "write TensorBoard event files into this folder (needs tensorboardX; "
+                    "'' = none)"),
     "batches_per_epoch": (0, "cap on batches per epoch (0 = the whole .rec; for smoke runs)"),
     "hybridize": (True, "hybridize with static_alloc/static_shape"),
     "fuse_bn_relu": (True, "train each BatchNorm that feeds a ReLU as one fused oneDNN "
