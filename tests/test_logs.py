@@ -4,7 +4,7 @@ import os
 
 import pytest
 
-from conftest import DEMO_RECIPE, read_metrics, train_digits
+from conftest import DEMO_RECIPE, read_metrics, run_tool, train_digits
 
 # Tiny: width 0.25 at 32 px, a few batches an epoch.
 TINY = ["--multiplier", "0.25", "--input-size", "32", "--batches-per-epoch", "4",
@@ -73,3 +73,46 @@ def test_tensorboard_is_a_recipe_key_and_flag():
     cfg = recipes.resolve(DEMO_RECIPE, flags.flag_overrides(args))
     assert cfg["tensorboard"] == "tb"
     assert recipes.resolve(DEMO_RECIPE)["tensorboard"] == ""
+
+
+# --- plot_runs: several runs on one figure -----------------------------------------------
+
+def test_labels_name_the_model_and_the_keys_that_differ():
+    from mobilenet_skip.train.overlay import run_labels
+    base = {"model": "mobilenet", "multiplier": 0.25, "lr": 0.1, "save_dir": "runs/a",
+            "lr_decay_epochs": [30, 60], "log_interval": 20}
+    other = dict(base, lr=0.03, save_dir="runs/b", log_interval=5)
+    third = dict(base, model="full-connect", lr_decay_epochs=[30, 90], save_dir="runs/c")
+    assert run_labels([base, other]) == ["mobilenet lr=0.1", "mobilenet lr=0.03"]
+    assert run_labels([base, other, third]) == [
+        "mobilenet lr=0.1 lr_decay_epochs=30,60", "mobilenet lr=0.03 lr_decay_epochs=30,60",
+        "full-connect lr=0.1 lr_decay_epochs=30,90"]
+    assert run_labels([base]) == ["mobilenet"]
+
+
+def test_a_missing_or_non_run_folder_is_one_line(tmp_path):
+    from mobilenet_skip.errors import UserError
+    from mobilenet_skip.train.overlay import load_runs
+    for path, words in ((tmp_path / "nowhere", "is not a folder"),
+                        (tmp_path, "is not a training run")):
+        with pytest.raises(UserError) as err:
+            load_runs([str(path)])
+        assert words in str(err.value) and str(path) in str(err.value)
+        assert "\n" not in str(err.value)
+
+
+@pytest.mark.slow
+def test_plot_runs_writes_the_png_labelled_by_the_lr(board_run, small_digits, tmp_path):
+    other = tmp_path / "other"
+    train_digits(small_digits, other, TINY, "--num-epochs", "1", "--lr", "0.03")
+    png = tmp_path / "runs.png"
+    # config.yaml order (the schema's): num_epochs comes before lr
+    res = run_tool("plot_runs", board_run["dir"], str(other), "--output", str(png))
+    assert res.returncode == 0, res.stderr
+    assert "full-connect-pre-act num_epochs=2 lr=0.1" in res.stdout
+    assert "full-connect-pre-act num_epochs=1 lr=0.03" in res.stdout
+    with open(str(png), "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    res = run_tool("plot_runs", str(tmp_path / "nowhere"))
+    assert res.returncode == 2 and "is not a folder" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1, res.stderr
