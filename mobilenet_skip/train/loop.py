@@ -140,8 +140,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     folder = RunDir.for_training(cfg, rank, global_batch, data)
     begin = resume_mod.plan(folder, resume, overwrite, data,
                             worker_batch=cfg["batch_size"] * len(ctxs))
-    # a checkpoint's weights replace the warm start's
-    net = build_net(dict(cfg, warm_start="") if begin.checkpoint else cfg, ctxs)
+    # a checkpoint's weights replace the warm start's and the fine-tuning source's
+    net = build_net(cfg, ctxs, load=not begin.checkpoint)
     state = TrainState(cfg, ctxs, rank, num_workers, global_batch, train_data, val_data,
                        iters_per_epoch, net, make_step(net, cfg, ctxs, kvstore, global_batch),
                        schedule(cfg, global_batch), folder, dog)
