@@ -116,3 +116,10 @@ def test_plot_runs_writes_the_png_labelled_by_the_lr(board_run, small_digits, tm
     res = run_tool("plot_runs", str(tmp_path / "nowhere"))
     assert res.returncode == 2 and "is not a folder" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+
+
+@pytest.mark.slow
+def test_a_finished_pack_and_run_leave_no_lock_files(board_run, small_digits):
+    assert ".lock" not in os.listdir(board_run["dir"])
+    assert not [f for f in os.listdir(os.path.dirname(small_digits["train"]))
+                if f.endswith(".lock")]
