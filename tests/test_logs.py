@@ -48,7 +48,6 @@ def test_event_file_values_equal_metrics_csv(board_run):
 
 @pytest.mark.slow
 def test_event_file_holds_the_config(board_run):
-    from tensorboardX.proto.event_pb2 import Event  # noqa: F401 (the reader's proto)
     import glob
     raw = b"".join(open(p, "rb").read() for p in glob.glob(
         os.path.join(board_run["logdir"], "events.out.tfevents.*")))

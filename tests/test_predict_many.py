@@ -49,8 +49,7 @@ def _files(folder):
 
 
 def _predict(capsys, *argv):
-    code, out, err = call_tool(capsys, "predict", *argv)
-    return code, out, err
+    return call_tool(capsys, "predict", *argv)
 
 
 @pytest.mark.slow
