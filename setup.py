@@ -32,6 +32,7 @@ setup(
         "gpu": ["mxnet-cu112==1.9.1"],
         "onnx": ["onnx<1.19", "onnxruntime", "ml_dtypes<0.6"],  # ml_dtypes: --onnx-int8
         "demo": ["scikit-learn", "threadpoolctl"],  # threadpoolctl: the study's linear floor
+        "tensorboard": ["tensorboardX", "protobuf"],  # --tensorboard's event writer
     },
     classifiers=["Programming Language :: Python :: 3",
                  "Topic :: Scientific/Engineering :: Artificial Intelligence"],

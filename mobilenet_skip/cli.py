@@ -13,7 +13,8 @@ def run_main(main, argv=None):
     ``ValueError`` (which :class:`~mobilenet_skip.errors.UserError` extends) and
     missing files are what bad input raises, so they print as ``error: ...`` and
     exit 2; so does a full disk (ENOSPC, or MXNet's ``FileStream.Write incomplete``).
-    Anything else is a bug and keeps its traceback.
+    Anything else is a bug and keeps its traceback. A reader that closed the pipe
+    (``| head``) ends the tool quietly.
     """
     from .utils.fs import disk_full_error, is_disk_full
     try:
@@ -25,6 +26,8 @@ def run_main(main, argv=None):
             if is_disk_full(err) and not isinstance(err, ValueError):
                 raise disk_full_error(getattr(err, "filename", None) or os.getcwd() + "/.")
             raise
+    except BrokenPipeError:
+        _quiet_closed_pipe()
     except (ValueError, FileNotFoundError, PermissionError, IsADirectoryError) as err:
         if os.environ.get(DEBUG_ENV):
             raise
@@ -32,6 +35,16 @@ def run_main(main, argv=None):
         print("error: %s" % msg, file=sys.stderr)
         sys.exit(2)
     sys.exit(status or 0)
+
+
+def _quiet_closed_pipe():
+    """Exit without a traceback when stdout's reader has gone: what is still buffered can
+    never be written, so stdout goes to /dev/null (the interpreter's last flush would
+    fail again), and the status is a shell's for a process SIGPIPE ended (128 + 13), as
+    ``cat`` would end, which ``set -o pipefail`` scripts expect."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    sys.exit(141)
 
 
 def add_source_arguments(parser):

@@ -185,3 +185,14 @@ def test_a_data_pair_split_between_recipe_and_flags_is_checked(tmp_path):
     with pytest.raises(UserError, match=r"r.yaml with the command line: max_random_area must "
                        r"be at least min_random_area \(0.6\), got 0.5"):
         config.resolve(str(recipe), {"max_random_area": 0.5})
+
+
+def test_an_input_below_the_networks_stride_is_refused_at_the_recipe():
+    """28 px (Fashion-MNIST's side) is refused while resolving, before anything is built,
+    naming the smallest size and what to pack with."""
+    with pytest.raises(UserError) as err:
+        config.resolve("demo.yaml", {"input_size": 28})
+    message = str(err.value)
+    assert "input_size must be at least 32" in message and "--resize 37" in message
+    assert "got 28" in message and "\n" not in message
+    assert config.resolve("demo.yaml", {"input_size": 32})["input_size"] == 32

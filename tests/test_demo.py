@@ -31,3 +31,9 @@ def test_a_failing_step_is_named_in_one_line(tmp_path):
     assert res.returncode == 2
     assert res.stderr.strip().splitlines()[-1].startswith("error: demo step 1 (demo data)")
     assert "[2/6]" not in res.stdout
+
+
+def test_the_evaluate_step_shows_its_accuracy():
+    from conftest import tool_module
+    line = tool_module("demo").accuracy_line({"top1": 0.98886, "top5": 1.0, "images": 359})
+    assert line.strip() == "val top-1 0.9889, top-5 1.0000 on 359 images"

@@ -221,7 +221,8 @@ def test_onnx_int8_scores_like_fp32_and_describes_itself_as_int8_does(demo_run, 
     assert os.path.getsize(path) < 0.4 * os.path.getsize(out + ".onnx")  # weights stored int8
     assert "wrote onnx-int8 %s (qoperator, weights per channel, from ONNX opset 13)" % path \
         in stdout
-    assert re.search(r"^onnx-int8 latency: [\d.]+ ms vs ONNX FP32 [\d.]+ ms", stdout, re.M)
+    assert re.search(r"^onnx-int8 (buys latency|is slower here): [\d.]+ ms vs ONNX FP32 [\d.]+ ms",
+                     stdout, re.M)
     assert "onnx-int8 file size: %.2f MB vs ONNX FP32 %.2f MB" % (
         os.path.getsize(path) / 1e6, os.path.getsize(out + ".onnx") / 1e6) in stdout
     fp32 = scoring.evaluate_export(out, demo_run.val_rec, keep_logits=True)
@@ -292,8 +293,20 @@ def test_int8_summary_says_what_it_buys_and_what_not(deployed):
     assert ".params %.2f MB vs FP32 %.2f MB" % (int8["bytes"] / 1e6, fp32["bytes"] / 1e6) in size
     assert "%d float32, %d int8 tensors" % (int8["dtypes"]["float32"], int8["dtypes"]["int8"]) \
         in size
-    latency = lines["int8 buys latency"]
+    latency = lines.get("int8 buys latency") or lines["int8 is slower here"]
+    int8_ms, fp32_ms = (float(v) for v in re.findall(r"([\d.]+) ms", latency))
+    assert ("buys latency" in latency) == (int8_ms < fp32_ms), latency
     assert float(latency.split("(")[1].split("x")[0]) > 0
+
+
+@pytest.mark.parametrize("int8_ms,words", [(1.0, "int8 buys latency: 1.00 ms vs FP32 2.00"),
+                                           (3.0, "int8 is slower here: 3.00 ms vs FP32 2.00")])
+def test_the_int8_line_says_what_was_measured(int8_ms, words):
+    from mobilenet_skip.deploy.int8_report import format_int8_report, format_onnx_int8_report
+    r = {"int8_ms": int8_ms, "fp32_ms": 2.0, "latency_ratio": int8_ms / 2.0, "int8_bytes": 1e6,
+         "fp32_bytes": 1e6, "size_ratio": 1.0, "int8_dtypes": {"float32": 3}}
+    assert format_int8_report(r).startswith(words)
+    assert format_onnx_int8_report(r).startswith("onnx-" + words.replace("FP32", "ONNX FP32"))
 
 
 def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):

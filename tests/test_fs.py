@@ -33,6 +33,32 @@ def test_second_lock_is_refused_and_names_the_holder(tmp_path):
             assert f.read().strip() == str(os.getpid())
 
 
+def test_a_released_lock_leaves_no_file_and_a_stale_descriptor_locks_anew(tmp_path,
+                                                                          monkeypatch):
+    import fcntl
+    path = str(tmp_path / "x.lock")
+    first = OutputLock(path, "thing").acquire()
+    stale = os.open(path, os.O_RDWR)  # a second job opened the file before it was removed
+    first.release()
+    assert not os.path.exists(path)
+    real, handed = OutputLock._lock, []
+
+    def stale_first(self, folder):  # that job's flock then succeeds, on the removed file
+        if not handed:
+            handed.append(stale)
+            fcntl.flock(stale, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return stale
+        return real(self, folder)
+    monkeypatch.setattr(OutputLock, "_lock", stale_first)
+    second = OutputLock(path, "thing").acquire()
+    assert handed and second._fd != stale
+    assert os.path.samestat(os.fstat(second._fd), os.stat(path))  # it holds the file named
+    with pytest.raises(UserError, match="in use by another job"):
+        real(OutputLock(path, "thing"), str(tmp_path))
+    second.release()
+    assert not os.path.exists(path)
+
+
 def test_disk_full_error_is_one_line_with_the_folder(tmp_path):
     err = disk_full_error(str(tmp_path / "a.rec"), needed_bytes=5 * 1024 * 1024)
     msg = str(err)

@@ -124,7 +124,7 @@ def test_every_import_of_the_package_is_installed_by_setup_py():
     for dist in list(required):  # what those pull in (gluoncv brings tqdm, requests, ...)
         required |= names(r for r in md.requires(dist) or [] if "extra ==" not in r)
     optional = {"onnx": "onnx", "onnxruntime": "onnx", "scikit-learn": "demo",
-                "threadpoolctl": "demo"}
+                "threadpoolctl": "demo", "tensorboardx": "tensorboard"}
     # dmlc_tracker is not on PyPI: `tools/launch.py --install-tracker` puts it in place
     providers = md.packages_distributions()
     for module, files in _third_party_imports().items():

@@ -50,6 +50,13 @@ def _step(number, title, cmd, capture=False):
     return res.stdout
 
 
+def accuracy_line(result):
+    """What step 4 found, from eval_imagenet.py's --json line: its output is captured to
+    read the figures, so the step shows them itself."""
+    return "      val top-1 %.4f, top-5 %.4f on %d images" % (result["top1"], result["top5"],
+                                                            result["images"])
+
+
 def main(argv=None):
     args = parse_args(argv)
     # read the recipe as step 3 will, so a bad one fails now rather than after packing
@@ -72,6 +79,7 @@ def main(argv=None):
     result = json.loads(_step(4, "evaluate the export (centre crop)", [
         py, tool("eval_imagenet.py"), "--prefix", prefix, "--rec-val",
         os.path.join(d, "val.rec"), "--json"], capture=True).strip().splitlines()[-1])
+    print(accuracy_line(result), flush=True)
     samples = [sorted(glob.glob(os.path.join(images, "val", "digit_%d" % k, "*.jpg")))[0]
                for k in (0, 3, 7)]
     with open(prefix + ".json") as f:

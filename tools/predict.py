@@ -1,7 +1,8 @@
 #!/usr/bin/env python
-"""Classify image files with an exported model: top-5 class names and probabilities.
+"""Classify image files or folders with an exported model: top-5 names and probabilities.
 
   predict.py --prefix deploy/m cat.jpg dog.png
+  predict.py --prefix deploy/m photos/ --batch-size 32 --csv predictions.csv
 
 Reads only the export: PREFIX-symbol.json, PREFIX-0000.params, PREFIX.synsets.txt
 and, if present, PREFIX.json for the input size and preprocessing. Without that
@@ -10,7 +11,8 @@ with it, a different --input-size is used with a warning. Each image goes throug
 validation's transform: shorter side to round(S / 0.875), central S x S crop, RGB
 mean/std. An image that cannot be read (missing, not a regular file, over 64 MB, not
 an image) is reported on stderr and the others are still classified; the exit
-status is then 1.
+status is then 1. A folder stands for the JPEG/PNG/BMP files under it, recursively, in
+sorted order; images go through the network --batch-size at a time.
 """
 import argparse
 import json
@@ -21,15 +23,20 @@ from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.artifact import input_size_warning, read_info, summary
 from mobilenet_skip.deploy.loading import open_export
-from mobilenet_skip.deploy.runtime import load_image, softmax, top_k
+from mobilenet_skip.deploy.predicting import CsvOut, classify, expand_paths
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__, allow_abbrev=False,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--prefix", required=True, help="the export (tools/export_model.py --output)")
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="JPEG/PNG/BMP files")
+    p.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="JPEG/PNG/BMP files, or folders (their images, recursively)")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (5)")
+    p.add_argument("--batch-size", type=int, default=16,
+                   help="images per forward pass (16)")
+    p.add_argument("--csv", metavar="OUT",
+                   help="also write OUT: path, top classes and probabilities, error per image")
     p.add_argument("--input-size", type=int, help="the network input side: required "
                    "without the PREFIX.json sidecar; overrides it (with a warning) otherwise")
     p.add_argument("--json", action="store_true",
@@ -48,20 +55,24 @@ def main(argv=None):
     exported = open_export(args.prefix, args.input_size, need_synsets=True)
     net = exported.block
     net.hybridize(static_alloc=True, static_shape=True)
+    table = CsvOut(args.csv, args.top) if args.csv else None
     predictions, errors = [], []
-    for path in args.images:
-        try:
-            x = load_image(path, exported.info)
-        except UserError as err:
-            errors.append({"image": path, "error": str(err)})
-            print("error: %s" % err, file=sys.stderr, flush=True)
+    for answer in classify(net, exported.info, exported.synsets, expand_paths(args.images),
+                           args.batch_size, args.top):
+        if table:
+            table.write(answer)
+        if "error" in answer:
+            errors.append(answer)
+            print("error: %s" % answer["error"], file=sys.stderr, flush=True)
             continue
-        probs = softmax(net(x).asnumpy())[0]
-        predictions.append({"image": path, "top": top_k(probs, exported.synsets, args.top)})
+        predictions.append(answer)
         if not args.json:
-            print(path)
-            for t in predictions[-1]["top"]:
+            print(answer["image"])
+            for t in answer["top"]:
                 print("  %.4f  %s" % (t["probability"], t["name"]))
+            sys.stdout.flush()  # a reader (| head) sees each image as it is classified
+    if table:
+        table.close()
     if args.json:
         print(json.dumps({"prefix": args.prefix, "model": summary(exported.info),
                           "predictions": predictions, "errors": errors}))

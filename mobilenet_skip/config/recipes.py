@@ -37,6 +37,10 @@ SCHEMA = {
     "multiplier": (1.0, "width multiplier"),
     "classes": (1000, "number of classes"),
     "warm_start": ("", "gluoncv mobilenet .params file to start from (post-activation models)"),
+    "finetune": ("", "a run folder or export of ours whose weights, all but the classifier's, "
+                 "this run starts from (the classes may differ)"),
+    "finetune_epoch": (0, "the epoch of a --finetune run folder (0 = its last checkpoint)"),
+    "finetune_lr_mult": (1.0, "the body's lr over the classifier's when fine-tuning"),
     # data: declared (default, help, rule) in mobilenet_skip.data.settings
     **{key: (default, help_text)
        for key, (default, help_text, _) in settings.SCHEMA.items()},
@@ -83,7 +87,9 @@ SCHEMA = {
     "keep_checkpoints": (3, "keep this many recent epoch checkpoints (plus the best)"),
     "export_epoch": ("last", "epoch to export at the end: last | best (best picks on the "
                      "val set it reports, which flatters it)"),
-    "log_interval": (50, "batches between log lines"),
+    "log_interval": (50, "batches between log lines (and TensorBoard's train scalars)"),
+    "tensorboard": ("", "write TensorBoard event files into this folder (needs tensorboardX; "
+                    "'' = none)"),
     "batches_per_epoch": (0, "cap on batches per epoch (0 = the whole .rec; for smoke runs)"),
     "hybridize": (True, "hybridize with static_alloc/static_shape"),
     "fuse_bn_relu": (True, "train each BatchNorm that feeds a ReLU as one fused oneDNN "
@@ -101,7 +107,7 @@ CHOICES = {
 }
 # Ranges of the keys other than the data keys (settings.check has theirs).
 POSITIVE = ("multiplier", "classes", "num_epochs", "lr", "cpu_contexts", "log_interval",
-            "lr_decay_period", "lr_decay", "rmsprop_eps")
+            "lr_decay_period", "lr_decay", "rmsprop_eps", "finetune_lr_mult")
 
 
 def choices_of(key):
@@ -209,7 +215,7 @@ def load_recipe(path, _seen=None, _relative_to=None):
 
 
 # Keys that may be zero (off) but never negative.
-NON_NEGATIVE = ("wd", "momentum", "label_smoothing", "clip_gradient", "warmup_epochs",
+NON_NEGATIVE = ("finetune_epoch", "wd", "momentum", "label_smoothing", "clip_gradient", "warmup_epochs",
                 "warmup_lr", "keep_checkpoints", "batches_per_epoch", "seed",
                 "rmsprop_decay", "lr_decay_epochs")
 BELOW_ONE = ("momentum", "label_smoothing", "rmsprop_decay")  # 1 or more makes no sense

@@ -7,6 +7,7 @@ loader and by the iterators alike. The validation transform's four fields
 :class:`~mobilenet_skip.data.preprocess.Preprocessing` and are checked by it.
 """
 from ..errors import UserError
+from ..models import MIN_INPUT_SIZE
 from .preprocess import DEFAULT as VAL, KEYS as VAL_KEYS, Preprocessing
 from ..utils.values import coerce
 
@@ -28,7 +29,13 @@ _FRACTION = (lambda v: 0 < v <= 1, "in (0, 1]")
 SCHEMA = {
     "rec_train": ("", "training .rec (its .idx beside it)", None),
     "rec_val": ("", "validation .rec (its .idx beside it)", None),
-    "input_size": (VAL.input_size, "training and validation crop side", None),
+    # refused here, at the recipe, rather than once the network is built and fed
+    "input_size": (VAL.input_size, "training and validation crop side (at least %d)"
+                   % MIN_INPUT_SIZE,
+                   (lambda v: v >= MIN_INPUT_SIZE,
+                    "at least %d, the network's total stride (for smaller sources, such as "
+                    "28 px, pack with --resize %d and train at --input-size %d)"
+                    % (MIN_INPUT_SIZE, round(MIN_INPUT_SIZE / 0.875), MIN_INPUT_SIZE))),
     "crop_ratio": (VAL.crop_ratio, "validation centre crop / resized short side (224/256)",
                    None),
     "batch_size": (32, "images per device per step", (lambda v: v >= 1, "a positive integer")),

@@ -36,6 +36,7 @@ from .onnx import export_onnx, import_onnx, read_onnx_info
 from .runtime import OnnxNet
 
 __all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report",
+           "latency_verdict",
            "onnx_int8_report", "format_onnx_int8_report", "REPORTS", "form_reports"]
 
 
@@ -102,16 +103,22 @@ def int8_report(fp32_prefix, int8_prefix, repeats=30):
             "int8_ms": 1e3 * int8_s, "latency_ratio": int8_s / fp32_s}
 
 
+def latency_verdict(r):
+    """``buys latency`` when INT8 measured faster than FP32 here, else ``is slower here``
+    (a small network at batch 1, or a CPU without VNNI, can lose to FP32)."""
+    return "buys latency" if r["int8_ms"] < r["fp32_ms"] else "is slower here"
+
+
 def format_int8_report(r):
-    """Two lines: what INT8 bought (latency) and what it did not (file size)."""
+    """Two lines: what INT8 did to latency, as measured, and to the file size."""
     dtypes = _dtype_counts(r["int8_dtypes"])
-    return ("int8 buys latency: %.2f ms vs FP32 %.2f ms per image at batch 1 (%.2fx, median "
+    return ("int8 %s: %.2f ms vs FP32 %.2f ms per image at batch 1 (%.2fx, median "
             "of this machine's runs)\n"
             "int8 file size: .params %.2f MB vs FP32 %.2f MB (%.2fx; %s tensors): only "
             "the classifier is stored as int8, MXNet 1.9's oneDNN INT8 convs keep FP32 "
-            "weights on disk and quantize them when first run" % (r["int8_ms"], r["fp32_ms"], r["latency_ratio"],
-                                r["int8_bytes"] / 1e6, r["fp32_bytes"] / 1e6,
-                                r["size_ratio"], dtypes))
+            "weights on disk and quantize them when first run"
+            % (latency_verdict(r), r["int8_ms"], r["fp32_ms"], r["latency_ratio"],
+               r["int8_bytes"] / 1e6, r["fp32_bytes"] / 1e6, r["size_ratio"], dtypes))
 
 
 def onnx_int8_report(fp32_onnx, int8_onnx, repeats=30):
@@ -129,11 +136,11 @@ def onnx_int8_report(fp32_onnx, int8_onnx, repeats=30):
 
 def format_onnx_int8_report(r):
     """Two lines, as :func:`format_int8_report`'s: latency and file size against FP32 ONNX."""
-    return ("onnx-int8 latency: %.2f ms vs ONNX FP32 %.2f ms per image at batch 1 in ONNX "
+    return ("onnx-int8 %s: %.2f ms vs ONNX FP32 %.2f ms per image at batch 1 in ONNX "
             "Runtime (%.2fx, median of this machine's runs)\n"
             "onnx-int8 file size: %.2f MB vs ONNX FP32 %.2f MB (%.2fx; initializers: %s)"
-            % (r["int8_ms"], r["fp32_ms"], r["latency_ratio"], r["int8_bytes"] / 1e6,
-               r["fp32_bytes"] / 1e6, r["size_ratio"], _dtype_counts(r["int8_dtypes"])))
+            % (latency_verdict(r), r["int8_ms"], r["fp32_ms"], r["latency_ratio"],
+               r["int8_bytes"] / 1e6, r["fp32_bytes"] / 1e6, r["size_ratio"], _dtype_counts(r["int8_dtypes"])))
 
 
 def _dtype_counts(dtypes):

@@ -3,7 +3,8 @@
 A callback overrides any of :class:`Callback`'s hooks. ``fit`` always runs
 :class:`ProgressBar` (a terminal's bar), :class:`LogLines` (the "Epoch[..] Batch [..]
 Speed: ..." and epoch lines) and, on rank 0, :class:`RunFolder` (checkpoint, metrics.csv,
-curves.png); a caller adds its own, as the benchmark adds :class:`Rates`.
+curves.png); ``--tensorboard`` adds :class:`~.tensorboard.TensorBoard` on rank 0, and a
+caller adds its own, as the benchmark adds :class:`Rates`.
 """
 import logging
 import sys
@@ -33,6 +34,9 @@ class Callback(object):
 
     def end_epoch(self, row, net, trainer):
         """Rank 0 validated the epoch: ``row`` is its metrics.csv row."""
+
+    def end_run(self):
+        """``fit`` is about to return, done, stopped or failed: release what is held."""
 
 
 class ProgressBar(Callback):

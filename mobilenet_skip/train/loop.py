@@ -10,6 +10,7 @@ Nothing here syncs with the device inside the step: losses and accuracy are
 accumulated as NDArrays and read every ``log_interval`` batches. Everything reported
 goes through callbacks (:mod:`.callbacks`).
 """
+import contextlib
 import logging
 import time
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from .evaluation import evaluate
 from .feed import absolute_paths, fingerprint, record_iters
 from .net import build_net, hybridize, params_checksum
 from .rundir import RunDir
+from .tensorboard import TensorBoard
 from .step import Accumulator, make_step
 from ..utils.threads import started_with
 from ..errors import UserError
@@ -112,6 +114,9 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
                         rank).start()
     if distributed:
         dist.exit_without_barrier_unless_done(kvstore, dog)
+    # before anything is built: a missing tensorboardX is refused at once (rank 0 writes)
+    board = [TensorBoard(cfg["tensorboard"], cfg)] if cfg.get("tensorboard") and not rank \
+        else []
     global_batch = cfg["batch_size"] * len(ctxs) * num_workers
     mx.random.seed(cfg["seed"])
     np.random.seed(cfg["seed"])
@@ -136,8 +141,8 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     folder = RunDir.for_training(cfg, rank, global_batch, data)
     begin = resume_mod.plan(folder, resume, overwrite, data,
                             worker_batch=cfg["batch_size"] * len(ctxs))
-    # a checkpoint's weights replace the warm start's
-    net = build_net(dict(cfg, warm_start="") if begin.checkpoint else cfg, ctxs)
+    # a checkpoint's weights replace the warm start's and the fine-tuning source's
+    net = build_net(cfg, ctxs, load=not begin.checkpoint)
     state = TrainState(cfg, ctxs, rank, num_workers, global_batch, train_data, val_data,
                        iters_per_epoch, net, make_step(net, cfg, ctxs, kvstore, global_batch),
                        schedule(cfg, global_batch), folder, dog)
@@ -160,11 +165,11 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     stop = guard.StopRequest()
     agree = [dist.Agreement(kvstore, stop, net, state.acc)] if distributed else []
     state.calls = (agree + [cb.ProgressBar(), cb.RunFolder(folder), cb.LogLines()]
-                   + list(callbacks))
+                   + board + list(callbacks))
 
     # The epochs: train (a stop request saves and ends), then rank 0 validates and records.
     interrupted = False
-    with stop:
+    with stop, _ending(state.calls):
         for epoch in range(begin.epoch, cfg["num_epochs"]):
             loss, top1, done, train_time = _train_epoch(state, epoch + 1, begin, stop)
             begin = resume_mod.FRESH
@@ -179,6 +184,16 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     log.info("final trained-parameter checksum (rank %d): %s", rank, params_checksum(net))
     dog.stop()
     return _result(state, interrupted)
+
+
+@contextlib.contextmanager
+def _ending(calls):
+    """Tell every callback that the run ends, however it ends."""
+    try:
+        yield
+    finally:
+        for c in calls:
+            c.end_run()
 
 
 def _contexts(cfg):

@@ -1,4 +1,4 @@
-"""The network as the recipe builds it: created (or warm-started), initialised,
+"""The network as the recipe builds it: created (warm-started or fine-tuned), initialised,
 weight-decay-masked, cast, BN-ReLU-fused where it can be and hybridized; and its
 parameters' checksum."""
 import hashlib
@@ -7,9 +7,11 @@ import logging
 import mxnet as mx
 from mxnet.gluon import nn
 
+from ..errors import UserError
 from ..models.gluoncv import load_gluoncv_params
 from ..models import DWUnit, get_model, norm_kwargs_from
 from ..models.fusion import fusion_supported, set_bn_relu_fusion
+from .finetune import load_finetune, set_body_lr_mult
 
 __all__ = ["build_net", "init_net", "choose_fusion", "hybridize", "params_checksum"]
 
@@ -22,17 +24,27 @@ def _init(cfg):
     return mx.init.Xavier()
 
 
-def build_net(cfg, ctxs):
+def build_net(cfg, ctxs, load=True):
     """The recipe's network (BatchNorm momentum/epsilon from ``bn_momentum``/``bn_eps``),
-    initialised (or warm-started) on ``ctxs``, cast, wd-masked."""
+    initialised on ``ctxs``, cast, wd-masked; with ``load`` (not when a checkpoint's
+    weights come next) warm-started from gluoncv (``warm_start``) or fine-tuned from a
+    run or export of ours (``finetune``, :mod:`.finetune`), whose body trains at
+    ``finetune_lr_mult`` x the lr."""
+    if cfg["warm_start"] and cfg.get("finetune"):
+        raise UserError("--warm-start and --finetune both name starting weights; pass one")
     net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"],
                     norm_kwargs=norm_kwargs_from(cfg))
-    if cfg["warm_start"]:
+    if load and cfg["warm_start"]:
         left = load_gluoncv_params(net, cfg["warm_start"], ctx=ctxs,
                                    load_output=cfg["classes"] == 1000)
         log.info("warm start from %s; %d parameters freshly initialised", cfg["warm_start"],
                  len(left))
-    return init_net(net, cfg, ctxs)
+    net = init_net(net, cfg, ctxs)
+    if cfg.get("finetune"):
+        if load:
+            load_finetune(net, cfg)
+        set_body_lr_mult(net, cfg["finetune_lr_mult"])
+    return net
 
 
 def init_net(net, cfg, ctxs):

@@ -28,7 +28,7 @@ Resumed.__doc__ = ("Where a run (re)starts: ``epoch`` epochs done, ``batches`` b
 FRESH = Resumed(0, 0, None, None)
 
 # Settings that only make the starting weights: a checkpoint's weights replace them.
-START_KEYS = ("warm_start", "init")
+START_KEYS = ("warm_start", "finetune", "finetune_epoch", "init")
 
 
 def plan(run, resume, overwrite, data=None, worker_batch=None):

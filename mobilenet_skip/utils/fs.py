@@ -27,6 +27,9 @@ class OutputLock(object):
 
     The lock file holds the owner's PID so that a refused job can name it. The kernel
     drops the lock when its holder dies, even by SIGKILL, so a stale file never blocks.
+    A job that releases it removes the file, still holding the lock; a job that locked
+    a file just removed so (it opened it before the removal) sees that the path no
+    longer names its file and locks the path anew, so two jobs never both hold it.
 
     Parameters
     ----------
@@ -43,6 +46,22 @@ class OutputLock(object):
 
     def acquire(self):
         folder = writable_dir(os.path.dirname(os.path.abspath(self.path)), self.what, self.fix)
+        while True:  # again only when a releasing job removed the file in between
+            fd = self._lock(folder)
+            try:
+                same = os.path.samestat(os.fstat(fd), os.stat(self.path))
+            except FileNotFoundError:
+                same = False
+            if same:
+                break
+            os.close(fd)
+        os.ftruncate(fd, 0)
+        os.write(fd, ("%d\n" % os.getpid()).encode())
+        self._fd = fd
+        return self
+
+    def _lock(self, folder):
+        """The locked descriptor of ``path``, or the one-line error naming the holder."""
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
@@ -59,13 +78,15 @@ class OutputLock(object):
                 os.close(fd)
             raise UserError("%s is in use by another job (PID %s, lock %s); wait for it to "
                             "finish or choose another output" % (self.what, holder, self.path))
-        os.ftruncate(fd, 0)
-        os.write(fd, ("%d\n" % os.getpid()).encode())
-        self._fd = fd
-        return self
+        return fd
 
     def release(self):
+        """Remove the lock file and unlock: a finished job leaves no ``.lock`` behind."""
         if self._fd is not None:
+            try:
+                os.unlink(self.path)
+            except OSError:
+                pass  # gone or on a read-only mount now: unlocking is what matters
             fcntl.flock(self._fd, fcntl.LOCK_UN)
             os.close(self._fd)
             self._fd = None

@@ -1,8 +1,9 @@
-"""Training curves from ``metrics.csv`` (loss, accuracy and lr by epoch)."""
+"""Training curves from ``metrics.csv`` (loss, accuracy and lr by epoch): one run's, or
+several runs overlaid."""
 import csv
 import math
 
-__all__ = ["read_metrics", "plot_curves", "finish_figure"]
+__all__ = ["read_metrics", "plot_curves", "plot_overlay", "finish_figure"]
 
 
 def _number(text):
@@ -61,3 +62,40 @@ def finish_figure(fig, png_path, title=None):
     fig.tight_layout()
     atomic_write(png_path, lambda tmp: fig.savefig(tmp, format="png", dpi=90))
     plt.close(fig)
+
+
+def plot_overlay(series, png_path, title=None):
+    """Several runs' train loss, val top-1 and lr against epoch, one colour per run.
+
+    Parameters
+    ----------
+    series : list of (str, list of dict)
+        Each run's label and its metrics rows (as :func:`read_metrics` gives them); the
+        run's best epoch (highest ``val_top1``) is ringed on every panel.
+    png_path : str
+        Where the PNG goes (written atomically).
+    """
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4))
+    panels = (("train_loss", "train loss"), ("val_top1", "val top-1"),
+              ("lr", "learning rate (end of epoch)"))
+    for n, (label, rows) in enumerate(series):
+        colour = "C%d" % (n % 10)
+        epochs = [r["epoch"] for r in rows]
+        best = max(rows, key=lambda r: r["val_top1"])
+        for ax, (column, _) in zip(axes, panels):
+            ax.plot(epochs, [r[column] for r in rows], "o-", ms=3, color=colour,
+                    label=label if column == "val_top1" else None)
+            ax.plot([best["epoch"]], [best[column]], "o", ms=11, mfc="none", color=colour)
+    for ax, (_, name) in zip(axes, panels):
+        ax.set_title(name)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.grid(alpha=0.3)
+    axes[1].legend(loc="lower right", fontsize=8, title="ringed: best epoch",
+                   title_fontsize=8)
+    finish_figure(fig, png_path, title)
