@@ -172,6 +172,36 @@ def test_the_committed_study_is_the_tool_s_output_of_its_csv():
     with open(os.path.join(os.path.dirname(STUDY), "study.md"), encoding="utf-8") as f:
         page = f.read()
     assert table.strip() in page
-    for name in ("curves.png", "lr.png", "gradflow.png"):
+    for name in ("curves.png", "lr.png"):
         with open(os.path.join(STUDY, name), "rb") as f:
             assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def _finished_run(folder, variant, seed, top1, commit="abc"):
+    """A run folder as the runner leaves it: metrics.csv and a marker with its scores."""
+    folder.mkdir(parents=True)
+    (folder / "metrics.csv").write_text(
+        "epoch,train_loss,train_top1,val_top1,val_top5,lr\n1,1.0,0.5,0.8,0.9,0.05\n")
+    args = ["--model", variant, "--lr", "0.1", "--seed", str(seed)]
+    (folder / runs.MARKER).write_text(json.dumps({
+        "cmd": [runs.TRAIN_TOOL] + args, "score_rec": "test.rec", "score_epochs": [1],
+        "commit": commit, "scores": [{"epoch": 1, "top1": top1, "top5": 1.0}]}))
+
+
+def test_the_converged_csvs_hold_every_scored_run_of_the_folder(tmp_path):
+    """More seeds for some networks, asked for later, add to the study's CSVs instead of
+    replacing them; rows come in Table-3 order, then seed, with each run's commit."""
+    from mobilenet_skip.bench import plans
+    root = tmp_path / "runs"
+    for variant, seed, top1 in (("simple-connect", 0, 0.91), ("mobilenet", 1, 0.89),
+                                ("mobilenet", 0, 0.90), ("simple-connect", 5, 0.92)):
+        _finished_run(root / ("%s-seed%d" % (variant, seed)), variant, seed, top1)
+    (root / "unfinished").mkdir()
+    paths = plans.collect_converged(str(tmp_path))
+    with open(paths[1]) as f:
+        test = list(csv.DictReader(f))
+    assert [(r["variant"], r["seed"], r["test_top1"]) for r in test] == [
+        ("mobilenet", "0", "0.9"), ("mobilenet", "1", "0.89"), ("simple-connect", "0", "0.91"),
+        ("simple-connect", "5", "0.92")]
+    with open(paths[0]) as f:
+        assert {r["commit"] for r in csv.DictReader(f)} == {"abc"}

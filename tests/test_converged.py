@@ -121,15 +121,3 @@ def test_csvs_that_are_not_one_study_are_refused(tmp_path):
     with pytest.raises(UserError, match="no mobilenet runs"):
         converged.summarise_converged(*[[r for r in rows if r["variant"] != "mobilenet"]
                                         for rows in (runs, test)])
-
-
-COMMITTED = os.path.join(ROOT, "docs", "converged")
-
-
-@pytest.mark.skipif(not os.path.isfile(os.path.join(COMMITTED, "converged.md")),
-                    reason="the converged study's results are not committed yet")
-def test_the_committed_converged_table_is_the_tool_s_output_of_its_csvs():
-    with open(os.path.join(COMMITTED, "converged.md"), encoding="utf-8") as f:
-        table = f.read()
-    width, size = re.search(r"Mult-Adds \(width ([0-9.]+), ([0-9]+) px\)", table).groups()
-    assert converged.converged_text(COMMITTED, float(width), int(size))[0] == table

@@ -14,6 +14,7 @@ gradflow   each DW block's gradient-to-weight norm ratio at init and after one
 ========== ===================================================================
 """
 import collections
+import json
 import os
 
 from ..config import recipes
@@ -22,9 +23,10 @@ from ..train.devices import thread_choice
 from ..utils.cores import physical_cores
 from ..utils.fs import atomic_save_csv
 from . import study
-from .runs import train_runs
+from ..train.rundir import RunDir
+from .runs import MARKER, Run, train_runs
 
-__all__ = ["STUDIES", "Study", "default_jobs", "run_converged", "run_clipping",
+__all__ = ["STUDIES", "Study", "default_jobs", "run_converged", "collect_converged", "run_clipping",
            "RUN_COLUMNS", "TEST_COLUMNS", "CLIP_COLUMNS", "SCORED_EPOCHS", "study_defaults"]
 
 Study = collections.namedtuple("Study", "help recipe seeds lrs variants folder")
@@ -66,21 +68,50 @@ def run_converged(out_dir, recipe, recs, lrs, variants, seeds, epochs=None, extr
 
     ``recs``: ``(train, holdout, test)`` ``.rec`` paths. Writes ``runs.csv`` (every
     epoch, val = the hold-out split) and ``test.csv`` (the last :data:`SCORED_EPOCHS`
-    epochs on the test images) in ``out_dir``; returns their paths.
+    epochs on the test images) in ``out_dir`` from every scored run finished there
+    (:func:`collect_converged`), so that a second call with more seeds for some
+    networks adds to the study; returns their paths.
     """
     rec_train, rec_holdout, rec_test = recs
     runs = study.study_runs(out_dir, recipe, rec_train, rec_holdout, lrs, variants, seeds,
                             epochs, extra_args, score_rec=rec_test, score_last=SCORED_EPOCHS)
     log("%d runs, up to %d at once, each in its own process" % (len(runs), jobs), flush=True)
-    markers = train_runs(runs, jobs=jobs, log=log)
-    rows = study.collect_rows(runs, markers)
+    train_runs(runs, jobs=jobs, log=log)
+    return collect_converged(out_dir)
+
+
+def collect_converged(out_dir):
+    """Write ``runs.csv`` and ``test.csv`` of every scored run finished under
+    ``out_dir/runs`` (in Table-3 order, then lr and seed); returns their paths."""
+    runs_dir = os.path.join(out_dir, "runs")
+    found = []
+    for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else ():
+        marker = _marker(os.path.join(runs_dir, name))
+        if marker and marker.get("scores"):
+            run = Run(os.path.join(runs_dir, name), marker["cmd"][1:], marker["score_rec"],
+                      marker["score_epochs"])
+            found.append((run, marker))
+    order = {v: i for i, v in enumerate(list_models())}
+    found.sort(key=lambda rm: (order.get(study.run_key(rm[0])["variant"], 99),
+                               study.run_key(rm[0])["base_lr"], study.run_key(rm[0])["seed"]))
+    rows = study.collect_rows([r for r, _ in found], [m for _, m in found])
     tests = [dict(study.run_key(run), epoch=score["epoch"], test_top1=score["top1"],
                   test_top5=score["top5"], commit=marker["commit"])
-             for run, marker in zip(runs, markers) for score in marker["scores"]]
+             for run, marker in found for score in marker["scores"]]
     paths = [os.path.join(out_dir, name) for name in ("runs.csv", "test.csv")]
     atomic_save_csv(paths[0], RUN_COLUMNS, rows)
     atomic_save_csv(paths[1], TEST_COLUMNS, tests)
     return paths
+
+
+def _marker(save_dir):
+    """A finished run's marker in ``save_dir`` (see :mod:`.runs`), or None."""
+    try:
+        with open(os.path.join(save_dir, MARKER)) as f:
+            marker = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return marker if RunDir(save_dir).has_metrics() else None
 
 
 def run_clipping(out_dir, recipe, rec_train, rec_val, lrs, variants, seeds, epochs=None,
