@@ -137,20 +137,23 @@ def test_truncated_params_names_the_file(demo_run, tmp_path, capsys):
     assert "m-0000.params" in err and "truncated" in err
 
 
-def test_fifo_device_and_folder_are_refused_without_hanging(demo_run, tmp_path):
-    """A FIFO nobody writes to blocked predict.py forever; /dev/zero never ends."""
+def test_fifo_device_and_empty_folder_are_refused_without_hanging(demo_run, tmp_path):
+    """A FIFO nobody writes to blocked predict.py forever; /dev/zero never ends; a folder
+    is walked for images, and one without any is an error of its own."""
     fifo = str(tmp_path / "pipe.jpg")
     os.mkfifo(fifo)
+    empty = tmp_path / "empty"
+    empty.mkdir()
     good = _image(demo_run)
     res = subprocess.run([sys.executable, os.path.join(TOOLS, "predict.py"), "--prefix",
-                          demo_run.prefix, fifo, "/dev/zero", str(tmp_path), good, "--json"],
+                          demo_run.prefix, fifo, "/dev/zero", str(empty), good, "--json"],
                          capture_output=True, text=True, timeout=120)
     out = json.loads(res.stdout)
     assert res.returncode == 1 and [p["image"] for p in out["predictions"]] == [good]
     errors = {e["image"]: e["error"] for e in out["errors"]}
     assert "is a FIFO (named pipe), not an image file" in errors[fifo]
     assert "is a device, not an image file" in errors["/dev/zero"]
-    assert "is a folder" in errors[str(tmp_path)]
+    assert "holds no" in errors[str(empty)]
 
 
 def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch):

@@ -34,7 +34,8 @@ def parse_args(argv):
                    help="JPEG/PNG/BMP files, or folders (their images, recursively)")
     p.add_argument("--top", type=int, default=5, help="classes to show per image (5)")
     p.add_argument("--batch-size", type=int, default=16,
-                   help="images per forward pass (16)")
+                   help="images per forward pass (16, or fewer when fewer are given); "
+                   "memory grows with it, so lower it for a large --input-size")
     p.add_argument("--csv", metavar="OUT",
                    help="also write OUT: path, top classes and probabilities, error per image")
     p.add_argument("--input-size", type=int, help="the network input side: required "

@@ -56,6 +56,8 @@ def classify(net, info, synsets, paths, batch_size=16, k=5):
     """
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1, got %d" % batch_size)
+    # no batch larger than the work: one big image must not cost batch_size of them
+    batch_size = min(batch_size, max(len(paths), 1))
     for start in range(0, len(paths), batch_size):
         answers, inputs = [], []
         for path, error in paths[start:start + batch_size]:
