@@ -18,7 +18,7 @@ PYTEST_ARGS ?=
 
 help:
 	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
-	@echo "make test    run the test suite, one worker per core (about 10 min on 2 cores)"
+	@echo "make test    run the test suite, one worker per core (about 11 min on 2 cores)"
 	@echo "make test-quick  the suite without the tests marked slow (under 1.5 min on 2 cores)"
 	@echo "make compare the converged five-variant study, clipping ablation and gradient"
 	@echo "             flow on Fashion-MNIST (needs apt-get install dataset-fashion-mnist;"
