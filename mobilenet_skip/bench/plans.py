@@ -14,7 +14,6 @@ gradflow   each DW block's gradient-to-weight norm ratio at init and after one
 ========== ===================================================================
 """
 import collections
-import json
 import os
 
 from ..config import recipes
@@ -23,8 +22,7 @@ from ..train.devices import thread_choice
 from ..utils.cores import physical_cores
 from ..utils.fs import atomic_save_csv
 from . import study
-from ..train.rundir import RunDir
-from .runs import MARKER, Run, train_runs
+from .runs import Run, read_marker, train_runs
 
 __all__ = ["STUDIES", "Study", "default_jobs", "run_converged", "collect_converged", "run_clipping",
            "RUN_COLUMNS", "TEST_COLUMNS", "CLIP_COLUMNS", "SCORED_EPOCHS", "study_defaults"]
@@ -86,7 +84,7 @@ def collect_converged(out_dir):
     runs_dir = os.path.join(out_dir, "runs")
     found = []
     for name in sorted(os.listdir(runs_dir)) if os.path.isdir(runs_dir) else ():
-        marker = _marker(os.path.join(runs_dir, name))
+        marker = read_marker(os.path.join(runs_dir, name))
         if marker and marker.get("scores"):
             run = Run(os.path.join(runs_dir, name), marker["cmd"][1:], marker["score_rec"],
                       marker["score_epochs"])
@@ -102,16 +100,6 @@ def collect_converged(out_dir):
     atomic_save_csv(paths[0], RUN_COLUMNS, rows)
     atomic_save_csv(paths[1], TEST_COLUMNS, tests)
     return paths
-
-
-def _marker(save_dir):
-    """A finished run's marker in ``save_dir`` (see :mod:`.runs`), or None."""
-    try:
-        with open(os.path.join(save_dir, MARKER)) as f:
-            marker = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return marker if RunDir(save_dir).has_metrics() else None
 
 
 def run_clipping(out_dir, recipe, rec_train, rec_val, lrs, variants, seeds, epochs=None,

@@ -22,7 +22,7 @@ from ..errors import UserError
 from ..train.rundir import RunDir
 from ..utils.fs import atomic_save, checkout_path
 
-__all__ = ["Run", "train_runs", "finished", "code_commit", "MARKER", "TRAIN_TOOL"]
+__all__ = ["Run", "train_runs", "finished", "read_marker", "code_commit", "MARKER", "TRAIN_TOOL"]
 
 MARKER = "study-run.json"
 TRAIN_TOOL = checkout_path("tools", "train_imagenet.py")
@@ -62,15 +62,21 @@ def code_commit():
     return out.stdout.strip() if out.returncode == 0 and out.stdout.strip() else "unknown"
 
 
-def finished(run):
-    """The marker of ``run`` if it finished with exactly its command line, else None."""
-    rundir = RunDir(run.save_dir)
+def read_marker(save_dir):
+    """The marker of a finished run in ``save_dir`` (with its metrics.csv), else None."""
+    rundir = RunDir(save_dir)
     try:
         with open(rundir.file(MARKER)) as f:
             marker = json.load(f)
     except (OSError, ValueError):
         return None
-    if {k: marker.get(k) for k in run.record()} != run.record() or not rundir.has_metrics():
+    return marker if rundir.has_metrics() else None
+
+
+def finished(run):
+    """The marker of ``run`` if it finished with exactly its command line, else None."""
+    marker = read_marker(run.save_dir)
+    if marker is None or {k: marker.get(k) for k in run.record()} != run.record():
         return None
     return marker
 
