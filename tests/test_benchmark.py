@@ -18,7 +18,7 @@ def _bench(*argv, timeout=TOOL_TIMEOUT):
 
 def test_data_section_json_smoke():
     args = ("data", "--json", "--input-size", "32", "--image-size", "36", "--batch-size", "8",
-            "--batches", "2", "--repeats", "2", "--warmup", "1", "--workers", "1")
+            "--batches", "2", "--repeats", "2", "--warmup", "1", "--preprocess-threads", "1")
     # gluon's DataLoader forks its worker from a process running MXNet's threads, and
     # that fork deadlocked once in about ten suite runs here (the section takes ~2 s):
     # a second try, and a hang on both fails.
@@ -143,8 +143,8 @@ def test_train_section_json_smoke():
 
 
 def test_all_runs_every_registered_section():
-    res = _bench("all", "--json", "--image-size", "36", "--batches", "2", "--workers", "1",
-                 "--models", "gluoncv,mobilenet", "--fit-model", "none", *TINY_TRAIN)
+    res = _bench("all", "--json", "--image-size", "36", "--batches", "2",
+                 "--preprocess-threads", "1", "--models", "gluoncv,mobilenet", "--fit-model", "none", *TINY_TRAIN)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert {"data", "train"} <= set(out) and all(out.values())

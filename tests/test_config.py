@@ -7,8 +7,11 @@ import shutil
 import pytest
 
 from mobilenet_skip.config import recipes as config, flags
-from mobilenet_skip.data import records as data, settings
+from mobilenet_skip.config.recipe import KEYS, SPECS, Recipe
+from mobilenet_skip.config.values import coerce
+from mobilenet_skip.data.preprocess import DEFAULT as VAL, KEYS as VAL_KEYS
 from mobilenet_skip.errors import UserError
+from mobilenet_skip.models import list_models
 
 from conftest import ROOT, call_tool
 
@@ -31,11 +34,11 @@ def test_paper_settings_resolve():
 def test_every_recipe_resolves_and_names_its_model(name):
     cfg = config.resolve(os.path.join(RECIPES, name))
     stem = name[:-len(".yaml")]
-    if stem in config.list_models():  # a model's own recipe exists only for that model
+    if stem in list_models():  # a model's own recipe exists only for that model
         assert cfg["model"] == stem
 
 
-@pytest.mark.parametrize("model", config.list_models())
+@pytest.mark.parametrize("model", list_models())
 def test_every_model_trains_from_the_imagenet_recipe(model):
     cfg = config.resolve(None, {"model": model})
     paper = config.resolve(os.path.join(RECIPES, "imagenet.yaml"), {"model": model})
@@ -147,13 +150,52 @@ def test_dump_round_trips(tmp_path):
     assert all(back[k] == cfg[k] for k in config.SCHEMA)
 
 
-# --- data settings: declared once (settings.SCHEMA), checked once (check) -----------
+# --- the Recipe: every key declared once (type, default, help, checks) ---------------
 
-def test_data_keys_are_declared_once_in_data_settings():
-    assert {k: config.SCHEMA[k] for k in settings.SCHEMA} == {
-        k: (default, help_text) for k, (default, help_text, _) in settings.SCHEMA.items()}
-    assert data.DEFAULTS == settings.DEFAULTS
-    assert settings.DEFAULTS["crop_ratio"] == data.Preprocessing().crop_ratio
+def test_every_key_is_one_typed_field_of_the_recipe():
+    """A key's default is of its declared type (so a flag parses like the YAML), SCHEMA
+    lists exactly the fields, and the validation transform's defaults are Preprocessing's."""
+    assert tuple(config.SCHEMA) == KEYS and len(KEYS) == len(set(KEYS)) > 50
+    for name, (default, help_text) in config.SCHEMA.items():
+        assert coerce(name, SPECS[name].type, default, "default") == default, name
+        assert help_text and getattr(Recipe(), name) == default
+    assert {name: getattr(Recipe(), name) for name in VAL_KEYS} == VAL.to_dict()
+
+
+def test_the_recipe_is_read_as_attributes_and_as_a_mapping_and_changed_by_replace():
+    cfg = config.resolve(os.path.join(RECIPES, "demo.yaml"), {"lr": 0.2})
+    assert cfg.lr == cfg["lr"] == cfg.get("lr") == dict(cfg)["lr"] == 0.2
+    assert list(cfg) == list(KEYS) + ["recipe", "classes_from"] and "lr" in cfg
+    assert "sources" not in cfg and cfg.get("sources", "none") == "none"
+    with pytest.raises(KeyError):
+        cfg["learning_rate"]
+    with pytest.raises(AttributeError):  # frozen: a change is a new recipe
+        cfg.lr = 0.3
+    moved = cfg.replace(rec_train="/data/train.rec")
+    assert moved.rec_train == "/data/train.rec" and cfg.rec_train != moved.rec_train
+    assert moved.replace(rec_train=cfg.rec_train) == cfg
+    # where each value came from: the flag, the recipe file, or the default
+    assert [cfg.source_of(k) for k in ("lr", "multiplier", "seed", "tensorboard")] == [
+        "command line", os.path.join(RECIPES, "demo.yaml"),
+        os.path.join(RECIPES, "imagenet.yaml"), "default"]
+
+
+def test_classes_are_resolved_once_with_the_recipe(tmp_path):
+    """The synsets beside --rec-train give the class count while resolving, so the tool,
+    the printed config and the loop all see one count and who set it."""
+    imagenet = os.path.join(RECIPES, "imagenet.yaml")
+    synsets = tmp_path / "train.synsets.txt"
+    synsets.write_text("cat\ndog\nfox\n")
+    rec = str(tmp_path / "train.rec")
+    cfg = config.resolve(imagenet, {"rec_train": rec})
+    assert cfg.classes == 3 and cfg.source_of("classes") == str(synsets)
+    assert cfg.classes_from == "3 classes in %s" % synsets
+    assert config.resolve(imagenet).classes_from is None
+    assert config.resolve(imagenet, {"rec_train": rec, "classes": 3}).source_of(
+        "classes") == "command line"
+    with pytest.raises(UserError, match=r"^--classes 5, but .* lists 3 classes; pass "
+                       r"--classes 3"):
+        config.resolve(imagenet, {"rec_train": rec, "classes": 5})
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -166,13 +208,13 @@ def test_data_keys_are_declared_once_in_data_settings():
      "max_random_area must be at least min_random_area (0.5), got 0.4"),
     ({"color_jitter": -0.1}, "color_jitter must be 0 (off) or a positive strength"),
 ])
-def test_a_bad_data_setting_is_refused_alike_by_recipe_and_iterator(tmp_path, bad, message):
+def test_a_bad_data_setting_is_refused_alike_by_recipe_flags_and_values(tmp_path, bad, message):
     recipe = tmp_path / "r.yaml"
     recipe.write_text("base: imagenet.yaml\n" + "".join(
         "%s: %s\n" % item for item in bad.items()))
     for source, attempt in ((str(recipe), lambda: config.resolve(str(recipe))),
                             ("command line", lambda: config.resolve(None, bad)),
-                            ("data setting", lambda: data.val_iter(dict(bad, lr=0.1)))):
+                            ("data setting", lambda: Recipe.from_values(dict(bad, lr=0.1)))):
         with pytest.raises(UserError) as err:
             attempt()
         assert str(err.value).startswith(source + ":") and message in str(err.value)

@@ -10,6 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
+from mobilenet_skip.config.recipe import KEYS, Recipe
 from mobilenet_skip.data import records as data, demo as demo_images
 from mobilenet_skip import recordio
 from mobilenet_skip.cli import run_main
@@ -20,6 +21,12 @@ from conftest import run_tool, tool_main
 
 SIZE = 32
 RAW = dict(mean_rgb=[0, 0, 0], std_rgb=[1, 1, 1])  # iterator output in plain 0-255 RGB
+
+
+def recipe(values=(), **more):
+    """The iterators' settings as a resolved recipe holds them: the defaults, ``values``
+    and ``more`` laid over them, checked (errors start "data setting:")."""
+    return Recipe.from_values(dict(values, **more))
 
 
 def _cli(*argv):
@@ -97,7 +104,7 @@ def test_folder_to_iterator_gives_back_every_image(packed):
     items = recordio.read_list(prefix + ".lst")
     assert len(items) == 359
     assert data.check_record(prefix + ".rec") == 359
-    it = data.val_iter(dict(RAW, rec_val=prefix + ".rec", input_size=SIZE, crop_ratio=1.0,
+    it = data.val_iter(recipe(RAW, rec_val=prefix + ".rec", input_size=SIZE, crop_ratio=1.0,
                             batch_size=16))
     images, labels = _epoch(it)
     # val keeps the list's order: record k is line k of the .lst
@@ -111,7 +118,7 @@ def test_folder_to_iterator_gives_back_every_image(packed):
 
 def test_train_iterator_shuffles_but_keeps_every_label(packed):
     prefix = packed[0]
-    it = data.train_iter(dict(rec_train=prefix + ".rec", input_size=SIZE, batch_size=16),
+    it = data.train_iter(recipe(rec_train=prefix + ".rec", input_size=SIZE, batch_size=16),
                          seed=1)
     images, labels = _epoch(it)
     expected = [item[2] for item in recordio.read_list(prefix + ".lst")]
@@ -127,7 +134,7 @@ def test_the_rec_is_checked_once_not_again_every_epoch(packed, monkeypatch):
     checked = []
     real = data.check_record
     monkeypatch.setattr(data, "check_record", lambda *a: checked.append(a) or real(*a))
-    it = data.train_iter(dict(rec_train=packed[0] + ".rec", input_size=SIZE, batch_size=16),
+    it = data.train_iter(recipe(rec_train=packed[0] + ".rec", input_size=SIZE, batch_size=16),
                          seed=1)
     orders = []
     for epoch in (1, 2):
@@ -160,7 +167,7 @@ def test_val_crop_is_the_centre_crop(tmp_path, shape):
     recordio.pack_list(str(tmp_path / "a.lst"), str(tmp_path / "imgs"),
                        recordio.PackOptions(encoding=".png", quality=1), stream=io.StringIO())
     # 32 / (32/48): shorter side to 48, then the central 32x32
-    it = data.val_iter(dict(RAW, rec_val=str(tmp_path / "a.rec"), input_size=32,
+    it = data.val_iter(recipe(RAW, rec_val=str(tmp_path / "a.rec"), input_size=32,
                             crop_ratio=32 / 48, batch_size=1))
     got = next(iter(it)).data[0].asnumpy()[0].transpose(1, 2, 0)
     resized = cv2.resize(img, (80, 48), interpolation=cv2.INTER_LINEAR)
@@ -193,7 +200,7 @@ def test_unreadable_images_are_skipped_and_reported(demo, tmp_path):
                            "two/empty.jpg": "empty file"}
         assert data.check_record(prefix + ".rec") == good
         assert not [n for n in os.listdir(tmp_path / "out") if ".tmp" in n]
-        assert len(_epoch(data.val_iter(dict(rec_val=prefix + ".rec", input_size=SIZE,
+        assert len(_epoch(data.val_iter(recipe(rec_val=prefix + ".rec", input_size=SIZE,
                                              batch_size=8)))[1]) == good
 
 
@@ -213,7 +220,7 @@ def test_truncated_rec_is_a_clear_error(rec_copy):
     with pytest.raises(UserError, match="copy.rec is truncated"):
         data.check_record(rec)
     with pytest.raises(UserError, match="truncated"):  # before the C++ iterator exists
-        data.val_iter({"rec_val": rec})
+        data.val_iter(recipe(rec_val=rec))
     with open(rec, "r+b") as f:
         f.truncate(size // 2)  # likely on a record boundary: the index gives it away
     with pytest.raises(UserError, match="copy.idx points to byte"):
@@ -223,7 +230,7 @@ def test_truncated_rec_is_a_clear_error(rec_copy):
 def test_missing_idx_and_non_recordio_are_clear_errors(rec_copy, tmp_path):
     os.remove(rec_copy + ".idx")
     with pytest.raises(UserError, match=r"index .*copy\.idx .*does not exist"):
-        data.train_iter({"rec_train": rec_copy + ".rec"})
+        data.train_iter(recipe(rec_train=rec_copy + ".rec"))
     jpeg = tmp_path / "photo.rec"
     jpeg.write_bytes(cv2.imencode(".jpg", np.zeros((8, 8, 3), np.uint8))[1].tobytes())
     (tmp_path / "photo.idx").write_text("0\t0\n")
@@ -232,7 +239,7 @@ def test_missing_idx_and_non_recordio_are_clear_errors(rec_copy, tmp_path):
     with pytest.raises(UserError, match="does not exist"):
         data.check_record(str(tmp_path / "nothing.rec"))
     with pytest.raises(UserError, match="rec_val is not set"):
-        data.val_iter({})
+        data.val_iter(recipe())
 
 
 def test_idx_of_another_file_is_caught(packed, rec_copy):
@@ -250,7 +257,7 @@ def test_two_parts_split_the_records_disjointly(demo, tmp_path, make_iter):
     lst = tmp_path / "ids.lst"  # label = record number, so every record is identifiable
     lst.write_text("".join("%d\t%f\t%s\n" % (i, i, p) for i, p in enumerate(relpaths)))
     recordio.pack_list(str(lst), root, stream=io.StringIO())
-    cfg = dict(rec_train=str(tmp_path / "ids.rec"), rec_val=str(tmp_path / "ids.rec"),
+    cfg = recipe(rec_train=str(tmp_path / "ids.rec"), rec_val=str(tmp_path / "ids.rec"),
                input_size=SIZE, batch_size=4)
     parts = [_epoch(make_iter(cfg, num_devices=2, num_parts=2, part_index=p))[1]
              for p in (0, 1)]
@@ -262,7 +269,7 @@ def test_two_parts_split_the_records_disjointly(demo, tmp_path, make_iter):
 
 
 def test_batch_is_per_device_times_devices_and_pad_marks_filler(packed):
-    it = data.val_iter(dict(rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=25),
+    it = data.val_iter(recipe(rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=25),
                        num_devices=2)
     batches = list(it)
     assert [b.data[0].shape[0] for b in batches] == [50] * 8
@@ -270,16 +277,15 @@ def test_batch_is_per_device_times_devices_and_pad_marks_filler(packed):
 
 
 def test_defaults_and_cfg_checks():
-    assert set(data.DEFAULTS) == {
-        "rec_train", "rec_val", "input_size", "crop_ratio", "batch_size", "min_random_area",
-        "max_random_area", "min_aspect_ratio", "max_aspect_ratio", "rand_mirror",
-        "color_jitter", "mean_rgb", "std_rgb", "preprocess_threads", "shuffle"}
-    assert data.DEFAULTS["min_random_area"] > 0.08  # lighter than Inception's crop
+    assert {"rec_train", "rec_val", "input_size", "crop_ratio", "batch_size", "min_random_area",
+            "max_random_area", "min_aspect_ratio", "max_aspect_ratio", "rand_mirror",
+            "color_jitter", "mean_rgb", "std_rgb", "preprocess_threads", "shuffle"} <= set(KEYS)
+    assert recipe()["min_random_area"] > 0.08  # lighter than Inception's crop
     for bad, key in ((dict(batch_size=0), "batch_size"),
                      (dict(min_random_area=0.5, max_random_area=0.4), "max_random_area"),
                      (dict(crop_ratio="wide"), "crop_ratio"), (dict(std_rgb=[1, 0, 1]), "std_rgb")):
         with pytest.raises(UserError, match="^data setting: %s" % key):
-            data.train_iter(dict(bad, rec_train="unused.rec", lr=0.1))  # lr: not data's key
+            recipe(bad, rec_train="unused.rec", lr=0.1)
 
 
 def test_read_synsets_errors(tmp_path):
@@ -393,7 +399,7 @@ def test_the_decoder_note_comes_once_at_the_first_decoding_and_lapses_with_its_t
     monkeypatch.setattr(checks, "faulthandler", FakeFaulthandler())
     monkeypatch.setattr(checks.subprocess, "Popen", lambda argv, **kw: started.append(argv))
     monkeypatch.setitem(checks._watch, "pipe", None)
-    cfg = dict(RAW, rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=8)
+    cfg = recipe(RAW, rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=8)
 
     def refused_tool():
         checks.watch_decoder([packed[0] + ".rec"], notes.append)

@@ -12,6 +12,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.bench.infer import randomise_bn
 from mobilenet_skip.deploy import artifact, forms, int8, loading, runtime, scoring, source
@@ -34,7 +35,8 @@ def deployed(demo_run, tmp_path_factory):
 
 
 def _val_batch(demo_run, n=64):
-    it = data.val_iter(dict(rec_val=demo_run.val_rec, input_size=32, batch_size=n))
+    it = data.val_iter(Recipe.from_values(dict(rec_val=demo_run.val_rec, input_size=32,
+                                                batch_size=n)))
     return next(iter(it)).data[0].as_in_context(mx.cpu())
 
 

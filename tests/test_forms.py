@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from mobilenet_skip.bench.infer import randomise_bn
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.data.demo import pack_demo_data
 from mobilenet_skip.deploy import artifact, forms, loading, registry
@@ -67,7 +68,8 @@ def test_every_registered_form_is_written_and_read_back(plain, tmp_path, capsys,
         assert os.path.getsize(target) > 0
         return
     assert artifact.read_info(target)["kind"] == form.kind
-    images = next(iter(data.val_iter(dict(rec_val=rec, input_size=SIDE, batch_size=32))))
+    images = next(iter(data.val_iter(Recipe.from_values(dict(rec_val=rec, input_size=SIDE,
+                                                             batch_size=32)))))
     images = images.data[0].as_in_context(mx.cpu())
     ours, fp32 = _logits(target, images), _logits(prefix, images)
     assert ours.shape == fp32.shape

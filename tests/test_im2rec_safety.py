@@ -15,6 +15,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data, demo as demo_images
 from mobilenet_skip import recordio
 from mobilenet_skip.errors import UserError
@@ -193,7 +194,7 @@ def test_zeroed_hole_is_named_by_check_and_stops_training_with_one_line(digits, 
     assert good.returncode == 0 and "ok: %s.rec: 359 records" % digits[1] in good.stdout
 
     with pytest.raises(UserError, match="record %d of 359" % n):
-        data.val_iter({"rec_val": prefix + ".rec"})
+        data.val_iter(Recipe.from_values({"rec_val": prefix + ".rec"}))
     res = run_tool("train_imagenet", "--recipe", os.path.join(ROOT, "recipes", "demo.yaml"),
                    "--rec-train", prefix + ".rec", "--rec-val", digits[1] + ".rec",
                    "--save-dir", str(tmp_path / "run"), "--multiplier", "0.25",

@@ -13,7 +13,7 @@ PACKAGE = os.path.join(ROOT, "mobilenet_skip")
 
 # Lowest first. A module may import its own layer and the ones below it, never above.
 LAYERS = [
-    ("errors", "utils"),        # no MXNet, no domain: files, bars, cores, plots, typed values
+    ("errors", "utils"),        # no MXNet, no domain: files, bars, cores, plots
     ("models", "optim"),        # the networks (Table 1) and the update rules / lr schedules
     ("recordio", "data"),       # .rec files, iterators, preprocessing
     ("config",),                # recipes: what data, model and optimiser settings are legal

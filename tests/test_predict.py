@@ -13,6 +13,7 @@ import mxnet as mx
 import numpy as np
 import pytest
 
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.data.preprocess import Preprocessing
 from mobilenet_skip import recordio
@@ -37,7 +38,8 @@ def test_preprocess_is_the_validation_transform(tmp_path, shape, ext):
                        recordio.PackOptions(pass_through=True), stream=io.StringIO())
     info = dict(input_size=32, crop_ratio=0.8, mean_rgb=[120.0, 110.0, 100.0],
                 std_rgb=[60.0, 55.0, 50.0])
-    it = data.val_iter(dict(info, rec_val=str(tmp_path / "a.rec"), batch_size=1))
+    it = data.val_iter(Recipe.from_values(dict(info, rec_val=str(tmp_path / "a.rec"),
+                                                 batch_size=1)))
     want = next(iter(it)).data[0].asnumpy()
     got = runtime.load_image(str(tmp_path / "imgs" / ("a" + ext)), info).asnumpy()
     assert got.shape == want.shape == (1, 3, 32, 32)
@@ -74,7 +76,8 @@ def test_exif_rotated_photo_is_predicted_upright_as_eval_reads_it(tmp_path, orie
                        recordio.PackOptions(pass_through=pass_through), stream=io.StringIO())
     info = dict(input_size=32, crop_ratio=0.8, mean_rgb=[0.0, 0.0, 0.0],
                 std_rgb=[1.0, 1.0, 1.0])
-    it = data.val_iter(dict(info, rec_val=str(tmp_path / "a.rec"), batch_size=1))
+    it = data.val_iter(Recipe.from_values(dict(info, rec_val=str(tmp_path / "a.rec"),
+                                                 batch_size=1)))
     packed, packed_upright = [batch.data[0].asnumpy() for batch in it]
     got = runtime.load_image(str(tmp_path / "imgs" / "photo.jpg"), info).asnumpy()
     assert runtime.exif_orientation(open(str(tmp_path / "imgs" / "photo.jpg"), "rb").read()) \

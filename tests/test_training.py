@@ -365,8 +365,8 @@ def test_a_registered_optimizer_and_lr_mode_are_flags_that_train_a_step(register
     """A new optimizer (or lr mode) is one registered entry: the recipe check accepts it,
     ``--optimizer NEW`` trains a step with it."""
     import argparse
-    assert "plain-sgd" in config.CHOICES["optimizer"]
-    assert "constant" in config.CHOICES["lr_mode"]
+    assert "plain-sgd" in config.choices_of("optimizer")
+    assert "constant" in config.choices_of("lr_mode")
     parser = argparse.ArgumentParser()
     flags.add_flags(parser)
     args = parser.parse_args(["--optimizer", "plain-sgd", "--lr-mode", "constant",

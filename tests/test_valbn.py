@@ -307,6 +307,6 @@ def test_auto_threads_resolve_from_the_recipe_to_an_iterator(demo_run):
     assert cfg["preprocess_threads"] == "auto"
     assert config.resolve(IMAGENET_RECIPE, {"preprocess_threads": "6"})[
         "preprocess_threads"] == 6
-    assert data._resolve(cfg)["preprocess_threads"] == data.resolve_threads(cfg) >= 1
+    assert data.resolve_threads(cfg) >= 1
     batch = next(iter(data.train_iter(cfg)))
     assert batch.data[0].shape == (32, 3, 32, 32)

@@ -61,7 +61,6 @@ def parse_args(argv):
     p.add_argument("--preprocess-threads", dest="data_threads", type=int, default=None,
                    help="decoding threads of ImageRecordIter, as in train_imagenet.py "
                    "(default: min(4, cores))")
-    p.add_argument("--data-threads", dest="data_threads", type=int, help=argparse.SUPPRESS)
     p.add_argument("--json", action="store_true", help="print one JSON line")
     p.add_argument("--report", metavar="DIR", help="write the confusion matrix (CSV, PNG), "
                    "per-class top-1 and the misclassified images into DIR")

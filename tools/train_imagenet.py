@@ -73,8 +73,7 @@ def main(argv=None, restart=False):
     saved = RunDir(overrides["save_dir"]).config_path if overrides.get("save_dir") else None
     if args.resume and recipe is None and saved and os.path.isfile(saved):
         recipe = saved  # the run's own settings, as export_model/eval_imagenet read them
-    cfg = config.resolve(recipe, overrides)
-    dataset.resolve_classes(cfg)  # before printing: the printed config is the one trained
+    cfg = config.resolve(recipe, overrides)  # classes too: the printed config is the one trained
     if args.print_config:
         print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)

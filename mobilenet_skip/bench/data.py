@@ -1,10 +1,10 @@
 """The benchmark's data section: MXNet's C++ ImageRecordIter against gluon's Python
 DataLoader over the same .rec, with the train and the val augmentation."""
-import argparse
 import gc
 import os
 import tempfile
 
+from ..config.recipe import Recipe
 from ..data import records as data
 from .sections import (_count_loader_batch, _count_record_batch, _endless, decode_threads,
                        machine_info, measure_rate, register)
@@ -26,7 +26,6 @@ def _add_data_arguments(p):
                    default=min(4, os.cpu_count() or 1),
                    help="ImageRecordIter preprocess_threads and DataLoader num_workers, the "
                    "name train_imagenet.py and eval_imagenet.py use (default: min(4, cores))")
-    g.add_argument("--workers", dest="workers", type=int, help=argparse.SUPPRESS)
     g.add_argument("--batches", type=int, default=20, help="batches per timed repeat")
 
 
@@ -34,7 +33,7 @@ def _gluon_loader(rec, cfg, train, workers):
     """gluon's Python pipeline doing what ImageRecordIter does for ``cfg``."""
     from mxnet.gluon.data import DataLoader
     from mxnet.gluon.data.vision import ImageRecordDataset, transforms
-    pre = Preprocessing.from_dict(cfg)
+    pre = Preprocessing.of(cfg)
     if train:
         transform = transforms.Compose([
             transforms.RandomResizedCrop(
@@ -49,13 +48,13 @@ def _gluon_loader(rec, cfg, train, workers):
 
 
 def _run_data(args):
-    cfg = dict(data.DEFAULTS, input_size=args.input_size, batch_size=args.batch_size,
-               preprocess_threads=args.workers)
+    cfg = Recipe.from_values(dict(input_size=args.input_size, batch_size=args.batch_size,
+                                  preprocess_threads=args.workers))
     timing = dict(n_batches=args.batches, warmup=args.warmup, repeats=args.repeats)
-    image_size = args.image_size or Preprocessing.from_dict(cfg).resize
+    image_size = args.image_size or Preprocessing.of(cfg).resize
     with tempfile.TemporaryDirectory(prefix="bench-data-") as tmp:
         rec = args.rec or pack_demo_data(tmp, image_size, splits=("train",))[0]
-        cfg.update(rec_train=rec, rec_val=rec)
+        cfg = cfg.replace(rec_train=rec, rec_val=rec)
         result = {"rec": args.rec or "demo digits at %dpx" % image_size,
                   "images": data.check_record(rec), "input_size": args.input_size,
                   "batch_size": args.batch_size, "workers": args.workers,

@@ -63,7 +63,7 @@ def fixed_batches(cfg, batches):
     if batches < 1:
         raise UserError("gradient flow needs at least 1 batch, got %d" % batches)
     out = []
-    for batch in records.val_iter(dict(cfg, rec_val=cfg["rec_train"])):
+    for batch in records.val_iter(cfg.replace(rec_val=cfg["rec_train"])):
         if len(out) == batches:
             break
         if not batch.pad:
@@ -103,7 +103,7 @@ def block_norms(cfg, batches, params_file=None, seed=0):
     """
     mx.random.seed(seed)
     np.random.seed(seed)
-    net = build_net(dict(cfg, warm_start=None), [mx.cpu()])
+    net = build_net(cfg.replace(warm_start=""), [mx.cpu()])
     if params_file:
         net.load_parameters(params_file, ctx=mx.cpu())
     loss_fn = LabelSmoothingLoss(cfg["label_smoothing"])

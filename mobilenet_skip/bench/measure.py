@@ -178,8 +178,8 @@ def _measure_fit(spec):
     are left out: on ImageNet they come once per 40,000 batches, here they would every few."""
     from ..data import records as data
     cfg = config.resolve(None, spec["overrides"])
-    cfg.update(rec_train=spec["rec"], rec_val=spec["rec"], save_dir=spec["save_dir"],
-               num_epochs=1, log_interval=spec["steps"])
+    cfg = cfg.replace(rec_train=spec["rec"], rec_val=spec["rec"], save_dir=spec["save_dir"],
+                      num_epochs=1, log_interval=spec["steps"])
     ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
     train_data = data.train_iter(cfg, len(ctxs))
     iter_rate = bench.measure_rate(bench._endless(train_data), bench._count_record_batch,

@@ -6,8 +6,8 @@ ones given, which :func:`mobilenet_skip.config.recipes.resolve` lays over the re
 import argparse
 
 from .recipes import SCHEMA, key_help
+from .values import parse_bool, parser_for
 from ..errors import UserError
-from ..utils.values import parse_bool, parser_for
 
 __all__ = ["add_flags", "flag_overrides"]
 
@@ -19,8 +19,8 @@ def _flag(key):
 class _Switch(argparse.Action):
     """A boolean recipe key as a switch: ``--key`` is true, ``--no-key`` false.
 
-    ``--key false`` (the old form, a value after the flag) still works, so scripts
-    written for it keep running; a bare ``--key`` no longer asks for an argument.
+    ``--key false`` (a value after the flag, as in a recipe) is accepted too, so a value
+    can be passed through from a script or a sweep as it is.
     """
 
     def __init__(self, option_strings, dest, negatives=(), **kwargs):

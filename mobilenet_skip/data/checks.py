@@ -117,33 +117,41 @@ def decoding_starts():
     faulthandler.enable(_watch["pipe"], all_threads=True)
 
 
-def resolve_classes(cfg):
-    """Set ``cfg["classes"]`` from ``rec_train``'s synsets file and refuse disagreements.
+def resolve_classes(rec_train, classes, stated):
+    """The class count of a run: ``classes``, or the count of ``rec_train``'s synsets file.
 
     Precedence: ``--classes`` > the synsets file > the recipe. A count that is stated
     (``--classes``, a recipe's ``classes:`` line or a resumed run's ``config.yaml``) must
-    agree with the synsets file, else it is refused; the schema default (1000,
-    ImageNet's, which no shipped ImageNet recipe states) gives way to the data. Without
-    a synsets file the stated value stands.
+    agree with the synsets file, else it is refused; the default (1000, ImageNet's, which
+    no shipped ImageNet recipe states) gives way to the data. Without a synsets file the
+    given count stands.
+
+    Parameters
+    ----------
+    rec_train : str
+        The training .rec ('' for none).
+    classes : int
+        The count the recipe holds.
+    stated : str or None
+        Who stated it, as the error names it (``"--classes 10"``); None for the default.
 
     Returns
     -------
-    str or None
-        The synsets file, if there is one.
+    tuple
+        ``(classes, stated, synsets)``: the count, who set it (``"10 classes in
+        <synsets>"`` when the file did) and the synsets file read, or None.
     """
-    path = synsets_path(cfg["rec_train"]) if cfg.get("rec_train") else None
+    path = synsets_path(rec_train) if rec_train else None
     if not path or not os.path.isfile(path):
-        return None
+        return classes, stated, None
     count = len(read_synsets(path))
-    stated = cfg.get("classes_from", "classes: %d in the config" % cfg["classes"])
-    if cfg["classes"] != count and stated:
+    if classes != count and stated:
         raise UserError("%s, but %s lists %d classes; pass --classes %d, or use the .rec "
-                        "that goes with %d classes" % (stated, path, count, count, cfg["classes"]))
-    if cfg["classes"] != count:
+                        "that goes with %d classes" % (stated, path, count, count, classes))
+    if classes != count:
         log.info("classes: %d, from %s", count, path)
-        cfg["classes"] = count
-        cfg["classes_from"] = "%d classes in %s" % (count, path)
-    return path
+        return count, "%d classes in %s" % (count, path), path
+    return classes, stated, path
 
 
 def check_same_classes(rec_train, rec_val):

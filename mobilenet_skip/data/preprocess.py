@@ -10,11 +10,35 @@ from collections import namedtuple
 
 from ..errors import UserError
 
-__all__ = ["Preprocessing", "DEFAULT", "KEYS"]
+__all__ = ["Preprocessing", "DEFAULT", "KEYS", "check_field"]
 
 # The fields a sidecar and a recipe share; channel order is fixed (RGB) and recorded
 # for readers outside this package.
 KEYS = ("input_size", "crop_ratio", "mean_rgb", "std_rgb")
+
+# What each field must be: (test, what), for a recipe's keys and a sidecar's alike.
+RULES = {
+    "input_size": (lambda v: isinstance(v, int) and not isinstance(v, bool) and v >= 1,
+                   "a positive integer"),
+    "crop_ratio": (lambda v: 0 < v <= 1, "in (0, 1]"),
+    "mean_rgb": (lambda v: len(v) == 3 and all(float(x) == x for x in v),
+                 "three numbers, R G B"),
+    "std_rgb": (lambda v: len(v) == 3 and min(v) > 0, "three positive numbers, R G B"),
+}
+
+
+def check_field(key, value, source):
+    """``value`` if it is a valid ``key`` (one of :data:`KEYS`), else a :class:`UserError`
+    ``"<source> <key>=<value> is invalid: it must be <what>"``."""
+    ok, what = RULES[key]
+    try:
+        good = ok(value)
+    except (TypeError, ValueError):
+        good = False
+    if not good:
+        shown = list(value) if isinstance(value, tuple) else value
+        raise UserError("%s %s=%r is invalid: it must be %s" % (source, key, shown, what))
+    return value
 
 _Fields = namedtuple("_Fields", KEYS + ("channels",))
 
@@ -41,8 +65,15 @@ class Preprocessing(_Fields):
                                channels)
 
     @classmethod
+    def of(cls, values):
+        """The transform of a resolved recipe (or any mapping holding the ``KEYS``, typed
+        and checked already)."""
+        return cls(*(values[k] for k in KEYS))
+
+    @classmethod
     def from_dict(cls, values, **overrides):
-        """From a recipe or a sidecar: its ``KEYS``, the defaults for missing ones."""
+        """From a sidecar (or a partial mapping): its ``KEYS``, the defaults for missing
+        ones, checked."""
         values = dict(values or {})
         values.update(overrides)
         kept = {k: values[k] for k in KEYS if values.get(k) is not None}
@@ -50,23 +81,8 @@ class Preprocessing(_Fields):
 
     def checked(self, source="data setting"):
         """Self, or a :class:`UserError` naming the first invalid field."""
-        rules = [
-            ("input_size", lambda v: isinstance(v, int) and not isinstance(v, bool)
-             and v >= 1, "a positive integer"),
-            ("crop_ratio", lambda v: 0 < v <= 1, "in (0, 1]"),
-            ("mean_rgb", lambda v: len(v) == 3 and all(float(x) == x for x in v),
-             "three numbers, R G B"),
-            ("std_rgb", lambda v: len(v) == 3 and min(v) > 0, "three positive numbers, R G B"),
-        ]
-        for key, ok, what in rules:
-            value = getattr(self, key)
-            try:
-                good = ok(value)
-            except (TypeError, ValueError):
-                good = False
-            if not good:
-                shown = list(value) if isinstance(value, tuple) else value
-                raise UserError("%s %s=%r is invalid: it must be %s" % (source, key, shown, what))
+        for key in KEYS:
+            check_field(key, getattr(self, key), source)
         return self
 
     @property

@@ -9,8 +9,8 @@ uses 0.08: the MobileNet paper notes small models overfit less and need less
 augmentation), aspect 3/4 to 4/3, random mirror, colour jitter off by default.
 Val is the paper's single centre crop of
 :class:`~mobilenet_skip.data.preprocess.Preprocessing` (shorter side to 256 for 224, then
-the central ``input_size`` square). The settings and their checks are
-:mod:`mobilenet_skip.data.settings`.
+the central ``input_size`` square). The settings come typed and checked, as a resolved
+recipe (:class:`mobilenet_skip.config.recipe.Recipe`) holds them.
 
 Batches hold ``batch_size * num_devices`` samples as ``(data, label)``: data float32
 NCHW, RGB, ``(pixel - mean_rgb) / std_rgb``; label float32 class indices. The last
@@ -25,13 +25,12 @@ import mxnet as mx
 
 from ..utils.cores import physical_cores
 from . import checks
-from .settings import DEFAULTS, check
 from .wrapped import WrappedIter
 from ..errors import UserError
 from .preprocess import Preprocessing
 from ..recordio import check_record, read_synsets, synsets_path
 
-__all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
+__all__ = ["check_record", "train_iter", "val_iter", "read_synsets",
            "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
            "resolve_threads"]
 
@@ -45,29 +44,19 @@ def resolve_threads(cfg, cores=None):
 
     Parameters
     ----------
-    cfg : dict
-        Recipe values: ``preprocess_threads`` and ``gpus`` (``"0,1"``; empty for CPU).
+    cfg : Recipe or dict
+        ``preprocess_threads`` (``"auto"`` or a count) and ``gpus`` (``"0,1"``; empty for
+        CPU).
     cores : int, optional
         Physical cores (default: :func:`~mobilenet_skip.utils.cores.physical_cores`, else
         ``os.cpu_count()``).
     """
-    cfg = cfg or {}
-    value = cfg.get("preprocess_threads", DEFAULTS["preprocess_threads"])
-    if str(value).strip().lower() != "auto":
+    value = cfg["preprocess_threads"]
+    if value != "auto":
         return value
     cores = cores or physical_cores() or os.cpu_count() or 1
-    gpus = len([g for g in str(cfg.get("gpus") or "").split(",") if g.strip()])
+    gpus = len([g for g in cfg["gpus"].split(",") if g.strip()])
     return max(1, cores - gpus)
-
-
-def _resolve(cfg):
-    """The data settings of ``cfg`` over the defaults, checked, threads as a number;
-    other keys are the recipe's business."""
-    c = dict(DEFAULTS)
-    c.update(check(cfg or {}, "data setting"))
-    c["preprocess_threads"] = resolve_threads(
-        {"preprocess_threads": c["preprocess_threads"], "gpus": (cfg or {}).get("gpus")})
-    return c
 
 
 def shard_size(num_records, num_parts=1, part_index=0):
@@ -124,10 +113,10 @@ class RecordIter(WrappedIter):
         return batch
 
 
-def _record_source(c, rec_key, num_devices, num_parts, part_index):
-    """Check ``c[rec_key]`` and its .idx once; returns ``make(**transform)`` building a
+def _record_source(cfg, rec_key, num_devices, num_parts, part_index):
+    """Check ``cfg[rec_key]`` and its .idx once; returns ``make(**transform)`` building a
     :class:`RecordIter` over this shard (training builds one per epoch)."""
-    rec = c[rec_key]
+    rec = cfg[rec_key]
     if not rec:
         raise UserError("data setting %s is not set; point it at a .rec packed with "
                         "tools/im2rec.py" % rec_key)
@@ -135,13 +124,14 @@ def _record_source(c, rec_key, num_devices, num_parts, part_index):
         raise UserError("num_devices must be a positive integer, got %r" % (num_devices,))
     idx = os.path.splitext(rec)[0] + ".idx"
     part = shard_size(check_record(rec, idx), num_parts, part_index)
-    batch = c["batch_size"] * num_devices
+    batch = cfg["batch_size"] * num_devices
+    threads = resolve_threads(cfg)
 
     def make(**transform):
         checks.decoding_starts()  # the decoder's threads start with the iterator
         it = mx.io.ImageRecordIter(
             path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
-            preprocess_threads=c["preprocess_threads"], num_parts=num_parts,
+            preprocess_threads=threads, num_parts=num_parts,
             part_index=part_index, round_batch=False, verbose=False, **transform)
         return RecordIter(it, part, batch)
     return make
@@ -198,9 +188,9 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
 
     Parameters
     ----------
-    cfg : dict
-        Recipe values; the keys of :data:`DEFAULTS` are used, others ignored
-        (checked by :func:`mobilenet_skip.data.settings.check`).
+    cfg : Recipe
+        The resolved recipe (or a mapping with all its data keys, typed and checked);
+        its data keys are used, others ignored.
     num_devices : int
         Devices the batch is split over; the batch is ``batch_size * num_devices``.
     num_parts, part_index : int
@@ -215,25 +205,24 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
         Yields ``DataBatch`` es; drop the ``pad`` trailing samples of the last one.
         ``set_epoch(e)`` starts epoch ``e`` in its own order.
     """
-    c = _resolve(cfg)
-    if str((cfg or {}).get("preprocess_threads", "")).lower() in ("", "auto"):
+    if cfg["preprocess_threads"] == "auto":
         logging.getLogger("mobilenet_skip").info(
             "preprocess_threads auto: %d decode threads (physical cores minus GPUs)",
-            c["preprocess_threads"])
-    jitter = c["color_jitter"]
+            resolve_threads(cfg))
+    jitter = cfg["color_jitter"]
     # Val's shape and normalisation; the crop is random from the whole image, no resize.
-    transform = Preprocessing.from_dict(c).record_iter_args()
+    transform = Preprocessing.of(cfg).record_iter_args()
     del transform["resize"], transform["rand_mirror"]
 
-    source = _record_source(c, "rec_train", num_devices, num_parts, part_index)
+    source = _record_source(cfg, "rec_train", num_devices, num_parts, part_index)
 
     def make(epoch_seed_):
         return source(
-            **transform, random_resized_crop=True, min_random_area=c["min_random_area"],
-            max_random_area=c["max_random_area"], min_aspect_ratio=c["min_aspect_ratio"],
-            max_aspect_ratio=c["max_aspect_ratio"], rand_mirror=bool(c["rand_mirror"]),
+            **transform, random_resized_crop=True, min_random_area=cfg["min_random_area"],
+            max_random_area=cfg["max_random_area"], min_aspect_ratio=cfg["min_aspect_ratio"],
+            max_aspect_ratio=cfg["max_aspect_ratio"], rand_mirror=bool(cfg["rand_mirror"]),
             brightness=jitter, contrast=jitter, saturation=jitter,
-            shuffle=bool(c["shuffle"]), seed=epoch_seed_, seed_aug=epoch_seed_)
+            shuffle=bool(cfg["shuffle"]), seed=epoch_seed_, seed_aug=epoch_seed_)
     return EpochRecordIter(make, seed, part_index)
 
 
@@ -244,6 +233,5 @@ def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
     <mobilenet_skip.data.preprocess.Preprocessing.record_iter_args>`; order is the file's,
     with no randomness. Parameters and return as :func:`train_iter`.
     """
-    c = _resolve(cfg)
-    return _record_source(c, "rec_val", num_devices, num_parts, part_index)(
-        shuffle=False, **Preprocessing.from_dict(c).record_iter_args())
+    return _record_source(cfg, "rec_val", num_devices, num_parts, part_index)(
+        shuffle=False, **Preprocessing.of(cfg).record_iter_args())

@@ -10,6 +10,7 @@ import stat
 import mxnet as mx
 import numpy as np
 
+from ..config.recipe import Recipe
 from ..errors import UserError
 from ..data.preprocess import Preprocessing
 from .loading import load_symbolic
@@ -130,8 +131,9 @@ def load_image(path, info):
 
 def val_config(info, rec, batch_size, threads=None):
     """``data.val_iter``'s settings for ``rec`` preprocessed as the sidecar ``info`` says."""
-    return dict(Preprocessing.from_dict(info).to_dict(), rec_val=rec, batch_size=batch_size,
-                preprocess_threads=threads or min(4, os.cpu_count() or 1))
+    return Recipe.from_values(dict(Preprocessing.from_dict(info).to_dict(), rec_val=rec,
+                                   batch_size=batch_size,
+                                   preprocess_threads=threads or min(4, os.cpu_count() or 1)))
 
 
 def softmax(logits):

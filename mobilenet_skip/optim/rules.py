@@ -2,8 +2,8 @@
 global batch, and TensorFlow's RMSProp.
 
 A new optimizer is one :func:`register_optimizer` entry (recipe name -> constructor from
-the recipe), a new lr mode one :func:`register_lr_mode` entry; ``config.CHOICES`` reads
-both registries, so ``--optimizer``/``--lr-mode`` accept the new name at once.
+the recipe), a new lr mode one :func:`register_lr_mode` entry; the recipe's choices are
+these registries, so ``--optimizer``/``--lr-mode`` accept the new name at once.
 
 The schedule is a pure function of progress in epochs (``epoch + batch / batches``),
 so a run resumed with another device count, worker count or batch size gets the
@@ -17,11 +17,12 @@ import mxnet as mx
 from mxnet import gluon
 
 from ..errors import UserError
-from ..utils.values import FLOAT32_MAX
 
 __all__ = ["OPTIMIZERS", "LR_MODES", "register_optimizer", "register_lr_mode",
            "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "optimizer_name",
            "make_trainer"]
+
+FLOAT32_MAX = 3.4028234663852886e38  # MXNet holds every float setting (lr, wd, ...) as float32
 
 Optimizer = namedtuple("Optimizer", ["create", "mxnet_name", "keys"])
 Optimizer.__doc__ = ("A registered optimizer: ``create(cfg, **common)`` -> MXNet optimizer "

@@ -20,7 +20,6 @@ def record_iters(cfg, num_devices, rank, num_workers):
     if not cfg["rec_train"] or not cfg["rec_val"]:
         raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                         "tools/im2rec.py)")
-    dataset.resolve_classes(cfg)
     dataset.check_same_classes(cfg["rec_train"], cfg["rec_val"])
     num_records = data.check_record(cfg["rec_train"])
     shortest = data.shard_size(num_records, num_workers, num_workers - 1)
@@ -55,7 +54,7 @@ def record_iters(cfg, num_devices, rank, num_workers):
 def absolute_paths(cfg):
     """``cfg`` with its .rec paths absolute, so that the run's config.yaml names the same
     files whatever directory a resume starts in."""
-    return dict(cfg, **{k: os.path.abspath(cfg[k]) for k in DATA_KEYS if cfg[k]})
+    return cfg.replace(**{k: os.path.abspath(cfg[k]) for k in DATA_KEYS if cfg[k]})
 
 
 def fingerprint(cfg):

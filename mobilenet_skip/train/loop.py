@@ -141,6 +141,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     folder = RunDir.for_training(cfg, rank, global_batch, data)
     begin = resume_mod.plan(folder, resume, overwrite, data,
                             worker_batch=cfg["batch_size"] * len(ctxs))
+    cfg = folder.cfg  # a resume sets the starting-weight keys back to the checkpoint's
     # a checkpoint's weights replace the warm start's and the fine-tuning source's
     net = build_net(cfg, ctxs, load=not begin.checkpoint)
     state = TrainState(cfg, ctxs, rank, num_workers, global_batch, train_data, val_data,

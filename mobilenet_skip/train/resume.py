@@ -77,7 +77,7 @@ def plan(run, resume, overwrite, data=None, worker_batch=None):
     if start:
         _check_data(start.get("data"), data, path)
     if saved:
-        check_resume_config(saved, run.cfg, run.path, start is not None)
+        run.cfg = check_resume_config(saved, run.cfg, run.path, start is not None)
     if start is None:
         log.warning("--resume: no complete checkpoint in %s; starting from scratch", run.path)
         return FRESH
@@ -173,11 +173,11 @@ def _position(start, global_batch, worker_batch, path):
 
 def check_resume_config(saved, cfg, save_dir, from_checkpoint=False):
     """Refuse a resume into another architecture, optimizer or dtype than ``saved``'s;
-    warn about (and return) the other settings that changed.
+    warn about the other settings that changed; return the recipe to go on with.
 
     With ``from_checkpoint`` the :data:`START_KEYS` (the starting weights) are the
-    checkpoint's: a changed one is logged as ignored and set back in ``cfg``, so that
-    config.yaml says what the run was started from."""
+    checkpoint's: a changed one is logged as ignored and set back to ``saved``'s in the
+    recipe returned, so that config.yaml says what the run was started from."""
     clashes = [k for k in config_mod.ARCH_KEYS if saved.get(k) != cfg[k]]
     if clashes:
         raise UserError("--resume: %s in %s was trained with %s, not %s; pass the same "
@@ -202,13 +202,12 @@ def check_resume_config(saved, cfg, save_dir, from_checkpoint=False):
         log.warning("--resume: ignored: %s (they only set the starting weights; the "
                     "checkpoint's weights are used)", ", ".join(
                         "%s %s -> %s" % (k, _show(saved[k]), _show(cfg[k])) for k in ignored))
-        for k in ignored:
-            cfg[k] = saved[k]
+        cfg = cfg.replace(**{k: saved[k] for k in ignored})
         changed = [k for k in changed if k not in ignored]
     if changed:
         log.warning("--resume: using the new settings: %s", ", ".join(
             "%s %s -> %s" % (k, _show(saved[k]), _show(cfg[k])) for k in changed))
-    return changed
+    return cfg
 
 
 RESUME_FIXED_KEYS = ("optimizer", "dtype")
