@@ -144,7 +144,8 @@ def test_train_section_json_smoke():
 
 def test_all_runs_every_registered_section():
     res = _bench("all", "--json", "--image-size", "36", "--batches", "2",
-                 "--preprocess-threads", "1", "--models", "gluoncv,mobilenet", "--fit-model", "none", *TINY_TRAIN)
+                 "--preprocess-threads", "1", "--models", "gluoncv,mobilenet",
+                 "--fit-model", "none", *TINY_TRAIN)
     assert res.returncode == 0, res.stderr
     out = json.loads(res.stdout)
     assert {"data", "train"} <= set(out) and all(out.values())

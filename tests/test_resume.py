@@ -505,7 +505,8 @@ def test_state_layout_with_float32_master_weights(tmp_path):
 
 def test_data_order_is_a_function_of_seed_and_epoch(digits):
     from mobilenet_skip.data import records as data
-    cfg = dict(rec_train=digits["train"], input_size=32, batch_size=64, preprocess_threads=1)
+    cfg = config.Recipe.from_values(dict(rec_train=digits["train"], input_size=32, batch_size=64,
+                                         preprocess_threads=1))
 
     def labels(it, epoch):
         it.set_epoch(epoch)

@@ -234,8 +234,7 @@ def run_train(args):
 def _fit_row(args, cfg, rows, common):
     model = args.fit_model
     from ..data.preprocess import Preprocessing
-    image_size = getattr(args, "image_size", None) or Preprocessing.from_dict(
-        cfg, input_size=args.input_size).resize
+    image_size = getattr(args, "image_size", None) or Preprocessing.of(cfg).resize
     given = getattr(args, "rec", None)  # the data section's --rec
     with tempfile.TemporaryDirectory(prefix="bench-train-") as tmp:
         if not given:

@@ -17,7 +17,8 @@ from ..models import BN_DEFAULTS, MIN_INPUT_SIZE, list_models
 from ..optim import rules as _optim
 from .values import Known, Must, OneOf, Preprocess, ThreadCount, Threads, coerce
 
-__all__ = ["Recipe", "KEYS", "key", "check_values", "check_pairs", "COMMAND_LINE"]
+__all__ = ["Recipe", "KEYS", "SPECS", "MAPPED", "COMMAND_LINE", "key", "default_of",
+           "check_values", "check_pairs"]
 
 COMMAND_LINE = "command line"  # the source of a value given as a flag
 
@@ -48,9 +49,8 @@ class Recipe:
 
     Build one with :func:`mobilenet_skip.config.recipes.resolve` (defaults < recipe file <
     flags) or :meth:`from_values`; change one with :meth:`replace`. ``recipe`` is the
-    recipe file it was resolved from, ``sources`` maps each key not at its default to
-    where its value came from (a recipe file, ``"command line"`` or the synsets file of
-    ``classes``), and ``classes_from`` says who set the class count, for the error when
+    recipe file it was resolved from, ``sources`` maps each key set by a recipe file, a
+    flag or the data to where its value came from (:meth:`source_of`), and ``classes_from`` says who set the class count, for the error when
     the data disagrees (None: the default, which gives way to the data).
     """
     # model

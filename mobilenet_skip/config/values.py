@@ -144,8 +144,8 @@ class Known(object):
 
 
 class Preprocess(object):
-    """The rule of the validation transform's field (:func:`~mobilenet_skip.data.
-    preprocess.check_field`), the one an export's sidecar passes too."""
+    """The rule of a field of the validation transform, the one an export's sidecar
+    passes too (:func:`~mobilenet_skip.data.preprocess.check_field`)."""
 
     def __call__(self, key, value, source):
         return check_field(key, value, source + ":")
