@@ -144,7 +144,7 @@ def test_resume_with_a_lower_lr_trains_at_it(digits, tmp_path):
 
 def test_after_a_nan_stop_resume_with_a_lower_lr_recovers(digits, tmp_path):
     """The NaN message's own advice works: --resume --lr <lower> trains at the lower lr
-    from the intact checkpoint (the old code restored the pickled optimizer's lr)."""
+    from the intact checkpoint, not at a saved optimizer's lr."""
     save_dir = tmp_path / "nan"
     _train(digits, save_dir, "--num-epochs", "1")
     res = _train(digits, save_dir, "--num-epochs", "2", "--resume", "--lr", "1e30",
@@ -233,8 +233,8 @@ def _refused(res):
 def test_mid_epoch_resume_on_two_devices_trains_exactly_the_images_not_seen(digits, tmp_path):
     """Stopped k batches of 32 into epoch 2 on one device, resumed on 2 devices x 8: the
     epoch goes on after its 32k images, as a checkpoint that had stopped after 2k batches
-    of 16 does (the reference: the same files, its marker saying so); the old code
-    skipped k batches of 16 and trained 16k images of epoch 2 twice."""
+    of 16 does (the reference: the same files, its marker saying so), rather than skip k
+    batches of 16 and train 16k images of epoch 2 twice."""
     stopped = tmp_path / "stopped"
     code, out = _signal_mid_epoch(digits, stopped, signal.SIGTERM)
     assert code == 0, out[-2000:]
@@ -327,8 +327,8 @@ def test_resume_from_another_directory_uses_the_run_s_own_data(digits, tmp_path)
 
 def test_resume_ignores_a_new_warm_start_and_init(digits, tmp_path):
     """The checkpoint's weights replace any starting weights: the flags are logged as
-    ignored (the old code said "using the new settings" and loaded the warm start),
-    config.yaml keeps the run's own, and training is the plain resume's."""
+    ignored, not as "using the new settings" (nor is the warm start loaded), config.yaml
+    keeps the run's own, and training is the plain resume's."""
     save_dir, plain = tmp_path / "warm", tmp_path / "plain"
     _train(digits, save_dir, "--num-epochs", "1")
     shutil.copytree(str(save_dir), str(plain))
@@ -461,7 +461,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     start = {k: v.data().copy() for k, v in net.collect_params().items()}
     _steps(net, trainer, one, 3)
     info = states.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
-    assert info["num_update"] == 3 and info["optimizer"] == optim.optimizer_name(cfg)
+    assert info["num_update"] == 3 and info["optimizer"] == optim.OPTIMIZERS[optimizer].mxnet_name
     json.dumps(info)
     saved = mx.nd.load(str(tmp_path / "s.states"))
     assert saved and all(isinstance(v, mx.nd.NDArray) for v in saved.values())

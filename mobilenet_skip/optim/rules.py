@@ -20,8 +20,7 @@ from ..errors import UserError
 from ..utils.values import FLOAT32_MAX
 
 __all__ = ["OPTIMIZERS", "LR_MODES", "register_optimizer", "register_lr_mode",
-           "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "optimizer_name",
-           "make_trainer"]
+           "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "make_trainer"]
 
 Optimizer = namedtuple("Optimizer", ["create", "mxnet_name", "keys"])
 Optimizer.__doc__ = ("A registered optimizer: ``create(cfg, **common)`` -> MXNet optimizer "
@@ -196,11 +195,6 @@ def _entry(cfg):
     except KeyError:
         raise UserError("optimizer must be one of %s, got %r" % (" | ".join(OPTIMIZERS),
                                                                   cfg["optimizer"]))
-
-
-def optimizer_name(cfg):
-    """The registered MXNet optimizer a recipe's ``optimizer`` means."""
-    return _entry(cfg).mxnet_name
 
 
 def create_optimizer(cfg, global_batch):
