@@ -27,7 +27,7 @@ from ..recordio import read_synsets, synsets_path
 from .wrapped import WrappedIter
 
 __all__ = ["resolve_classes", "check_same_classes", "check_val_classes", "describe_dropped",
-           "LabelCheck", "watch_decoder", "decoding_starts"]
+           "CheckedBatches", "checked", "watch_decoder", "decoding_starts"]
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -224,34 +224,42 @@ def describe_dropped(rec, images, batch, batches, shuffle, capped=0):
                "the same %d every epoch (shuffle is off)" % left))
 
 
-class LabelCheck(WrappedIter):
-    """Pass batches through, refusing any label outside ``0 .. classes - 1``.
+class CheckedBatches(WrappedIter):
+    """Pass batches through, refusing any label outside ``0 .. classes - 1``, and call
+    ``on_next`` each time a batch (or a reset) is asked for.
 
     The labels of an ``ImageRecordIter`` batch are a small host NDArray, so the check
-    costs one copy of ``batch_size`` floats per batch and no device sync.
+    costs one copy of ``batch_size`` floats per batch and no device sync. ``on_next``
+    feeds the ``dist_sync`` watchdog: the training loop asks for a batch only once its
+    last step's push was accepted.
 
     Parameters
     ----------
     data_iter : mx.io.DataIter
         The iterator to wrap.
-    classes : int
-        The network's class count.
+    classes : int or None
+        The network's class count; None checks no label.
     source : str
         The file the records come from, for the error.
+    on_next : callable, optional
+        Called with no argument before each batch is fetched and on each reset.
     """
 
-    def __init__(self, data_iter, classes, source):
-        super(LabelCheck, self).__init__(data_iter)
-        self.classes, self.source = int(classes), source
+    def __init__(self, data_iter, classes=None, source=None, on_next=None):
+        super(CheckedBatches, self).__init__(data_iter)
+        self.classes = None if classes is None else int(classes)
+        self.source, self.on_next = source, on_next
         self._batch = 0
 
     def reset(self):
+        if self.on_next is not None:
+            self.on_next()
         self._batch = 0
         self.inner.reset()
 
     def set_epoch(self, epoch):
         """Start ``epoch`` of an iterator whose order depends on it (``EpochRecordIter``);
-        without it, :meth:`reset` as for any iterator."""
+        without it, :meth:`reset` the iterator wrapped."""
         self._batch = 0
         if hasattr(self.inner, "set_epoch"):
             self.inner.set_epoch(epoch)
@@ -259,8 +267,15 @@ class LabelCheck(WrappedIter):
             self.inner.reset()
 
     def next(self):
+        if self.on_next is not None:
+            self.on_next()
         batch = self.inner.next()
         self._batch += 1
+        if self.classes is not None:
+            self._check(batch)
+        return batch
+
+    def _check(self, batch):
         n = batch.data[0].shape[0] - (batch.pad or 0)
         labels = batch.label[0][:n].asnumpy() if n else np.zeros((0,))
         bad = (labels < 0) | (labels >= self.classes) | (labels != np.floor(labels))
@@ -271,4 +286,11 @@ class LabelCheck(WrappedIter):
                 "are class indices, or pass the right --classes"
                 % (self.source, labels[bad.argmax()], self._batch, self.classes,
                    self.classes - 1))
-        return batch
+
+
+def checked(data_iter, classes=None, source=None, on_next=None):
+    """``data_iter`` as a :class:`CheckedBatches` when there is a label to check or a
+    batch to report; as it is otherwise (a caller's iterator trained on one machine)."""
+    if classes is None and on_next is None:
+        return data_iter
+    return CheckedBatches(data_iter, classes, source, on_next)

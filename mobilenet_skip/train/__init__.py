@@ -6,7 +6,7 @@
 - :mod:`.net`: the network as the recipe builds it; :mod:`.step`: the loss, one step
   and its running sums;
 - :mod:`.loop`: ``fit``, reporting through :mod:`.callbacks`; :mod:`.guard`: signals,
-  the dist watchdog's feed, NaN losses; :mod:`.feed`: the run's data;
+  NaN losses; :mod:`.dist`: alone or dist_sync, one strategy; :mod:`.feed`: the run's data;
 - :mod:`.rundir`: the run folder, its only reader and writer; :mod:`.resume`: starting
   or resuming in it; :mod:`.logs`: the log lines;
 - :mod:`.measure`: the train benchmark's measuring process.
