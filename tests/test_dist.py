@@ -314,7 +314,7 @@ def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
 
 
 def test_split_and_quote_the_launcher_command():
-    from mobilenet_skip.launch import supervisor as launcher
+    from mobilenet_skip.launch import command as launcher
     opts, cmd = launcher.split_argv(["-n", "2", "--launcher=local", "-s", "1", "python",
                                      "x.py", "-n", "5"])
     assert opts == ["-n", "2", "--launcher=local", "-s", "1"]
@@ -340,7 +340,8 @@ def test_ssh_lines_keep_hosts_folders_and_words_whole(tmp_path, monkeypatch):
     and folder in bare, so ';touch CANARY' ran locally."""
     import argparse
     import dmlc_tracker.tracker
-    from mobilenet_skip.launch.supervisor import quote_command, ssh_submit
+    from mobilenet_skip.launch.command import quote_command
+    from mobilenet_skip.launch.ssh import ssh_submit
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "ssh").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SSH_ARGS"\n'
