@@ -1,6 +1,6 @@
-"""Evaluation that explains itself (issue 28): per-class top-1 and the confusion matrix in
-MXNet and ONNX Runtime, --report's files, the scorer's per-image results, loss and
-progress, and metrics.csv's val_loss (old run folders still resume)."""
+"""Evaluation that explains itself: per-class top-1 and the confusion matrix in MXNet and
+ONNX Runtime, --report's files, the scorer's per-image results, loss and progress, and
+metrics.csv's val_loss (a metrics.csv without that column still resumes)."""
 import csv
 import json
 import math
@@ -216,7 +216,7 @@ def test_progress_only_on_long_passes(capsys, monkeypatch):
     assert [int(ln.split()[1].split("/")[0]) for ln in lines] == [16, 32, 48, 50]
 
 
-# --- metrics.csv: val_loss, and old run folders ------------------------------------------
+# --- metrics.csv: val_loss, and a metrics.csv without it ---------------------------------
 
 def test_val_loss_is_the_plain_loss_of_the_epoch(demo_run):
     rows = demo_run.metrics
@@ -254,12 +254,12 @@ def test_an_old_metrics_file_reads_plots_and_keeps_its_integers(tmp_path):
     assert os.path.getsize(str(tmp_path / "curves.png")) > 1000
 
 
-def test_an_old_run_folder_resumes_and_gains_val_loss(digits, tmp_path):
+def test_a_metrics_csv_without_val_loss_resumes_and_gains_it(digits, tmp_path):
     short = ["--multiplier", "0.25", "--batches-per-epoch", "5", "--log-interval", "5"]
     train_digits(digits, tmp_path, short, "--num-epochs", "1")
     path = str(tmp_path / "metrics.csv")
     first = read_metrics(tmp_path)
-    atomic_save_csv(path, OLD_COLUMNS, first)  # as an earlier release wrote it
+    atomic_save_csv(path, OLD_COLUMNS, first)  # no val_loss column
     train_digits(digits, tmp_path, short, "--num-epochs", "2", "--resume")
     got = _csv(path)
     head = got[0]

@@ -316,7 +316,7 @@ def test_gluoncv_network_is_initialised_like_ours():
     assert masks[1] != masks[0]  # the demo recipe's model has projections and pre-act BNs
 
 
-# The lr schedule's own tests are in test_resume.py (a function of epochs now).
+# The lr schedule's own tests are in test_resume.py (the lr as a function of epochs).
 
 
 def test_gpu_contexts_are_refused_on_a_cpu_build():
