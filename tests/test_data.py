@@ -1,4 +1,4 @@
-"""Folder -> .lst -> .rec/.idx -> ImageRecordIter, on the real demo digits (issue #3)."""
+"""Folder -> .lst -> .rec/.idx -> ImageRecordIter, on the real demo digits."""
 import filecmp
 import io
 import os
@@ -327,7 +327,7 @@ def test_progress_reports_count_rate_and_eta():
     assert last.startswith("train.rec 3/10 (30.0%)") and "img/s ETA" in last
 
 
-# Issue 18, item 13: a val .rec without class names ------------------------------------
+# A val .rec without class names ---------------------------------------------------------
 
 def test_a_missing_synsets_file_says_the_class_check_is_skipped(tmp_path, caplog):
     import logging

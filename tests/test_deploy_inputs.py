@@ -1,4 +1,4 @@
-"""Hostile or careless deployment inputs (issue 13): a missing sidecar, a wrong or huge
+"""Hostile or careless deployment inputs: a missing sidecar, a wrong or huge
 --input-size, broken symbol files, FIFOs and devices as images, --output DIR/, and
 calibration settings that read nothing or too little."""
 import json
@@ -36,8 +36,8 @@ def _copy_export(src, dst, endings=("-symbol.json", "-0000.params", ".synsets.tx
 
 
 def test_no_sidecar_needs_input_size(demo_run, tmp_path, capsys):
-    """Without PREFIX.json a 32 px model was run at 224 and answered wrongly; now the size
-    must be given."""
+    """Without PREFIX.json the input size must be given: a 32 px model run at 224 answers
+    wrongly."""
     bare = _copy_export(demo_run.prefix, str(tmp_path / "bare"), ("-symbol.json", "-0000.params",
                                                                   ".synsets.txt"))
     err, out, _ = _one_line_error(capsys, "predict", ["--prefix", bare, _image(demo_run)])
@@ -167,7 +167,7 @@ def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch
 
 
 def test_output_folder_means_folder_slash_model(demo_run, tmp_path, capsys):
-    """`--output dir/` wrote hidden files `-symbol.json` and `.json`; now it is dir/<model>."""
+    """`--output dir/` means dir/<model>, not the hidden files `-symbol.json` and `.json`."""
     code, out, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
                                str(DEMO_EPOCHS), "--output", str(tmp_path / "d") + "/")
     assert code == 0, err
@@ -206,13 +206,13 @@ def test_calibration_on_few_images_warns(demo_run, tmp_path, capsys):
     assert code == 0 and "warning" not in err
 
 
-# --- issue 18, items 14 and 17: no size guessed, no estimate the OOM killer disproves ------
+# --- no size guessed, no estimate the OOM killer disproves ----------------------------------
 
 @pytest.mark.parametrize("tool", ["eval_imagenet", "export_model"])
 def test_an_export_without_sidecar_needs_input_size_in_every_tool(demo_run, tmp_path, tool):
-    """eval_imagenet.py evaluated a 32 px export without its sidecar at 224 and scored 0.10
-    instead of 0.88 without a word; export_model.py --prefix wrote a 224 px sidecar for it.
-    Both now refuse as predict does, and --input-size 32 gives the real figure."""
+    """A 32 px export without its sidecar, guessed at 224, would score 0.10 instead of 0.88
+    under eval_imagenet.py and get a 224 px sidecar from export_model.py --prefix: both
+    refuse as predict does, and --input-size 32 gives the real figure."""
     bare = _copy_export(demo_run.prefix, str(tmp_path / "bare"),
                         ("-symbol.json", "-0000.params", ".synsets.txt"))
     argv = (["--rec-val", demo_run.val_rec, "--json"] if tool == "eval_imagenet"
@@ -245,9 +245,9 @@ def _tiny(tmp_path, multiplier=0.25):
 
 def test_input_size_that_the_fit_says_cannot_fit_is_refused_before_allocating(
         tmp_path, capsys, monkeypatch):
-    """--input-size 20000 on a 0.25 net passed the old estimate (24 GB) where 24 GB were
-    free, and the OOM killer ended predict at 23 GB: the fitted estimate (27 GB) refuses
-    it where 26 GB are free.
+    """--input-size 20000 on a 0.25 net: an estimate of 3 maps and the input (24 GB) lets it
+    run where 24 GB are free, and the OOM killer ends predict at 23 GB; the fitted
+    estimate (27 GB) refuses it where 26 GB are free.
     Nothing is allocated: the check comes before the weights are even placed."""
     prefix = _tiny(tmp_path)
     monkeypatch.setattr(loading, "_available_memory", lambda: 26 * 10 ** 9)
@@ -294,8 +294,8 @@ print(status("VmHWM") - before)
 @pytest.mark.slow
 def test_memory_estimate_covers_the_measured_peak(tmp_path):
     """What a 1536 px image adds to predict's peak RSS (0.25 net, in a fresh process that
-    first ran a 32 px one) is within the estimate, and the estimate within 1.5 times it;
-    the old estimate (3 maps + the input) was 0.76 of it."""
+    first ran a 32 px one) is within the estimate, and the estimate within 1.5 times it
+    (3 maps + the input alone come to 0.76 of it)."""
     from PIL import Image
     prefix = _tiny(tmp_path)
     image = str(tmp_path / "x.png")

@@ -33,7 +33,8 @@ LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
 DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
 # 95 records: 2 workers read 48 and 47 (3 and 2 batches of 16), 3 workers 32, 32 and 31
-# (2, 2 and 1): with a count per shard, the longer shards would push once more and hang.
+# (2, 2 and 1): a worker that counted its own shard's batches would push once more than
+# the shortest shard's and hang the job.
 RECORDS, BATCH = 95, 16
 BOUND = 240  # seconds: a small job on 2 busy cores; a hang is infinite
 
@@ -289,8 +290,8 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
 def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_path):
     """SIGTERM to worker #1, then to worker #0 three seconds later (as a scheduler may
     deliver it): both stop after the same batch (equal checksums), rank 0 saves the
-    interrupted checkpoint and alone says so, and the launcher exits 0 (a worker that
-    stopped alone would claim a checkpoint, and leave rank 0 waiting for its watchdog)."""
+    interrupted checkpoint and alone says so, and the launcher exits 0, rather than worker #1
+    stopping alone and claiming a checkpoint while rank 0 waits for its watchdog."""
     out_path = str(tmp_path / "out.txt")
     proc = _start_job(subset, tmp_path, out_path)
     try:
@@ -331,7 +332,7 @@ def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
 
 
 def test_split_and_quote_the_launcher_command():
-    from mobilenet_skip.launch import supervisor as launcher
+    from mobilenet_skip.launch import command as launcher
     opts, cmd = launcher.split_argv(["-n", "2", "--launcher=local", "-s", "1", "python",
                                      "x.py", "-n", "5"])
     assert opts == ["-n", "2", "--launcher=local", "-s", "1"]
@@ -353,11 +354,12 @@ def test_split_and_quote_the_launcher_command():
 def test_ssh_lines_keep_hosts_folders_and_words_whole(tmp_path, monkeypatch):
     """A hostfile host, a working folder and command words holding ' ; $ and spaces reach
     ssh and the remote shell as exactly themselves (a dry run with a stand-in ssh that
-    records its arguments and runs the remote line in bash); before, dmlc pasted the host
-    and folder in bare, so ';touch CANARY' ran locally."""
+    records its arguments and runs the remote line in bash); dmlc_tracker's own lines
+    paste the host and folder in bare, where ';touch CANARY' would run locally."""
     import argparse
     import dmlc_tracker.tracker
-    from mobilenet_skip.launch.supervisor import quote_command, ssh_submit
+    from mobilenet_skip.launch.command import quote_command
+    from mobilenet_skip.launch.ssh import ssh_submit
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "ssh").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SSH_ARGS"\n'
@@ -457,9 +459,9 @@ def _slow_workers(sup, started):
 
 @pytest.mark.parametrize("ends_first", [False, True])
 def test_a_worker_started_after_the_scheduler_ended_still_fails_the_job(ends_first):
-    """MXNet's launcher returns once the scheduler ends. Before, a worker whose thread had
-    not yet started it was never waited for (exit 0, nothing said), and a scheduler that
-    ended before the workers were started left them unstarted, also with status 0."""
+    """MXNet's launcher returns once the scheduler ends: the supervisor still waits for a
+    worker whose thread had not yet started it, and names a scheduler that ended before
+    the workers were started, instead of exiting 0 with nothing said."""
     err = io.StringIO()
     sup = Supervisor(grace=0.0, stream=err)
     tracker = _Tracker(sup, scheduler_ends_first=ends_first)
@@ -487,8 +489,8 @@ def test_a_worker_started_after_the_scheduler_ended_still_fails_the_job(ends_fir
 def test_a_refusal_on_rank_0_ends_every_worker_without_the_launcher(subset, tmp_path):
     """Scheduler, server and two workers started by hand (no launcher to stop them), into
     a --save-dir that already holds checkpoints: rank 0 refuses with its one line, and
-    both workers exit within --dist-timeout (the watchdog runs from the kvstore's creation:
-    started after the resume checks, it would leave the other worker waiting forever)."""
+    both workers exit within --dist-timeout: the watchdog runs from before the resume
+    checks and the kvstore's init, where the other worker would otherwise wait forever."""
     save_dir = tmp_path / "run"
     save_dir.mkdir()
     for ext, text in (("json", '{"epoch": 1}'), ("params", ""), ("states", "")):

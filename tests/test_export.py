@@ -1,4 +1,4 @@
-"""Deployment (issue #5): export, fused, INT8 and ONNX forms, and the single-crop evaluation,
+"""Deployment: export, fused, INT8 and ONNX forms, and the single-crop evaluation,
 on the trained demo network and on randomised networks with non-trivial BN statistics."""
 import json
 import os
@@ -479,7 +479,7 @@ def test_a_registered_form_is_a_flag_that_writes_its_file(demo_run, tmp_path, ca
     assert os.path.isfile(out + "-symbol.json")  # the FP32 export it derives from
 
 
-# --- issue 18, items 15, 16 and 18: exports that never destroy, and sidecars that fit ---
+# --- exports that never destroy, and sidecars that fit ----------------------------------
 
 def _digests(folder):
     """``{name: md5}`` of every file in ``folder``."""
@@ -496,8 +496,8 @@ def _digests(folder):
 @pytest.mark.parametrize("tag", ["%04d" % DEMO_EPOCHS, "interrupted"])
 def test_export_onto_a_checkpoints_prefix_is_refused_and_the_run_still_resumes(
         demo_run, tmp_path, tag):
-    """--output RUN/<model>-0005 once wrote its sidecar over the checkpoint's marker, and
-    --resume then died with a KeyError; now nothing in the run folder changes."""
+    """--output RUN/<model>-0005 would write its sidecar over the checkpoint's marker and
+    break --resume: it is refused, and nothing in the run folder changes."""
     run = str(tmp_path / "run")
     shutil.copytree(demo_run.save_dir, run)
     if tag == "interrupted":  # a Ctrl-C checkpoint: the same trio under another tag
@@ -597,8 +597,8 @@ def _tiny_export(folder, model, multiplier=0.25):
      "its first convolution has 8 filters, full-connect-pre-act x0.5 has 16"),
 ])
 def test_a_sidecar_of_another_model_or_width_is_refused(tmp_path, model, multiplier, words):
-    """Only the class count was compared: a sidecar saying mobilenet, or width 0.5, beside a
-    full-connect-pre-act x0.25 graph was accepted, and its preprocessing used."""
+    """A sidecar saying mobilenet, or width 0.5, beside a full-connect-pre-act x0.25 graph
+    with the same class count is refused, not trusted for its preprocessing."""
     from PIL import Image
     ours = _tiny_export(tmp_path, "full-connect-pre-act")
     theirs = _tiny_export(tmp_path, model, multiplier)

@@ -1,4 +1,4 @@
-"""Packing and reading RecordIO safely (issue 13): one job per prefix, symlink loops,
+"""Packing and reading RecordIO safely: one job per prefix, symlink loops,
 exact list names, damaged .rec files, truncated images, full disks, Ctrl-C, list entries
 outside ROOT and file names a .lst cannot hold."""
 import errno
@@ -182,7 +182,7 @@ def test_zeroed_hole_is_named_by_check_and_stops_training_with_one_line(digits, 
         f.seek(lo)
         f.write(b"\0" * 80 * 1024)
     n, key, off = _first_header_in(prefix + ".idx", lo, lo + 80 * 1024)
-    with open(prefix + ".rec", "rb") as f:  # first and last records are fine: the old check passed
+    with open(prefix + ".rec", "rb") as f:  # first and last records are fine: checking them is not enough
         assert f.read(4) == b"\x0a\x23\xd7\xce"
     expected = "%s.rec is damaged: record %d of 359 (key %s) at byte %d has no record header" \
         % (prefix, n, key, off)
@@ -413,7 +413,7 @@ def test_names_a_list_cannot_hold_are_skipped_and_reported(tmp_path, capsys):
     assert rc == 0 and "packed 1 images" in out
 
 
-# Issue 18, item 12: names with spaces around them, a folder prefix, names too long -------
+# Names with spaces around them, a folder prefix, names too long -------------------------
 
 def test_names_with_leading_and_trailing_spaces_pack(tmp_path, capsys):
     root = tmp_path / "root"
@@ -482,7 +482,7 @@ def test_help_says_resize_0_packs_full_size_images(capsys):
     assert "8000x8000 photo is stored whole" in text and "600 MB of memory" in text
 
 
-# 10. Damaged image bytes inside a record (issue 18) -------------------------------------
+# 10. Damaged image bytes inside a record ------------------------------------------------
 
 # Runs in a fresh interpreter: each named record of a .rec alone through a one-record
 # ImageRecordIter, in a forked child; prints the keys whose child died by a signal (the
