@@ -187,7 +187,7 @@ class Agreement(Callback):
 
     def __init__(self, kv, stop, net, acc):
         import mxnet as mx
-        from .bnstats import running_stats
+        from ..runs.bnstats import running_stats
         self.kv, self.stop, self.net, self.acc = kv, stop, net, acc
         stop.deferred = True  # a signal waits for the vote: no worker breaks alone
         self.stats = running_stats(net)

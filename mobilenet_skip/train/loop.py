@@ -20,10 +20,10 @@ import numpy as np
 
 from . import callbacks as cb, dist, guard, resume as resume_mod
 from .devices import init_kvstore, make_kvstore, parse_contexts
-from .evaluation import evaluate
+from ..runs.scorer import evaluate
 from .feed import absolute_paths, fingerprint, record_iters
 from .net import build_net, hybridize, params_checksum
-from .rundir import RunDir
+from ..runs.folder import RunDir
 from .tensorboard import TensorBoard
 from .step import Accumulator, make_step
 from ..utils.threads import started_with

@@ -9,7 +9,7 @@ from collections import namedtuple
 
 from ..errors import UserError
 from ..utils.plots import plot_overlay
-from .rundir import RunDir
+from ..runs.folder import RunDir
 
 __all__ = ["Run", "load_runs", "run_labels", "plot_runs", "IGNORED_KEYS"]
 

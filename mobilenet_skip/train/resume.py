@@ -11,9 +11,9 @@ from collections import namedtuple
 
 from ..config import recipes as config_mod
 from ..errors import UserError
-from .bnstats import restore_device_copies
+from ..runs.bnstats import restore_device_copies
 from .devices import init_kvstore
-from .states import load_states
+from ..runs.states import load_states
 
 __all__ = ["plan", "restore", "Resumed", "FRESH", "check_resume_config", "RESUME_FIXED_KEYS",
            "START_KEYS"]
