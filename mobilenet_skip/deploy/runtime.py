@@ -30,7 +30,8 @@ APIS = ("symbolblock", "module")  # the MXNet APIs a runner can call
 
 
 def check_batch_size(batch_size):
-    """``batch_size`` if it is at least 1, else the one-line :class:`UserError`."""
+    """``batch_size`` if it is at least 1, else the one-line :class:`UserError`: checked
+    where the value enters, a tool's flag or a :class:`Runner`."""
     if batch_size < 1:
         raise UserError("--batch-size must be at least 1")
     return batch_size
@@ -210,7 +211,6 @@ def export_runner(prefix, ctxs=None, api="symbolblock", batch_size=32, input_siz
     """An MXNet export (``prefix``) on ``ctxs`` (default one CPU) through ``api``;
     ``input_size`` overrides its sidecar's."""
     ctxs = list(ctxs or [mx.cpu()])
-    check_batch_size(batch_size)
     exported = open_export(prefix, input_size, ctx=ctxs)
     return MXNetRunner(prefix, exported.graph, exported.block, exported.info, ctxs, api,
                        batch_size)
@@ -241,7 +241,6 @@ def network_runner(net, info, name, ctxs=None, api="symbolblock", batch_size=32)
         What the messages call it: the checkpoint file.
     """
     ctxs = list(ctxs or [mx.cpu()])
-    check_batch_size(batch_size)
     graph = graph_of(net, info["input_size"])
     block, _ = open_graph(graph, info["input_size"], ctxs, name)
     return MXNetRunner(name, graph, block, info, ctxs, api, batch_size)
