@@ -11,9 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from mobilenet_skip.deploy import artifact, loading
+from mobilenet_skip.deploy import artifact, limits, loading
 
 from conftest import DEMO_EPOCHS, TOOLS, call_tool
+
+
+def _forward_memory(prefix, side):
+    """What one ``side`` px image through the export ``prefix`` is estimated to need."""
+    sym = loading.load_symbolic(prefix).sym
+    return limits.forward_memory(limits.node_shapes(sym, side), side)
 
 
 def _one_line_error(capsys, tool, argv):
@@ -60,12 +66,46 @@ def test_other_input_size_warns(demo_run, capsys):
 
 def test_huge_input_size_is_too_large_not_another_export(demo_run, capsys, monkeypatch):
     """--input-size 20000 needs tens of GB: refused from shape inference, before allocating."""
-    monkeypatch.setattr(loading, "_available_memory", lambda: 8 << 30)
+    monkeypatch.setattr(limits, "memory_available", lambda: 8 << 30)
     err, _, full = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
                                                        "--input-size", "20000", _image(demo_run)])
     assert "--input-size 20000 is too large" in err and "GB" in err
     assert "different exports" not in full
-    assert loading.forward_memory(loading.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
+    assert _forward_memory(demo_run.prefix, 20000) > 8 << 30
+
+
+def test_one_memory_probe_gives_training_its_limit_and_deployment_its_headroom(monkeypatch):
+    """utils.cores reads /proc/meminfo and the memory cgroup for both checks: training's
+    (config.recipes) gets the smaller of MemTotal and the cgroup's limit, deployment's
+    (deploy.limits) the smaller of MemAvailable and the cgroup's headroom."""
+    from mobilenet_skip.utils import cores
+    meminfo = {"MemTotal": 16 << 30, "MemAvailable": 12 << 30}
+    monkeypatch.setattr(cores, "_meminfo", meminfo.get)
+    monkeypatch.setattr(cores, "_cgroup_memory", lambda: (8 << 30, 7 << 30))
+    assert (cores.memory_limit(), cores.memory_available()) == (8 << 30, 1 << 30)
+    monkeypatch.setattr(cores, "_cgroup_memory", lambda: None)
+    assert (cores.memory_limit(), cores.memory_available()) == (16 << 30, 12 << 30)
+
+
+def test_the_memory_cgroup_read_is_the_first_that_sets_a_limit(tmp_path, monkeypatch):
+    """v2's "max" and v1's ~2**63 mean no limit, so the next cgroup (the mount's root where
+    /proc/self/cgroup names the host's path) is read."""
+    from mobilenet_skip.utils import cores
+    folders = []
+    for name, files, limit, used in (("own", ("memory.max", "memory.current"), "max", "5"),
+                                     ("v1", ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+                                      "9223372036854771712", "5"),
+                                     ("root", ("memory.max", "memory.current"), "4294967296",
+                                      "1073741824")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / files[0]).write_text(limit + "\n")
+        (folder / files[1]).write_text(used + "\n")
+        folders.append((str(folder),) + files)
+    monkeypatch.setattr(cores, "_cgroup_folders", lambda: folders)
+    assert cores._cgroup_memory() == (4 << 30, 1 << 30)
+    monkeypatch.setattr(cores, "_cgroup_folders", lambda: folders[:2])
+    assert cores._cgroup_memory() is None
 
 
 _CONV_1X1 = ("import sys, mxnet as mx; c, h, w = map(int, sys.argv[1:]); "
@@ -84,14 +124,14 @@ def test_mxnet_s_1x1_convolution_dies_on_a_multiple_of_2_26_values():
 
 
 def test_an_input_size_that_kills_onednn_is_refused_in_one_line(demo_run, capsys, monkeypatch):
-    monkeypatch.setattr(loading, "_available_memory", lambda: 1 << 40)
+    monkeypatch.setattr(limits, "memory_available", lambda: 1 << 40)
     # the demo export (width 0.5): 4096 px makes block2's 1x1 output 32 x 2048 x 2048 = 2^27
     err, _, _ = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
                                                     "--input-size", "4096", _image(demo_run)])
     assert "--input-size 4096 would crash" in err and "SIGFPE" in err
     assert "1x32x2048x2048 = 2 x 2^26" in err and "use --input-size 4088" in err
     sym = loading.load_symbolic(demo_run.prefix)[0]
-    assert loading.fatal_conv(sym, 4088) is None and loading.fatal_conv(sym, 32) is None
+    assert limits.fatal_conv(sym, 4088) is None and limits.fatal_conv(sym, 32) is None
 
 
 def test_failed_allocation_is_reported_as_out_of_memory(demo_run):
@@ -157,11 +197,11 @@ def test_fifo_device_and_empty_folder_are_refused_without_hanging(demo_run, tmp_
 
 
 def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch):
-    from mobilenet_skip.deploy import runtime
+    from mobilenet_skip.deploy import images
     big = tmp_path / "big.jpg"
     with open(str(big), "wb") as f:
         f.truncate(1 << 20)  # sparse: no disk used
-    monkeypatch.setattr(runtime, "MAX_IMAGE_BYTES", 1 << 19)
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1 << 19)
     code, _, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, str(big))
     assert code == 1 and "big.jpg is 1.0 MB, more than the 0.5 MB" in err
 
@@ -250,14 +290,14 @@ def test_input_size_that_the_fit_says_cannot_fit_is_refused_before_allocating(
     estimate (27 GB) refuses it where 26 GB are free.
     Nothing is allocated: the check comes before the weights are even placed."""
     prefix = _tiny(tmp_path)
-    monkeypatch.setattr(loading, "_available_memory", lambda: 26 * 10 ** 9)
+    monkeypatch.setattr(limits, "memory_available", lambda: 26 * 10 ** 9)
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("the weights were placed: the estimate let 20000 px through")
     monkeypatch.setattr(loading, "block_of", no_allocation)
     err, out, _ = _one_line_error(capsys, "predict", ["--prefix", prefix, "--input-size",
                                                       "20000", "x.png"])
-    need = loading.forward_memory(loading.load_symbolic(prefix).sym, 20000)
+    need = _forward_memory(prefix, 20000)
     assert 26 * 10 ** 9 < need < 30 * 10 ** 9 and out == ""
     assert err == ("error: --input-size 20000 is too large: one 20000x20000 image through %s "
                    "needs about %.1f GB, and 26.0 GB of memory is available; use the size it "
@@ -307,5 +347,5 @@ def test_memory_estimate_covers_the_measured_peak(tmp_path):
         pytest.skip("this kernel cannot reset a process's peak RSS (/proc/self/clear_refs)")
     assert res.returncode == 0, res.stderr[-2000:]
     measured = int(res.stdout.splitlines()[-1])
-    estimate = loading.forward_memory(loading.load_symbolic(prefix).sym, 1536)
+    estimate = _forward_memory(prefix, 1536)
     assert measured <= estimate <= 1.5 * measured, (measured, estimate)

@@ -336,6 +336,30 @@ def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):
         assert round(r["top5"] * images) == round(last["val_top5"] * images), api
 
 
+@pytest.mark.parametrize("api", ["symbolblock", "module"])
+def test_a_checkpoint_is_scored_in_memory_as_its_export_is(demo_run, capsys, monkeypatch, api):
+    """eval_imagenet.py --save-dir scores the checkpoint's network in memory: nothing is
+    written, and every logit equals the one the run's export of that epoch gives."""
+    exported = scoring.evaluate_export(demo_run.prefix, demo_run.val_rec, api=api,
+                                       keep_logits=True)
+    assert artifact.read_info(demo_run.prefix)["epoch"] == DEMO_EPOCHS
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the checkpoint was exported to be scored")
+    monkeypatch.setattr(artifact, "write_graph", no_export)
+    monkeypatch.setattr(artifact, "export_network", no_export)
+    src = source.load_source(save_dir=demo_run.save_dir, epoch=DEMO_EPOCHS)
+    r = scoring.score(runtime.network_runner(src.net, src.info, src.path, api=api),
+                      demo_run.val_rec, keep_logits=True)
+    assert np.array_equal(r["logits"], exported["logits"])
+    code, out, err = call_tool(capsys, "eval_imagenet", "--save-dir", demo_run.save_dir,
+                               "--epoch", str(DEMO_EPOCHS), "--rec-val", demo_run.val_rec,
+                               "--api", api, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert (got["top1"], got["top5"], got["api"]) == (exported["top1"], exported["top5"], api)
+
+
 def test_eval_prints_accuracy_error_speed_and_device(demo_run, capsys):
     code, out, _ = call_tool(capsys, "eval_imagenet", "--prefix", demo_run.prefix, "--rec-val",
                              demo_run.val_rec, "--api", "module")
@@ -512,7 +536,7 @@ def test_export_onto_a_checkpoints_prefix_is_refused_and_the_run_still_resumes(
     assert res.stderr.startswith("error: --output would overwrite %s, a training checkpoint's "
                                  "file" % marker)
     assert _digests(run) == before
-    from mobilenet_skip.train.checkpoints import CheckpointDir
+    from mobilenet_skip.runs.checkpoints import CheckpointDir
     assert CheckpointDir(run, demo_run.model).newest()["epoch"] == DEMO_EPOCHS
 
 

@@ -13,8 +13,8 @@ import pytest
 
 from mobilenet_skip.deploy import report as report_mod, scoring
 from mobilenet_skip.recordio import read_list, read_synsets, synsets_path
-from mobilenet_skip.train import evaluation
-from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
+from mobilenet_skip.runs import scorer
+from mobilenet_skip.runs.folder import METRIC_COLUMNS, RunDir
 from mobilenet_skip.train.step import LabelSmoothingLoss
 from mobilenet_skip.utils.fs import atomic_save_csv
 from mobilenet_skip.utils.plots import plot_curves
@@ -192,7 +192,7 @@ def _toy(n=50, classes=4):
 
 def test_scorer_loss_is_plain_cross_entropy_and_per_image_is_exact():
     net, x, y, it = _toy()
-    r = evaluation.evaluate(net, it, [mx.cpu()], per_image=True)
+    r = scorer.evaluate(net, it, [mx.cpu()], per_image=True)
     logits = net(mx.nd.array(x)).asnumpy().astype(np.float64)
     logp = logits - logits.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
@@ -205,20 +205,20 @@ def test_scorer_loss_is_plain_cross_entropy_and_per_image_is_exact():
     assert np.allclose(r["confidence"], np.exp(logp.max(1)), rtol=1e-5)
     assert r["top1"] == pytest.approx((r["pred"] == r["label"]).mean())
     # training's call keeps no per-image arrays
-    assert "pred" not in evaluation.evaluate(net, it, [mx.cpu()])
+    assert "pred" not in scorer.evaluate(net, it, [mx.cpu()])
 
 
 def test_progress_only_on_long_passes(capsys, monkeypatch):
     net, _, _, it = _toy()
-    evaluation.evaluate(net, it, [mx.cpu()])
+    scorer.evaluate(net, it, [mx.cpu()])
     assert capsys.readouterr().err == ""  # a short set says nothing
 
-    class EveryBatch(evaluation.Progress):
+    class EveryBatch(scorer.Progress):
         def __init__(self, *args, **kwargs):
             super(EveryBatch, self).__init__(*args, **kwargs)
             self.every = 0.0
-    monkeypatch.setattr(evaluation, "Progress", EveryBatch)
-    evaluation.evaluate(net, it, [mx.cpu()], progress_after=0)
+    monkeypatch.setattr(scorer, "Progress", EveryBatch)
+    scorer.evaluate(net, it, [mx.cpu()], progress_after=0)
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("val 50/50 (100.0%) ") and " img/s ETA " in lines[-1]
     assert [int(ln.split()[1].split("/")[0]) for ln in lines] == [16, 32, 48, 50]

@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from mobilenet_skip.config import recipes as config
-from mobilenet_skip.train import net as train_net, resume, states
+from mobilenet_skip.runs import states
+from mobilenet_skip.train import net as train_net, resume
 from mobilenet_skip.optim import rules as optim
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
 from conftest import (DEMO_RECIPE, ROOT, TOOL_TIMEOUT, TRAIN, checksums, read_metrics, train_args,

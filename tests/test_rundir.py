@@ -14,8 +14,8 @@ import uuid
 import pytest
 
 from mobilenet_skip.utils import fs as fs_mod
-from mobilenet_skip.train import checkpoints
-from mobilenet_skip.train import states
+from mobilenet_skip.runs import checkpoints
+from mobilenet_skip.runs import states
 from mobilenet_skip.data.demo import make_demo_data
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import make_list, pack

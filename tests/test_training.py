@@ -15,7 +15,7 @@ from mobilenet_skip.config import recipes as config, flags
 from mobilenet_skip.train import devices, guard, loop
 from mobilenet_skip.optim import rules as optim
 from mobilenet_skip.train import net as train_net, step as train_step
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.source import network_from_checkpoint
 

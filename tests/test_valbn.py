@@ -13,10 +13,10 @@ from mobilenet_skip.data import records as data
 from mobilenet_skip.deploy import artifact, export_run, loading, source
 from mobilenet_skip.train import net as train_net, step as train_step
 from mobilenet_skip.optim import rules as optim
-from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
-from mobilenet_skip.train.bnstats import running_stats, sync_running_stats
+from mobilenet_skip.runs.folder import METRIC_COLUMNS, RunDir
+from mobilenet_skip.runs.bnstats import running_stats, sync_running_stats
 from mobilenet_skip.utils.fs import atomic_save_csv
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.models import BN_DEFAULTS, norm_kwargs_from
 from mobilenet_skip.utils.plots import read_metrics

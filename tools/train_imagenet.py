@@ -30,7 +30,7 @@ from mobilenet_skip.deploy import export_run
 from mobilenet_skip.train import devices, logs
 from mobilenet_skip.train.guard import NonFiniteLoss
 from mobilenet_skip.train.loop import fit
-from mobilenet_skip.train.rundir import RunDir
+from mobilenet_skip.runs.folder import RunDir
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.config.flags import add_flags, flag_overrides
 from mobilenet_skip.utils import threads

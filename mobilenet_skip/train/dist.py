@@ -149,7 +149,7 @@ class DistSyncStrategy(LocalStrategy):
 
     def share(self, net):
         import mxnet as mx
-        from .bnstats import running_stats
+        from ..runs.bnstats import running_stats
         self.stats = running_stats(net)
         size = sum(p.data().size for p in self.stats)
         for offset, length in enumerate((1, 3, max(size, 1))):  # every rank, in step

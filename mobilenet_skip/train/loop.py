@@ -22,10 +22,10 @@ import numpy as np
 
 from . import callbacks as cb, dist, feed, resume as resume_mod
 from .devices import init_kvstore, parse_contexts
-from .evaluation import evaluate
+from ..runs.scorer import evaluate
 from .guard import NonFiniteLoss, StopRequest
 from .net import build_net, hybridize, params_checksum
-from .rundir import RunDir
+from ..runs.folder import RunDir
 from .tensorboard import TensorBoard
 from .step import Accumulator, TrainStep, make_step
 from ..utils.threads import started_with
@@ -46,7 +46,7 @@ class TrainState(object):
     all of them; ``train_data`` yields ``iters_per_epoch`` batches an epoch and
     ``val_data`` (rank 0 only) is scored after each; ``step`` is the :class:`~.step.TrainStep`
     (its ``trainer`` the optimizer), ``lr_at`` the schedule in epochs; ``folder`` the
-    :class:`~.rundir.RunDir` written to; ``acc`` the running sums, ``stop`` the signals'
+    :class:`~mobilenet_skip.runs.folder.RunDir` written to; ``acc`` the running sums, ``stop`` the signals'
     :class:`~.guard.StopRequest`, ``calls`` the callbacks and ``fused_pairs`` the
     BatchNorm-ReLU pairs trained fused.
     """
@@ -115,7 +115,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     # This worker's data: its shard and the batches per epoch every worker runs (feed.py).
     data = feed.load(cfg, len(ctxs), strategy, train_data, val_data, iters_per_epoch)
 
-    # The run folder (rundir.py) and where it goes on from (resume.py: refusals come
+    # The run folder (runs/folder.py) and where it goes on from (resume.py: refusals come
     # before anything is built or written), the network (net.py), its step and optimizer
     # (step.py), then the checkpoint loaded into them.
     folder = RunDir.for_training(cfg, strategy.rank, global_batch, data.fingerprint)

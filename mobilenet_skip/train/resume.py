@@ -11,9 +11,9 @@ from collections import namedtuple
 
 from ..config import recipes as config_mod
 from ..errors import UserError
-from .bnstats import restore_device_copies
+from ..runs.bnstats import restore_device_copies
 from .devices import init_kvstore
-from .states import load_states
+from ..runs.states import load_states
 
 __all__ = ["plan", "restore", "Resumed", "FRESH", "check_resume_config", "RESUME_FIXED_KEYS",
            "START_KEYS"]
@@ -36,7 +36,7 @@ START_KEYS = ("warm_start", "finetune", "finetune_epoch", "init")
 
 def plan(run, resume, overwrite, data=None, worker_batch=None):
     """Refuse, clear or pick the checkpoint of ``run`` (a writing
-    :class:`~mobilenet_skip.train.rundir.RunDir`) to go on from; nothing is loaded or
+    :class:`~mobilenet_skip.runs.folder.RunDir`) to go on from; nothing is loaded or
     written except the checkpoints ``overwrite`` clears.
 
     Parameters
