@@ -75,7 +75,6 @@ def main(argv=None):
         raise UserError("--batch-size must be at least 1")
     if args.report:
         report_mod.check_folder(args.report)
-    watching = dataset.watch_decoder([args.rec_val])  # noqa: F841 (lapses when dropped)
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     if runtime == "onnxruntime":
         return _eval_onnx(args, ctxs)
