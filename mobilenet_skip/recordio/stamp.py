@@ -3,7 +3,7 @@ make of a ``.rec`` before MXNet's decoder reads it.
 
 A record whose image does not decode kills ``ImageRecordIter`` by SIGFPE (evaluation)
 or stops it with an OpenCV error (training), see :mod:`.decoding`. Decoding ImageNet's
-1.28M images before every run would cost about 16 minutes of a core, so the check runs
+1.28M images before every run would cost about 20 minutes of a core, so the check runs
 once per file: ``tools/im2rec.py`` decodes every record as it writes it, and
 ``--check --decode`` every record it reads, and each then writes ``PREFIX.checked.json``
 beside the ``.rec``. The stamp names the ``.rec``'s size and modification time and its
