@@ -72,7 +72,6 @@ def main(argv=None):
     ctxs = parse_contexts(args.gpus)
     if args.report:
         report_mod.check_folder(args.report)
-    watching = dataset.watch_decoder([args.rec_val])  # noqa: F841 (lapses when dropped)
     runtime = args.runtime or ("onnxruntime" if args.onnx else "mxnet")
     runner, names_from, class_warning = OPENERS[runtime](args, ctxs)
     r = score(runner, args.rec_val, args.data_threads, per_image=True)

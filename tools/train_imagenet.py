@@ -98,8 +98,6 @@ def main(argv=None, restart=False):
         logs.log.info("threads: %s OpenMP threads, fixed when this process loaded MXNet; "
                       "the rule would give %d (%s)", running or "MXNet's default",
                       choice.threads, choice.reason)
-    watching = dataset.watch_decoder([cfg["rec_train"], cfg["rec_val"]],  # noqa: F841
-                                     not rank and logs.log.info)
     try:
         result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except NonFiniteLoss as err:

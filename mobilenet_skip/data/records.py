@@ -26,12 +26,11 @@ import os
 import mxnet as mx
 
 from ..utils.cores import physical_cores
-from . import checks
 from .settings import DEFAULTS, check
 from .wrapped import WrappedIter
 from ..errors import UserError
 from .preprocess import Preprocessing
-from ..recordio import check_record, read_synsets, synsets_path
+from ..recordio import check_record, read_synsets, require_decodable, synsets_path
 
 __all__ = ["DEFAULTS", "check_record", "train_iter", "val_iter", "read_synsets",
            "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
@@ -127,9 +126,10 @@ class RecordIter(WrappedIter):
 
 
 def _record_source(c, rec_key, num_devices, num_parts, part_index):
-    """Check ``c[rec_key]`` and its .idx once; returns ``(open, records, batch)``:
-    ``open(**transform)`` starts this shard's ``ImageRecordIter`` (training starts one per
-    epoch), which holds ``records`` records in batches of ``batch``."""
+    """Check ``c[rec_key]`` and its .idx once (every image too, unless the file is stamped
+    as checked); returns ``(open, records, batch)``: ``open(**transform)`` starts this
+    shard's ``ImageRecordIter`` (training starts one per epoch), which holds ``records``
+    records in batches of ``batch``."""
     rec = c[rec_key]
     if not rec:
         raise UserError("data setting %s is not set; point it at a .rec packed with "
@@ -137,11 +137,12 @@ def _record_source(c, rec_key, num_devices, num_parts, part_index):
     if not (isinstance(num_devices, int) and num_devices >= 1):
         raise UserError("num_devices must be a positive integer, got %r" % (num_devices,))
     idx = os.path.splitext(rec)[0] + ".idx"
-    part = shard_size(check_record(rec, idx), num_parts, part_index)
+    records = check_record(rec, idx)
+    require_decodable(rec, records)
+    part = shard_size(records, num_parts, part_index)
     batch = c["batch_size"] * num_devices
 
     def open_(**transform):
-        checks.decoding_starts()  # the decoder's threads start with the iterator
         return mx.io.ImageRecordIter(
             path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
             preprocess_threads=c["preprocess_threads"], num_parts=num_parts,
