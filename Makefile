@@ -17,9 +17,10 @@ PYTEST_ARGS ?=
 .PHONY: venv test test-quick demo compare compare-sweep clean-venv help
 
 help:
-	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU, ~1 min)"
-	@echo "make test    run the test suite, one worker per core (about 11 min on 2 cores)"
-	@echo "make test-quick  the suite without the tests marked slow (under 1.5 min on 2 cores)"
+	@echo "make demo    pack, train, export, reload and predict on the demo digits (CPU)"
+	@echo "make test    run the test suite, one worker per core"
+	@echo "make test-quick  the suite without the tests marked slow"
+	@echo "             (how long each takes: README.md, How long things take)"
 	@echo "make compare the converged five-variant study, clipping ablation and gradient"
 	@echo "             flow on Fashion-MNIST (needs apt-get install dataset-fashion-mnist;"
 	@echo "             docs/study.md); make compare-sweep the 7-epoch lr sweep"

@@ -34,7 +34,7 @@ STAGES = [
         ("tool", "tools/train_imagenet.py"),
         ("pkg", "mobilenet_skip.train"),
         ("note", "loop (fit), step, callbacks"),
-        ("note", "devices (kvstore), rundir"),
+        ("note", "devices (kvstore), resume"),
         ("tool", "tools/launch.py (hosts)"),
         ("pkg", "mobilenet_skip.launch"),
     ]),
@@ -75,6 +75,7 @@ SHARED = [
     ("mobilenet_skip.optim", "optimizers, lr modes"),
     ("mobilenet_skip.data", "iterators, Preprocessing"),
     ("mobilenet_skip.config", "recipes/*.yaml, flags"),
+    ("mobilenet_skip.runs", "run folder, checkpoints, scorer"),
 ]
 STYLE = {"tool": dict(family="monospace", color="#1a4d80"),
          "pkg": dict(weight="bold"),

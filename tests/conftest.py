@@ -9,8 +9,8 @@ from collections import namedtuple
 
 import pytest
 
-# One OpenMP thread per test process, as MXNet itself chose on the 2-core machine these
-# tests were written on: test processes share the cores with each other and other jobs,
+# One OpenMP thread per test process, as MXNet itself chooses on a 2-core machine with
+# one thread per core: test processes share the cores with each other and other jobs,
 # and a pool sized to the whole machine spin-waits against them. The tools' own default
 # (one thread per physical core, tools/_bootstrap.py) is tested explicitly.
 os.environ.setdefault("OMP_NUM_THREADS", "1")

@@ -7,6 +7,8 @@ from mobilenet_skip.bench import clipping
 from mobilenet_skip.bench.stats import holm, welch_interval, welch_p
 from mobilenet_skip.errors import UserError
 
+import pictures
+
 # final val top-1 per seed at (lr, clip, variant): plain MobileNet fails at lr 0.01 when
 # clipped and recovers without clipping; simple-connect does not care
 FINALS = {(0.01, 2.0, "mobilenet"): (0.30, 0.25, 0.35),
@@ -43,7 +45,8 @@ def test_both_families_come_from_the_last_epoch_with_their_own_holm(tmp_path):
     write_clipping(tmp_path)
     paths, summary = clipping.write_clipping_report(str(tmp_path), title="t")
     table = open(paths["table"], encoding="utf-8").read()
-    assert open(paths["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # 4 (lr, clip) groups; each variant's seeds and mean in its own colour
+    pictures.check_plot(paths["plot"], (1.8 * 4 + 3, 4.6), pictures.series_colours(2))
     versus = _lines(table, "| 0.")[:4]
     assert [row[:3] for row in versus] == [["0.01", "2", "simple-connect"],
                                           ["0.01", "off", "simple-connect"],

@@ -10,6 +10,7 @@ import pytest
 
 from mobilenet_skip.bench import runs, study as compare
 
+import pictures
 from conftest import TOOLS
 from test_fashion import write_idx
 
@@ -30,12 +31,12 @@ def test_quick_study_writes_csv_table_and_plot(tmp_path):
     assert all(0 <= float(r["val_top1"]) <= 1 and float(r["train_loss"]) > 0 for r in rows)
     table = (out / "study.md").read_text().strip().splitlines()
     assert [l.split("|")[2].strip() for l in table[2:]] == NAMES
-    with open(str(out / "curves.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # one lr: one row of two panels (train loss, val top-1), each with the runs drawn
+    pictures.check_plot(str(out / "curves.png"), (13, 4.2), panels=(1, 2))
     assert "| base lr | variant |" in res.stdout
 
     # a second run on the same folder reuses every finished run instead of retraining it,
-    # which is what lets a killed 25-minute study resume
+    # which is what lets a killed study resume
     marker = out / "runs" / "mobilenet-lr0.1-seed0" / runs.MARKER
     assert marker.exists()
     weights = sorted((out / "runs" / "mobilenet-lr0.1-seed0").glob("*.params"))
@@ -130,8 +131,9 @@ def test_quick_study_on_fashion_shaped_data(tmp_path):
     table = (out / "study.md").read_text()
     line = [l for l in table.splitlines() if "| full-connect-pre-act |" in l][0]
     assert re.search(r"\| [+-][0-9.]+ \[[+-][0-9.]+, [+-][0-9.]+\] \|", line)  # 95% interval
-    for png in ("curves.png", "lr.png"):
-        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # one epoch at one lr: every panel shows its runs' points, no more to draw
+    pictures.check_plot(str(out / "curves.png"), (13, 4.2), panels=(1, 2))
+    pictures.check_plot(str(out / "lr.png"), (7.5, 4.8))
     (out / "study.md").unlink()
     again = subprocess.run(args + ["--report-only"], capture_output=True, text=True)
     assert again.returncode == 0, again.stderr[-2000:]
@@ -172,9 +174,6 @@ def test_the_committed_study_is_the_tool_s_output_of_its_csv():
     with open(os.path.join(os.path.dirname(STUDY), "study.md"), encoding="utf-8") as f:
         page = f.read()
     assert table.strip() in page
-    for name in ("curves.png", "lr.png"):
-        with open(os.path.join(STUDY, name), "rb") as f:
-            assert f.read(8) == b"\x89PNG\r\n\x1a\n"
 
 
 def _finished_run(folder, variant, seed, top1, commit="abc"):

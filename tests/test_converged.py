@@ -9,6 +9,7 @@ from mobilenet_skip.bench import converged, linear
 from mobilenet_skip.bench.stats import holm, welch_interval, welch_p
 from mobilenet_skip.errors import UserError
 
+import pictures
 from conftest import ROOT
 
 # final-epoch test top-1 per seed: mobilenet at 89%, the skips a little above or level
@@ -61,7 +62,9 @@ def test_the_table_holds_the_study_in_its_order_with_family_statistics(tmp_path)
     table = open(paths["table"], encoding="utf-8").read()
     rows = [l.split("|")[1].strip() for l in table.splitlines() if l.startswith("| ")][1:]
     assert rows == list(converged.ORDER) + ["linear floor (C=0.1)"]
-    assert open(paths["plot"], "rb").read(8) == b"\x89PNG\r\n\x1a\n"
+    # hold-out curves and final scores: every variant in its own colour on both panels
+    pictures.check_plot(paths["plot"], (13, 4.8), pictures.series_colours(len(converged.ORDER)),
+                        (1, 2))
     plain = _row(table, "mobilenet")
     assert plain[3] == "3" and plain[4] == "89.13 ± 0.15"
     assert plain[5] == "0.40"  # last 3 epochs 88.73, 88.93, 89.13 on average

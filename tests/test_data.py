@@ -1,4 +1,4 @@
-"""Folder -> .lst -> .rec/.idx -> ImageRecordIter, on the real demo digits (issue #3)."""
+"""Folder -> .lst -> .rec/.idx -> ImageRecordIter, on the real demo digits."""
 import filecmp
 import io
 import os
@@ -333,7 +333,7 @@ def test_progress_reports_count_rate_and_eta():
     assert last.startswith("train.rec 3/10 (30.0%)") and "img/s ETA" in last
 
 
-# Issue 18, item 13: a val .rec without class names ------------------------------------
+# A val .rec without class names ---------------------------------------------------------
 
 def test_a_missing_synsets_file_says_the_class_check_is_skipped(tmp_path, caplog):
     import logging
@@ -381,40 +381,3 @@ def test_eval_checks_the_val_classes_against_the_model_or_says_it_cannot(demo_ru
     shutil.copy(stem + ".synsets.txt", prefix + ".synsets.txt")
     res = run_tool("eval_imagenet", "--prefix", demo_run.prefix, "--rec-val", prefix + ".rec")
     assert res.returncode == 0 and "warning" not in res.stderr, res.stderr
-
-
-def test_the_decoder_note_comes_once_at_the_first_decoding_and_lapses_with_its_tool(
-        packed, monkeypatch):
-    """The note of watch_decoder is said when an iterator starts its decoder, once, and
-    not at all after the tool that asked for it has ended (tools run in one process in
-    tests: a refused eval must not leave its note to the next tool)."""
-    from mobilenet_skip.data import checks
-    started, notes = [], []
-
-    class FakeFaulthandler(object):
-        def enable(self, *args, **kwargs):
-            pass
-        disable = enable
-
-    monkeypatch.setattr(checks, "faulthandler", FakeFaulthandler())
-    monkeypatch.setattr(checks.subprocess, "Popen", lambda argv, **kw: started.append(argv))
-    monkeypatch.setitem(checks._watch, "pipe", None)
-    cfg = recipe(RAW, rec_val=packed[0] + ".rec", input_size=SIZE, batch_size=8)
-
-    def refused_tool():
-        checks.watch_decoder([packed[0] + ".rec"], notes.append)
-        raise UserError("refused before decoding")
-    with pytest.raises(UserError):
-        refused_tool()
-    data.val_iter(cfg)
-    assert notes == [] and started == []
-    watching = checks.watch_decoder(["", packed[0] + ".rec", packed[0] + ".rec"], notes.append)
-    assert notes == []  # nothing until the decoder starts
-    data.val_iter(cfg)
-    data.val_iter(cfg)
-    assert notes == ["note: if this run dies by a signal such as 'Floating point exception' "
-                     "with no error line, an image in a .rec is damaged: find the records "
-                     "with `tools/im2rec.py --check --decode %s.rec`" % packed[0]]
-    assert len(started) == 1 and started[0][-1].startswith("error: died by a fatal signal")
-    checks._watch["pipe"].close()
-    del watching

@@ -1,4 +1,4 @@
-"""Hostile or careless deployment inputs (issue 13): a missing sidecar, a wrong or huge
+"""Hostile or careless deployment inputs: a missing sidecar, a wrong or huge
 --input-size, broken symbol files, FIFOs and devices as images, --output DIR/, and
 calibration settings that read nothing or too little."""
 import json
@@ -11,9 +11,15 @@ import sys
 import numpy as np
 import pytest
 
-from mobilenet_skip.deploy import artifact, loading
+from mobilenet_skip.deploy import artifact, limits, loading
 
 from conftest import DEMO_EPOCHS, TOOLS, call_tool
+
+
+def _forward_memory(prefix, side):
+    """What one ``side`` px image through the export ``prefix`` is estimated to need."""
+    sym = loading.load_symbolic(prefix).sym
+    return limits.forward_memory(limits.node_shapes(sym, side), side)
 
 
 def _one_line_error(capsys, tool, argv):
@@ -36,8 +42,8 @@ def _copy_export(src, dst, endings=("-symbol.json", "-0000.params", ".synsets.tx
 
 
 def test_no_sidecar_needs_input_size(demo_run, tmp_path, capsys):
-    """Without PREFIX.json a 32 px model was run at 224 and answered wrongly; now the size
-    must be given."""
+    """Without PREFIX.json the input size must be given: a 32 px model run at 224 answers
+    wrongly."""
     bare = _copy_export(demo_run.prefix, str(tmp_path / "bare"), ("-symbol.json", "-0000.params",
                                                                   ".synsets.txt"))
     err, out, _ = _one_line_error(capsys, "predict", ["--prefix", bare, _image(demo_run)])
@@ -60,12 +66,46 @@ def test_other_input_size_warns(demo_run, capsys):
 
 def test_huge_input_size_is_too_large_not_another_export(demo_run, capsys, monkeypatch):
     """--input-size 20000 needs tens of GB: refused from shape inference, before allocating."""
-    monkeypatch.setattr(loading, "_available_memory", lambda: 8 << 30)
+    monkeypatch.setattr(limits, "memory_available", lambda: 8 << 30)
     err, _, full = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
                                                        "--input-size", "20000", _image(demo_run)])
     assert "--input-size 20000 is too large" in err and "GB" in err
     assert "different exports" not in full
-    assert loading.forward_memory(loading.load_symbolic(demo_run.prefix)[0], 20000) > 8 << 30
+    assert _forward_memory(demo_run.prefix, 20000) > 8 << 30
+
+
+def test_one_memory_probe_gives_training_its_limit_and_deployment_its_headroom(monkeypatch):
+    """utils.cores reads /proc/meminfo and the memory cgroup for both checks: training's
+    (config.recipes) gets the smaller of MemTotal and the cgroup's limit, deployment's
+    (deploy.limits) the smaller of MemAvailable and the cgroup's headroom."""
+    from mobilenet_skip.utils import cores
+    meminfo = {"MemTotal": 16 << 30, "MemAvailable": 12 << 30}
+    monkeypatch.setattr(cores, "_meminfo", meminfo.get)
+    monkeypatch.setattr(cores, "_cgroup_memory", lambda: (8 << 30, 7 << 30))
+    assert (cores.memory_limit(), cores.memory_available()) == (8 << 30, 1 << 30)
+    monkeypatch.setattr(cores, "_cgroup_memory", lambda: None)
+    assert (cores.memory_limit(), cores.memory_available()) == (16 << 30, 12 << 30)
+
+
+def test_the_memory_cgroup_read_is_the_first_that_sets_a_limit(tmp_path, monkeypatch):
+    """v2's "max" and v1's ~2**63 mean no limit, so the next cgroup (the mount's root where
+    /proc/self/cgroup names the host's path) is read."""
+    from mobilenet_skip.utils import cores
+    folders = []
+    for name, files, limit, used in (("own", ("memory.max", "memory.current"), "max", "5"),
+                                     ("v1", ("memory.limit_in_bytes", "memory.usage_in_bytes"),
+                                      "9223372036854771712", "5"),
+                                     ("root", ("memory.max", "memory.current"), "4294967296",
+                                      "1073741824")):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / files[0]).write_text(limit + "\n")
+        (folder / files[1]).write_text(used + "\n")
+        folders.append((str(folder),) + files)
+    monkeypatch.setattr(cores, "_cgroup_folders", lambda: folders)
+    assert cores._cgroup_memory() == (4 << 30, 1 << 30)
+    monkeypatch.setattr(cores, "_cgroup_folders", lambda: folders[:2])
+    assert cores._cgroup_memory() is None
 
 
 _CONV_1X1 = ("import sys, mxnet as mx; c, h, w = map(int, sys.argv[1:]); "
@@ -84,14 +124,14 @@ def test_mxnet_s_1x1_convolution_dies_on_a_multiple_of_2_26_values():
 
 
 def test_an_input_size_that_kills_onednn_is_refused_in_one_line(demo_run, capsys, monkeypatch):
-    monkeypatch.setattr(loading, "_available_memory", lambda: 1 << 40)
+    monkeypatch.setattr(limits, "memory_available", lambda: 1 << 40)
     # the demo export (width 0.5): 4096 px makes block2's 1x1 output 32 x 2048 x 2048 = 2^27
     err, _, _ = _one_line_error(capsys, "predict", ["--prefix", demo_run.prefix,
                                                     "--input-size", "4096", _image(demo_run)])
     assert "--input-size 4096 would crash" in err and "SIGFPE" in err
     assert "1x32x2048x2048 = 2 x 2^26" in err and "use --input-size 4088" in err
     sym = loading.load_symbolic(demo_run.prefix)[0]
-    assert loading.fatal_conv(sym, 4088) is None and loading.fatal_conv(sym, 32) is None
+    assert limits.fatal_conv(sym, 4088) is None and limits.fatal_conv(sym, 32) is None
 
 
 def test_failed_allocation_is_reported_as_out_of_memory(demo_run):
@@ -157,17 +197,17 @@ def test_fifo_device_and_empty_folder_are_refused_without_hanging(demo_run, tmp_
 
 
 def test_oversized_image_file_is_refused(demo_run, tmp_path, capsys, monkeypatch):
-    from mobilenet_skip.deploy import runtime
+    from mobilenet_skip.deploy import images
     big = tmp_path / "big.jpg"
     with open(str(big), "wb") as f:
         f.truncate(1 << 20)  # sparse: no disk used
-    monkeypatch.setattr(runtime, "MAX_IMAGE_BYTES", 1 << 19)
+    monkeypatch.setattr(images, "MAX_IMAGE_BYTES", 1 << 19)
     code, _, err = call_tool(capsys, "predict", "--prefix", demo_run.prefix, str(big))
     assert code == 1 and "big.jpg is 1.0 MB, more than the 0.5 MB" in err
 
 
 def test_output_folder_means_folder_slash_model(demo_run, tmp_path, capsys):
-    """`--output dir/` wrote hidden files `-symbol.json` and `.json`; now it is dir/<model>."""
+    """`--output dir/` means dir/<model>, not the hidden files `-symbol.json` and `.json`."""
     code, out, err = call_tool(capsys, "export_model", "--save-dir", demo_run.save_dir, "--epoch",
                                str(DEMO_EPOCHS), "--output", str(tmp_path / "d") + "/")
     assert code == 0, err
@@ -206,13 +246,13 @@ def test_calibration_on_few_images_warns(demo_run, tmp_path, capsys):
     assert code == 0 and "warning" not in err
 
 
-# --- issue 18, items 14 and 17: no size guessed, no estimate the OOM killer disproves ------
+# --- no size guessed, no estimate the OOM killer disproves ----------------------------------
 
 @pytest.mark.parametrize("tool", ["eval_imagenet", "export_model"])
 def test_an_export_without_sidecar_needs_input_size_in_every_tool(demo_run, tmp_path, tool):
-    """eval_imagenet.py evaluated a 32 px export without its sidecar at 224 and scored 0.10
-    instead of 0.88 without a word; export_model.py --prefix wrote a 224 px sidecar for it.
-    Both now refuse as predict does, and --input-size 32 gives the real figure."""
+    """A 32 px export without its sidecar, guessed at 224, would score 0.10 instead of 0.88
+    under eval_imagenet.py and get a 224 px sidecar from export_model.py --prefix: both
+    refuse as predict does, and --input-size 32 gives the real figure."""
     bare = _copy_export(demo_run.prefix, str(tmp_path / "bare"),
                         ("-symbol.json", "-0000.params", ".synsets.txt"))
     argv = (["--rec-val", demo_run.val_rec, "--json"] if tool == "eval_imagenet"
@@ -245,19 +285,19 @@ def _tiny(tmp_path, multiplier=0.25):
 
 def test_input_size_that_the_fit_says_cannot_fit_is_refused_before_allocating(
         tmp_path, capsys, monkeypatch):
-    """--input-size 20000 on a 0.25 net passed the old estimate (24 GB) where 24 GB were
-    free, and the OOM killer ended predict at 23 GB: the fitted estimate (27 GB) refuses
-    it where 26 GB are free.
+    """--input-size 20000 on a 0.25 net: an estimate of 3 maps and the input (24 GB) lets it
+    run where 24 GB are free, and the OOM killer ends predict at 23 GB; the fitted
+    estimate (27 GB) refuses it where 26 GB are free.
     Nothing is allocated: the check comes before the weights are even placed."""
     prefix = _tiny(tmp_path)
-    monkeypatch.setattr(loading, "_available_memory", lambda: 26 * 10 ** 9)
+    monkeypatch.setattr(limits, "memory_available", lambda: 26 * 10 ** 9)
 
     def no_allocation(*args, **kwargs):
         raise AssertionError("the weights were placed: the estimate let 20000 px through")
     monkeypatch.setattr(loading, "block_of", no_allocation)
     err, out, _ = _one_line_error(capsys, "predict", ["--prefix", prefix, "--input-size",
                                                       "20000", "x.png"])
-    need = loading.forward_memory(loading.load_symbolic(prefix).sym, 20000)
+    need = _forward_memory(prefix, 20000)
     assert 26 * 10 ** 9 < need < 30 * 10 ** 9 and out == ""
     assert err == ("error: --input-size 20000 is too large: one 20000x20000 image through %s "
                    "needs about %.1f GB, and 26.0 GB of memory is available; use the size it "
@@ -294,8 +334,8 @@ print(status("VmHWM") - before)
 @pytest.mark.slow
 def test_memory_estimate_covers_the_measured_peak(tmp_path):
     """What a 1536 px image adds to predict's peak RSS (0.25 net, in a fresh process that
-    first ran a 32 px one) is within the estimate, and the estimate within 1.5 times it;
-    the old estimate (3 maps + the input) was 0.76 of it."""
+    first ran a 32 px one) is within the estimate, and the estimate within 1.5 times it
+    (3 maps + the input alone come to 0.76 of it)."""
     from PIL import Image
     prefix = _tiny(tmp_path)
     image = str(tmp_path / "x.png")
@@ -307,5 +347,5 @@ def test_memory_estimate_covers_the_measured_peak(tmp_path):
         pytest.skip("this kernel cannot reset a process's peak RSS (/proc/self/clear_refs)")
     assert res.returncode == 0, res.stderr[-2000:]
     measured = int(res.stdout.splitlines()[-1])
-    estimate = loading.forward_memory(loading.load_symbolic(prefix).sym, 1536)
+    estimate = _forward_memory(prefix, 1536)
     assert measured <= estimate <= 1.5 * measured, (measured, estimate)

@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import types
 
 import mxnet as mx
 import pytest
@@ -32,7 +33,8 @@ LAUNCH = os.path.join(TOOLS, "launch.py")
 TRAIN = os.path.join(TOOLS, "train_imagenet.py")
 DEMO_RECIPE = os.path.join(ROOT, "recipes", "demo.yaml")
 # 95 records: 2 workers read 48 and 47 (3 and 2 batches of 16), 3 workers 32, 32 and 31
-# (2, 2 and 1): under the old per-shard count the longer shards pushed once more and hung.
+# (2, 2 and 1): a worker that counted its own shard's batches would push once more than
+# the shortest shard's and hang the job.
 RECORDS, BATCH = 95, 16
 BOUND = 240  # seconds: a small job on 2 busy cores; a hang is infinite
 
@@ -97,14 +99,26 @@ def _run_once(cmd, **kwargs):
     return subprocess.CompletedProcess(cmd, proc.returncode, out, err)
 
 
-def test_common_iters_is_the_shortest_shard():
+def _worker(rank, num_workers):
+    """Rank ``rank``'s strategy in a job of ``num_workers``, its watchdog not started."""
+    return dist.DistSyncStrategy(types.SimpleNamespace(rank=rank, num_workers=num_workers))
+
+
+def _common_iters(num_records, num_workers, batch):
+    return _worker(0, num_workers).shards(num_records)[1] // batch
+
+
+def test_every_worker_runs_the_shortest_shard():
     # ImageNet on 15 workers at 32: shards of 85,412 and a last one of 85,399 records
+    assert _worker(0, 15).shards(1281167) == (85412, 85399)
+    assert _worker(14, 15).shards(1281167) == (85399, 85399)
     assert data.shard_size(1281167, 15, 0) // 32 == 2669
-    assert dist.common_iters(1281167, 15, 32) == 2668
-    assert dist.common_iters(12799, 2, 64) == 99            # 6400 and 6399 records
+    assert _common_iters(1281167, 15, 32) == 2668
+    assert _common_iters(12799, 2, 64) == 99            # 6400 and 6399 records
     # (n // W) // batch is not enough: 13 records on 4 workers are 4, 4, 4 and 1
-    assert dist.common_iters(13, 4, 1) == 1 and (13 // 4) // 1 == 3
-    assert [dist.common_iters(RECORDS, w, BATCH) for w in (1, 2, 3)] == [5, 2, 1]
+    assert _common_iters(13, 4, 1) == 1 and (13 // 4) // 1 == 3
+    assert dist.LocalStrategy().shards(RECORDS) == (RECORDS, RECORDS)
+    assert [_common_iters(RECORDS, w, BATCH) for w in (1, 2, 3)] == [5, 2, 1]
     assert [data.shard_size(RECORDS, 2, r) // BATCH for r in (0, 1)] == [3, 2]
 
 
@@ -112,10 +126,14 @@ def test_record_iters_gives_every_rank_the_common_count(subset):
     cfg = {key: value for key, (value, _) in config.SCHEMA.items()}
     cfg.update({"rec_train": subset["train"], "rec_val": subset["val"], "batch_size": BATCH,
                 "seed": 0, "input_size": 32, "preprocess_threads": 1, "classes": 10})
-    counts = [record_iters(cfg, 1, rank, 3)[2] for rank in range(3)]
-    assert counts == [1, 1, 1]
+    made = [record_iters(cfg, 1, _worker(rank, 3)) for rank in range(3)]
+    assert [iters for _, _, iters in made] == [1, 1, 1]
+    # rank 0 alone validates; every rank's batches feed its watchdog
+    assert [val is not None for _, val, _ in made] == [True, False, False]
+    assert all(train.on_next is not None for train, _, _ in made)
+    assert record_iters(cfg, 1, dist.LocalStrategy())[0].on_next is None
     with pytest.raises(UserError, match="the last of 3 workers"):
-        record_iters(dict(cfg, batch_size=32), 1, 0, 3)
+        record_iters(dict(cfg, batch_size=32), 1, _worker(0, 3))
 
 
 @pytest.mark.slow
@@ -147,7 +165,7 @@ def test_unequal_shards_finish_in_step(subset, tmp_path, workers):
     sums = checksums(out)
     assert sorted(sums) == list(range(workers)), out[-3000:]
     assert len(set(sums.values())) == 1, sums
-    iters = dist.common_iters(RECORDS, workers, BATCH)
+    iters = _common_iters(RECORDS, workers, BATCH)
     # every worker logged the common count, and stopped there
     logged = re.findall(r"\[rank (\d+)\] .*Epoch\[2\] Batch \[(\d+)/(\d+)\]", out)
     assert {int(r) for r, _, _ in logged} == set(range(workers)), out[-3000:]
@@ -272,8 +290,8 @@ def test_a_killed_process_ends_the_whole_job(subset, tmp_path, victim):
 def test_sigterm_to_one_worker_stops_every_worker_and_rank_0_saves(subset, tmp_path):
     """SIGTERM to worker #1, then to worker #0 three seconds later (as a scheduler may
     deliver it): both stop after the same batch (equal checksums), rank 0 saves the
-    interrupted checkpoint and alone says so, and the launcher exits 0. Before, worker #1
-    stopped alone, claimed a checkpoint, and rank 0 waited until its watchdog killed it."""
+    interrupted checkpoint and alone says so, and the launcher exits 0, rather than worker #1
+    stopping alone and claiming a checkpoint while rank 0 waits for its watchdog."""
     out_path = str(tmp_path / "out.txt")
     proc = _start_job(subset, tmp_path, out_path)
     try:
@@ -314,7 +332,7 @@ def test_the_command_reaches_the_launcher_quoted(subset, tmp_path):
 
 
 def test_split_and_quote_the_launcher_command():
-    from mobilenet_skip.launch import supervisor as launcher
+    from mobilenet_skip.launch import command as launcher
     opts, cmd = launcher.split_argv(["-n", "2", "--launcher=local", "-s", "1", "python",
                                      "x.py", "-n", "5"])
     assert opts == ["-n", "2", "--launcher=local", "-s", "1"]
@@ -336,11 +354,12 @@ def test_split_and_quote_the_launcher_command():
 def test_ssh_lines_keep_hosts_folders_and_words_whole(tmp_path, monkeypatch):
     """A hostfile host, a working folder and command words holding ' ; $ and spaces reach
     ssh and the remote shell as exactly themselves (a dry run with a stand-in ssh that
-    records its arguments and runs the remote line in bash); before, dmlc pasted the host
-    and folder in bare, so ';touch CANARY' ran locally."""
+    records its arguments and runs the remote line in bash); dmlc_tracker's own lines
+    paste the host and folder in bare, where ';touch CANARY' would run locally."""
     import argparse
     import dmlc_tracker.tracker
-    from mobilenet_skip.launch.supervisor import quote_command, ssh_submit
+    from mobilenet_skip.launch.command import quote_command
+    from mobilenet_skip.launch.ssh import ssh_submit
     fake = tmp_path / "bin"
     fake.mkdir()
     (fake / "ssh").write_text('#!/bin/bash\nprintf "%s\\n" "$@" > "$SSH_ARGS"\n'
@@ -440,9 +459,9 @@ def _slow_workers(sup, started):
 
 @pytest.mark.parametrize("ends_first", [False, True])
 def test_a_worker_started_after_the_scheduler_ended_still_fails_the_job(ends_first):
-    """MXNet's launcher returns once the scheduler ends. Before, a worker whose thread had
-    not yet started it was never waited for (exit 0, nothing said), and a scheduler that
-    ended before the workers were started left them unstarted, also with status 0."""
+    """MXNet's launcher returns once the scheduler ends: the supervisor still waits for a
+    worker whose thread had not yet started it, and names a scheduler that ended before
+    the workers were started, instead of exiting 0 with nothing said."""
     err = io.StringIO()
     sup = Supervisor(grace=0.0, stream=err)
     tracker = _Tracker(sup, scheduler_ends_first=ends_first)
@@ -470,8 +489,8 @@ def test_a_worker_started_after_the_scheduler_ended_still_fails_the_job(ends_fir
 def test_a_refusal_on_rank_0_ends_every_worker_without_the_launcher(subset, tmp_path):
     """Scheduler, server and two workers started by hand (no launcher to stop them), into
     a --save-dir that already holds checkpoints: rank 0 refuses with its one line, and
-    both workers exit within --dist-timeout (before, the watchdog started only after the
-    resume checks and the kvstore's init, so the other worker waited there forever)."""
+    both workers exit within --dist-timeout: the watchdog runs from before the resume
+    checks and the kvstore's init, where the other worker would otherwise wait forever."""
     save_dir = tmp_path / "run"
     save_dir.mkdir()
     for ext, text in (("json", '{"epoch": 1}'), ("params", ""), ("states", "")):

@@ -1,4 +1,4 @@
-"""Deployment (issue #5): export, fused, INT8 and ONNX forms, and the single-crop evaluation,
+"""Deployment: export, fused, INT8 and ONNX forms, and the single-crop evaluation,
 on the trained demo network and on randomised networks with non-trivial BN statistics."""
 import json
 import os
@@ -338,6 +338,30 @@ def test_eval_reports_the_training_runs_validation(demo_run, tmp_path):
         assert round(r["top5"] * images) == round(last["val_top5"] * images), api
 
 
+@pytest.mark.parametrize("api", ["symbolblock", "module"])
+def test_a_checkpoint_is_scored_in_memory_as_its_export_is(demo_run, capsys, monkeypatch, api):
+    """eval_imagenet.py --save-dir scores the checkpoint's network in memory: nothing is
+    written, and every logit equals the one the run's export of that epoch gives."""
+    exported = scoring.evaluate_export(demo_run.prefix, demo_run.val_rec, api=api,
+                                       keep_logits=True)
+    assert artifact.read_info(demo_run.prefix)["epoch"] == DEMO_EPOCHS
+
+    def no_export(*args, **kwargs):
+        raise AssertionError("the checkpoint was exported to be scored")
+    monkeypatch.setattr(artifact, "write_graph", no_export)
+    monkeypatch.setattr(artifact, "export_network", no_export)
+    src = source.load_source(save_dir=demo_run.save_dir, epoch=DEMO_EPOCHS)
+    r = scoring.score(runtime.network_runner(src.net, src.info, src.path, api=api),
+                      demo_run.val_rec, keep_logits=True)
+    assert np.array_equal(r["logits"], exported["logits"])
+    code, out, err = call_tool(capsys, "eval_imagenet", "--save-dir", demo_run.save_dir,
+                               "--epoch", str(DEMO_EPOCHS), "--rec-val", demo_run.val_rec,
+                               "--api", api, "--json")
+    assert code == 0, err
+    got = json.loads(out)
+    assert (got["top1"], got["top5"], got["api"]) == (exported["top1"], exported["top5"], api)
+
+
 def test_eval_prints_accuracy_error_speed_and_device(demo_run, capsys):
     code, out, _ = call_tool(capsys, "eval_imagenet", "--prefix", demo_run.prefix, "--rec-val",
                              demo_run.val_rec, "--api", "module")
@@ -481,7 +505,7 @@ def test_a_registered_form_is_a_flag_that_writes_its_file(demo_run, tmp_path, ca
     assert os.path.isfile(out + "-symbol.json")  # the FP32 export it derives from
 
 
-# --- issue 18, items 15, 16 and 18: exports that never destroy, and sidecars that fit ---
+# --- exports that never destroy, and sidecars that fit ----------------------------------
 
 def _digests(folder):
     """``{name: md5}`` of every file in ``folder``."""
@@ -498,8 +522,8 @@ def _digests(folder):
 @pytest.mark.parametrize("tag", ["%04d" % DEMO_EPOCHS, "interrupted"])
 def test_export_onto_a_checkpoints_prefix_is_refused_and_the_run_still_resumes(
         demo_run, tmp_path, tag):
-    """--output RUN/<model>-0005 once wrote its sidecar over the checkpoint's marker, and
-    --resume then died with a KeyError; now nothing in the run folder changes."""
+    """--output RUN/<model>-0005 would write its sidecar over the checkpoint's marker and
+    break --resume: it is refused, and nothing in the run folder changes."""
     run = str(tmp_path / "run")
     shutil.copytree(demo_run.save_dir, run)
     if tag == "interrupted":  # a Ctrl-C checkpoint: the same trio under another tag
@@ -514,7 +538,7 @@ def test_export_onto_a_checkpoints_prefix_is_refused_and_the_run_still_resumes(
     assert res.stderr.startswith("error: --output would overwrite %s, a training checkpoint's "
                                  "file" % marker)
     assert _digests(run) == before
-    from mobilenet_skip.train.checkpoints import CheckpointDir
+    from mobilenet_skip.runs.checkpoints import CheckpointDir
     assert CheckpointDir(run, demo_run.model).newest()["epoch"] == DEMO_EPOCHS
 
 
@@ -599,8 +623,8 @@ def _tiny_export(folder, model, multiplier=0.25):
      "its first convolution has 8 filters, full-connect-pre-act x0.5 has 16"),
 ])
 def test_a_sidecar_of_another_model_or_width_is_refused(tmp_path, model, multiplier, words):
-    """Only the class count was compared: a sidecar saying mobilenet, or width 0.5, beside a
-    full-connect-pre-act x0.25 graph was accepted, and its preprocessing used."""
+    """A sidecar saying mobilenet, or width 0.5, beside a full-connect-pre-act x0.25 graph
+    with the same class count is refused, not trusted for its preprocessing."""
     from PIL import Image
     ours = _tiny_export(tmp_path, "full-connect-pre-act")
     theirs = _tiny_export(tmp_path, model, multiplier)

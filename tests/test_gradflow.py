@@ -101,7 +101,7 @@ def test_seeds_differ_at_init_and_training_moves_the_weights(measured):
 
 @pytest.mark.slow
 def test_a_finished_run_is_reused_not_retrained(measured, tiny):
-    from mobilenet_skip.train.rundir import RunDir
+    from mobilenet_skip.runs.folder import RunDir
 
     out, rows = measured
     ckpts = [RunDir(os.path.join(out, "gradflow", name)).checkpoint_path(1)

@@ -198,9 +198,9 @@ def test_make_demo_does_not_need_the_tracker(tmp_path):
 @pytest.mark.slow
 def test_a_failed_worker_fails_the_launcher_every_time():
     """A worker that exits 1 just as the scheduler ends 0: the launcher exits 1 in every
-    one of 12 runs (before, the thread that reported the failure raced the main thread's
-    return, and about one run in six exited 0; on a loaded machine the scheduler can even
-    end before dmlc's tracker starts the worker, which is then the error named)."""
+    one of 12 runs: the thread that reports the failure races the main thread's return,
+    which must not exit 0 first; on a loaded machine the scheduler can even end before
+    dmlc's tracker starts the worker, which is then the error named."""
     pytest.importorskip("dmlc_tracker")
     cmd = [sys.executable, os.path.join(TOOLS, "launch.py"), "-n", "1", "-s", "1",
            "--launcher", "local", "bash", "-c", '[ "$DMLC_ROLE" != worker ]']

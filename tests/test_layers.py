@@ -17,7 +17,8 @@ LAYERS = [
     ("models", "optim"),        # the networks (Table 1) and the update rules / lr schedules
     ("recordio", "data"),       # .rec files, iterators, preprocessing
     ("config",),                # recipes: what data, model and optimiser settings are legal
-    ("train", "launch"),        # the fit loop, run folders; processes for dist_sync
+    ("runs",),                  # run folders, checkpoints, sidecars, the scorer: shared
+    ("train", "launch"),        # the fit loop; processes for dist_sync
     ("deploy",),                # export forms and runtimes
     ("bench",),                 # benchmarks and the variant study
     ("cli",),                   # what tools/ share: errors to one line, the source flags
@@ -136,6 +137,18 @@ def test_no_import_cycles():
     assert not cycles, "import cycles: %s" % cycles
 
 
+# Layers that never import each other although neither is above the other's reach: what
+# both need lives in a layer below them (deploy reads runs, never train).
+APART = [("deploy", "train")]
+
+
+def test_deploy_imports_nothing_from_train():
+    crossing = sorted("%s imports %s" % (module, dep)
+                      for module, deps in _graph().items() for dep in deps
+                      for a, b in APART if _layer(module) == a and _layer(dep) == b)
+    assert not crossing, "imports between layers kept apart:\n" + "\n".join(crossing)
+
+
 @pytest.mark.parametrize("source, target", [
     ("mobilenet_skip.models.network", "mobilenet_skip.train.loop"),
     ("mobilenet_skip.utils.fs", "mobilenet_skip.data.records"),
@@ -153,10 +166,27 @@ def test_the_check_sees_an_upward_import(source, target, monkeypatch):
         test_layers_import_one_way()
 
 
+def test_the_check_sees_deploy_importing_train(monkeypatch):
+    """Deploy is above train, so the layer rule alone would let it import train: the
+    separate check catches it, even from inside a function."""
+    real = _imports
+
+    def with_extra(module, path):
+        found = real(module, path)
+        return found | {"mobilenet_skip.train.loop"} if module.endswith("deploy.scoring") \
+            else found
+
+    monkeypatch.setitem(globals(), "_imports", with_extra)
+    test_layers_import_one_way()  # allowed by the layers...
+    with pytest.raises(AssertionError, match="mobilenet_skip.deploy.scoring imports "
+                       "mobilenet_skip.train.loop"):
+        test_deploy_imports_nothing_from_train()  # ...refused here
+
+
 def test_importing_the_package_loads_no_mxnet():
     import subprocess
     import sys
-    code = ("import sys, mobilenet_skip, mobilenet_skip.utils.cores; "
+    code = ("import sys, mobilenet_skip, mobilenet_skip.utils.cores, mobilenet_skip.runs; "
             "assert 'mxnet' not in sys.modules, 'mxnet loaded'; "
             "mobilenet_skip.list_models(); assert 'mxnet' in sys.modules")
     proc = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True)

@@ -4,6 +4,7 @@ import os
 
 import pytest
 
+import pictures
 from conftest import DEMO_RECIPE, read_metrics, run_tool, train_digits
 
 # Tiny: width 0.25 at 32 px, a few batches an epoch.
@@ -110,8 +111,9 @@ def test_plot_runs_writes_the_png_labelled_by_the_lr(board_run, small_digits, tm
     assert res.returncode == 0, res.stderr
     assert "full-connect-pre-act num_epochs=2 lr=0.1" in res.stdout
     assert "full-connect-pre-act num_epochs=1 lr=0.03" in res.stdout
-    with open(str(png), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # train loss, val top-1 and lr: both runs on every panel, in their own colours (the
+    # one-epoch run is a point and its best-epoch ring: fewer pixels)
+    pictures.check_plot(str(png), (14, 4), pictures.series_colours(2), (1, 3), least=25)
     res = run_tool("plot_runs", str(tmp_path / "nowhere"))
     assert res.returncode == 2 and "is not a folder" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1, res.stderr

@@ -17,7 +17,7 @@ from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.data.preprocess import Preprocessing
 from mobilenet_skip import recordio
-from mobilenet_skip.deploy import runtime
+from mobilenet_skip.deploy import images
 
 import docpages
 from conftest import ROOT, call_tool, run_tool
@@ -41,7 +41,7 @@ def test_preprocess_is_the_validation_transform(tmp_path, shape, ext):
     it = data.val_iter(Recipe.from_values(dict(info, rec_val=str(tmp_path / "a.rec"),
                                                  batch_size=1)))
     want = next(iter(it)).data[0].asnumpy()
-    got = runtime.load_image(str(tmp_path / "imgs" / ("a" + ext)), info).asnumpy()
+    got = images.load_image(str(tmp_path / "imgs" / ("a" + ext)), info).asnumpy()
     assert got.shape == want.shape == (1, 3, 32, 32)
     assert np.abs(got - want).max() < 1e-5
     assert np.abs(want).max() > 0.5  # a real image, not a blank
@@ -79,8 +79,8 @@ def test_exif_rotated_photo_is_predicted_upright_as_eval_reads_it(tmp_path, orie
     it = data.val_iter(Recipe.from_values(dict(info, rec_val=str(tmp_path / "a.rec"),
                                                  batch_size=1)))
     packed, packed_upright = [batch.data[0].asnumpy() for batch in it]
-    got = runtime.load_image(str(tmp_path / "imgs" / "photo.jpg"), info).asnumpy()
-    assert runtime.exif_orientation(open(str(tmp_path / "imgs" / "photo.jpg"), "rb").read()) \
+    got = images.load_image(str(tmp_path / "imgs" / "photo.jpg"), info).asnumpy()
+    assert images.exif_orientation(open(str(tmp_path / "imgs" / "photo.jpg"), "rb").read()) \
         == orientation
     if pass_through:  # the very bytes, decoded by predict and by ImageRecordIter
         assert np.abs(got - packed).max() < 1e-5

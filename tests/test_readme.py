@@ -191,15 +191,6 @@ def test_every_page_is_reached_from_the_readme_and_leads_back():
         assert "README.md" in {path for path, _ in docpages.links(page)}, page
 
 
-@pytest.mark.parametrize("page", docpages.pages()[1:])
-def test_a_page_opens_with_a_title_and_a_paragraph(page):
-    lines = docpages.prose(docpages.read(page)).splitlines()
-    assert lines[0].startswith("# "), page
-    intro = "\n".join(lines[1:]).split("\n## ")[0]
-    paragraphs = [p for p in intro.split("\n\n") if len(p.split()) > 30]
-    assert paragraphs, "%s has no introduction before its first section" % page
-
-
 def test_slugs_follow_github():
     assert docpages.slug("5. Evaluate (tools/eval_imagenet.py)") == \
         "5-evaluate-toolseval_imagenetpy"

@@ -1,6 +1,6 @@
-"""Evaluation that explains itself (issue 28): per-class top-1 and the confusion matrix in
-MXNet and ONNX Runtime, --report's files, the scorer's per-image results, loss and
-progress, and metrics.csv's val_loss (old run folders still resume)."""
+"""Evaluation that explains itself: per-class top-1 and the confusion matrix in MXNet and
+ONNX Runtime, --report's files, the scorer's per-image results, loss and progress, and
+metrics.csv's val_loss (a metrics.csv without that column still resumes)."""
 import csv
 import json
 import math
@@ -13,12 +13,13 @@ import pytest
 
 from mobilenet_skip.deploy import report as report_mod, scoring
 from mobilenet_skip.recordio import read_list, read_synsets, synsets_path
-from mobilenet_skip.train import evaluation
-from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
+from mobilenet_skip.runs import scorer
+from mobilenet_skip.runs.folder import METRIC_COLUMNS, RunDir
 from mobilenet_skip.train.step import LabelSmoothingLoss
 from mobilenet_skip.utils.fs import atomic_save_csv
 from mobilenet_skip.utils.plots import plot_curves
 
+import pictures
 from conftest import DEMO_EPOCHS, call_tool, read_metrics, run_tool, train_digits
 
 IMAGES = 359  # the demo's val digits
@@ -75,8 +76,15 @@ def test_report_counts_the_rec_and_names_every_wrong_image(demo_run, tmp_path, c
     per_class = _csv(os.path.join(out_dir, "per_class.csv"))
     assert per_class[0] == ["class", "images", "top1"] and len(per_class) == 11
     assert [int(r[1]) for r in per_class[1:]] == matrix.sum(axis=1).tolist()
-    with open(os.path.join(out_dir, "confusion.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # 10 classes: an 8 in square matrix beside its colour bar, whose dark cells (counts
+    # near the largest) run down the diagonal, as a 0.99 top-1 gives
+    import matplotlib.cm
+    dark = matplotlib.cm.Blues(0.95)[:3]
+    image = pictures.check_plot(os.path.join(out_dir, "confusion.png"), (9.5, 8), [dark],
+                                least=5000)
+    ys, xs = np.nonzero(np.abs(image - np.array(dark) * 255).max(axis=-1) <= 24)
+    matrix_side = xs < 0.75 * image.shape[1]  # the colour bar is dark at its top too
+    assert np.corrcoef(xs[matrix_side], ys[matrix_side])[0, 1] > 0.9
 
     # each wrong image: its record's own label, the .lst's path, the most confident first
     labels = _rec_labels(demo_run.val_rec)
@@ -184,7 +192,7 @@ def _toy(n=50, classes=4):
 
 def test_scorer_loss_is_plain_cross_entropy_and_per_image_is_exact():
     net, x, y, it = _toy()
-    r = evaluation.evaluate(net, it, [mx.cpu()], per_image=True)
+    r = scorer.evaluate(net, it, [mx.cpu()], per_image=True)
     logits = net(mx.nd.array(x)).asnumpy().astype(np.float64)
     logp = logits - logits.max(1, keepdims=True)
     logp -= np.log(np.exp(logp).sum(1, keepdims=True))
@@ -197,26 +205,26 @@ def test_scorer_loss_is_plain_cross_entropy_and_per_image_is_exact():
     assert np.allclose(r["confidence"], np.exp(logp.max(1)), rtol=1e-5)
     assert r["top1"] == pytest.approx((r["pred"] == r["label"]).mean())
     # training's call keeps no per-image arrays
-    assert "pred" not in evaluation.evaluate(net, it, [mx.cpu()])
+    assert "pred" not in scorer.evaluate(net, it, [mx.cpu()])
 
 
 def test_progress_only_on_long_passes(capsys, monkeypatch):
     net, _, _, it = _toy()
-    evaluation.evaluate(net, it, [mx.cpu()])
+    scorer.evaluate(net, it, [mx.cpu()])
     assert capsys.readouterr().err == ""  # a short set says nothing
 
-    class EveryBatch(evaluation.Progress):
+    class EveryBatch(scorer.Progress):
         def __init__(self, *args, **kwargs):
             super(EveryBatch, self).__init__(*args, **kwargs)
             self.every = 0.0
-    monkeypatch.setattr(evaluation, "Progress", EveryBatch)
-    evaluation.evaluate(net, it, [mx.cpu()], progress_after=0)
+    monkeypatch.setattr(scorer, "Progress", EveryBatch)
+    scorer.evaluate(net, it, [mx.cpu()], progress_after=0)
     lines = capsys.readouterr().err.splitlines()
     assert lines[-1].startswith("val 50/50 (100.0%) ") and " img/s ETA " in lines[-1]
     assert [int(ln.split()[1].split("/")[0]) for ln in lines] == [16, 32, 48, 50]
 
 
-# --- metrics.csv: val_loss, and old run folders ------------------------------------------
+# --- metrics.csv: val_loss, and a metrics.csv without it ---------------------------------
 
 def test_val_loss_is_the_plain_loss_of_the_epoch(demo_run):
     rows = demo_run.metrics
@@ -250,16 +258,16 @@ def test_an_old_metrics_file_reads_plots_and_keeps_its_integers(tmp_path):
     assert head == list(METRIC_COLUMNS)
     assert [[r[head.index(c)] for c in ("epoch", "train_images", "best_epoch", "val_loss")]
             for r in got[1:]] == [["1", "1408", "1", "nan"], ["2", "1408", "2", "nan"]]
-    plot_curves(path, str(tmp_path / "curves.png"))
-    assert os.path.getsize(str(tmp_path / "curves.png")) > 1000
+    plot_curves(path, str(tmp_path / "curves.png"))  # no val loss to draw: still 3 panels
+    pictures.check_plot(str(tmp_path / "curves.png"), (13, 3.6), ["C0"], (1, 3))
 
 
-def test_an_old_run_folder_resumes_and_gains_val_loss(digits, tmp_path):
+def test_a_metrics_csv_without_val_loss_resumes_and_gains_it(digits, tmp_path):
     short = ["--multiplier", "0.25", "--batches-per-epoch", "5", "--log-interval", "5"]
     train_digits(digits, tmp_path, short, "--num-epochs", "1")
     path = str(tmp_path / "metrics.csv")
     first = read_metrics(tmp_path)
-    atomic_save_csv(path, OLD_COLUMNS, first)  # as an earlier release wrote it
+    atomic_save_csv(path, OLD_COLUMNS, first)  # no val_loss column
     train_digits(digits, tmp_path, short, "--num-epochs", "2", "--resume")
     got = _csv(path)
     head = got[0]

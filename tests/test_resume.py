@@ -14,9 +14,10 @@ import numpy as np
 import pytest
 
 from mobilenet_skip.config import recipes as config
-from mobilenet_skip.train import net as train_net, resume, states
+from mobilenet_skip.runs import states
+from mobilenet_skip.train import net as train_net, resume
 from mobilenet_skip.optim import rules as optim
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 
 from conftest import (DEMO_RECIPE, ROOT, TOOL_TIMEOUT, TRAIN, checksums, read_metrics, train_args,
@@ -144,7 +145,7 @@ def test_resume_with_a_lower_lr_trains_at_it(digits, tmp_path):
 
 def test_after_a_nan_stop_resume_with_a_lower_lr_recovers(digits, tmp_path):
     """The NaN message's own advice works: --resume --lr <lower> trains at the lower lr
-    from the intact checkpoint (the old code restored the pickled optimizer's lr)."""
+    from the intact checkpoint, not the lr stored with the optimizer state."""
     save_dir = tmp_path / "nan"
     _train(digits, save_dir, "--num-epochs", "1")
     res = _train(digits, save_dir, "--num-epochs", "2", "--resume", "--lr", "1e30",
@@ -173,7 +174,7 @@ def test_a_pickled_states_file_is_refused_and_never_run(digits, tmp_path, keep_m
     marker = tmp_path / "pwned"
     with open(ckpt.path(1, "states"), "wb") as f:
         pickle.dump(_Hostile(str(marker)), f)
-    if not keep_marker:  # an old checkpoint: no state description in its marker
+    if not keep_marker:  # a marker without a state description
         meta = json.load(open(ckpt.path(1, "json")))
         del meta["optimizer_state"]
         json.dump(meta, open(ckpt.path(1, "json"), "w"))
@@ -215,7 +216,7 @@ def test_resume_with_another_optimizer_is_refused(digits, tmp_path):
     assert sorted(os.listdir(str(save_dir))) == before
 
 
-# ---- resume at the edges (issue 18): another batch, fewer epochs, another cwd, warm start
+# ---- resume at the edges: another batch, fewer epochs, another cwd, warm start
 
 def _files(save_dir):
     """Every file of a run folder but its log and lock, with its bytes."""
@@ -233,8 +234,8 @@ def _refused(res):
 def test_mid_epoch_resume_on_two_devices_trains_exactly_the_images_not_seen(digits, tmp_path):
     """Stopped k batches of 32 into epoch 2 on one device, resumed on 2 devices x 8: the
     epoch goes on after its 32k images, as a checkpoint that had stopped after 2k batches
-    of 16 does (the reference: the same files, its marker saying so); the old code
-    skipped k batches of 16 and trained 16k images of epoch 2 twice."""
+    of 16 does (the reference: the same files, its marker saying so), rather than skipping
+    k batches of 16 and training 16k images of epoch 2 twice."""
     stopped = tmp_path / "stopped"
     code, out = _signal_mid_epoch(digits, stopped, signal.SIGTERM)
     assert code == 0, out[-2000:]
@@ -327,7 +328,7 @@ def test_resume_from_another_directory_uses_the_run_s_own_data(digits, tmp_path)
 
 def test_resume_ignores_a_new_warm_start_and_init(digits, tmp_path):
     """The checkpoint's weights replace any starting weights: the flags are logged as
-    ignored (the old code said "using the new settings" and loaded the warm start),
+    ignored (not "using the new settings", and the warm start is not loaded),
     config.yaml keeps the run's own, and training is the plain resume's."""
     save_dir, plain = tmp_path / "warm", tmp_path / "plain"
     _train(digits, save_dir, "--num-epochs", "1")
@@ -461,7 +462,7 @@ def test_state_round_trip_continues_exactly(tmp_path, optimizer):
     start = {k: v.data().copy() for k, v in net.collect_params().items()}
     _steps(net, trainer, one, 3)
     info = states.save_states(trainer, str(tmp_path / "s.states"), atomic_write)
-    assert info["num_update"] == 3 and info["optimizer"] == optim.optimizer_name(cfg)
+    assert info["num_update"] == 3 and info["optimizer"] == optim.OPTIMIZERS[optimizer].mxnet_name
     json.dumps(info)
     saved = mx.nd.load(str(tmp_path / "s.states"))
     assert saved and all(isinstance(v, mx.nd.NDArray) for v in saved.values())

@@ -1,5 +1,5 @@
 """A run folder nobody else writes into, full disks, SIGTERM, refused values, and your own
-dataset without traps (issues 12 and 13)."""
+dataset without traps."""
 import errno
 import json
 import os
@@ -14,8 +14,8 @@ import uuid
 import pytest
 
 from mobilenet_skip.utils import fs as fs_mod
-from mobilenet_skip.train import checkpoints
-from mobilenet_skip.train import states
+from mobilenet_skip.runs import checkpoints
+from mobilenet_skip.runs import states
 from mobilenet_skip.data.demo import make_demo_data
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import make_list, pack
@@ -105,7 +105,7 @@ def _rows(save_dir):
         return [{k: float(v) for k, v in row.items()} for row in csv.DictReader(f)]
 
 
-# --- item 2 of issue 13: two trainings into one --save-dir ------------------------------
+# --- two trainings into one --save-dir --------------------------------------------------
 
 @pytest.mark.slow
 def test_second_training_into_the_same_folder_is_refused_naming_the_pid(digits, tmp_path):
@@ -296,7 +296,7 @@ def test_bad_values_are_refused_before_any_work(capsys, tmp_path, recipe_line, f
     assert not save_dir.exists()
 
 
-# --- your own dataset (issue 12, section 2) ---------------------------------------------
+# --- your own dataset ---------------------------------------------------------------------
 
 def _recipe_without_classes(tmp_path):
     """demo.yaml's settings but no ``classes:`` line, like the shipped ImageNet recipes."""
@@ -390,7 +390,7 @@ def test_dropped_images_are_counted(digits, tmp_path):
     assert "capped to 2 by --batches-per-epoch" in res.stdout
 
 
-# --- flags (issue 12, section 3) --------------------------------------------------------
+# --- flags ------------------------------------------------------------------------------
 
 def _parser():
     import argparse
@@ -401,7 +401,7 @@ def _parser():
 @pytest.mark.parametrize("argv,expected", [
     (["--rand-mirror"], {"rand_mirror": True}),
     (["--no-rand-mirror"], {"rand_mirror": False}),
-    (["--rand-mirror", "false"], {"rand_mirror": False}),  # the old form keeps working
+    (["--rand-mirror", "false"], {"rand_mirror": False}),  # a value after the flag too
     (["--hybridize", "--no-shuffle"], {"hybridize": True, "shuffle": False}),
     (["--no-wd"], {"no_wd_dw_bn": True}),
     (["--wd-dw-bn"], {"no_wd_dw_bn": False}),
@@ -453,7 +453,7 @@ def test_a_full_disk_anywhere_in_a_tool_is_one_line(capsys):
                                                     "full") and err.count("\n") == 1, err
 
 
-# --- issue 18: markers that say what they are -----------------------------------------------
+# --- markers that say what they are ----------------------------------------------------------
 
 def _run_copy(demo_run, tmp_path, edit=None):
     """A copy of the trained demo run whose last epoch's marker ``edit(meta)`` changed."""
@@ -479,8 +479,8 @@ def _resume(demo_run, run):
 
 
 def test_a_sidecar_over_a_marker_is_named_on_resume(demo_run, tmp_path):
-    """What export_model.py --output RUN/<model>-0005 used to do: the sidecar replaced the
-    marker, and --resume died with a KeyError traceback. The marker's kind names it now."""
+    """An export's sidecar where a checkpoint's marker belongs (export_model.py --output
+    RUN/<model>-0005 would put it there) is named by its kind on --resume, in one line."""
     run, marker = _run_copy(demo_run, tmp_path)
     shutil.copy(demo_run.prefix + ".json", marker)
     res = _resume(demo_run, run)
@@ -493,8 +493,8 @@ def test_a_sidecar_over_a_marker_is_named_on_resume(demo_run, tmp_path):
 
 @pytest.mark.parametrize("where", ["marker", "optimizer_state"])
 def test_a_newer_format_is_named_as_newer_not_old_and_pickled(demo_run, tmp_path, where):
-    """A marker (or its state description) from a newer release was reported as 'the old
-    pickled format', or, for the marker itself, read as if it were this one's."""
+    """A marker (or its state description) of a newer format is named as newer, neither
+    taken for the pickled optimizer state nor read as if it were this format."""
     def newer(meta):
         (meta if where == "marker" else meta["optimizer_state"])["format"] = 2
     run, marker = _run_copy(demo_run, tmp_path, newer)
@@ -512,7 +512,7 @@ def test_markers_carry_their_kind_and_old_ones_still_load(demo_run, tmp_path):
         meta = json.load(f)
     assert meta["kind"] == "checkpoint" and meta["format"] == checkpoints.MARKER_FORMAT
 
-    def old(meta):  # what releases before the kind wrote
+    def old(meta):  # a marker without kind and format
         del meta["kind"], meta["format"]
     run, marker = _run_copy(demo_run, tmp_path / "old", old)
     newest = checkpoints.CheckpointDir(run, demo_run.model).newest()

@@ -15,10 +15,11 @@ from mobilenet_skip.config import recipes as config, flags
 from mobilenet_skip.train import devices, guard, loop
 from mobilenet_skip.optim import rules as optim
 from mobilenet_skip.train import net as train_net, step as train_step
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.deploy.source import network_from_checkpoint
 
+import pictures
 from conftest import (DEMO_RECIPE, TOOLS, TRAIN, checksums, read_metrics, train_args,
                       train_digits)
 
@@ -66,8 +67,11 @@ def test_run_directory_holds_everything(reference_run):
     assert {"config.yaml", "metrics.csv", "curves.png", "train.log"} <= names
     saved = config.load_dumped(os.path.join(d, "config.yaml"))
     assert saved["model"] == "full-connect-pre-act" and saved["multiplier"] == 0.25
-    with open(os.path.join(d, "curves.png"), "rb") as f:
-        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+    # loss, accuracy and lr panels each draw the training curve (C0); loss and accuracy
+    # also the val one (C1)
+    curves = pictures.check_plot(os.path.join(d, "curves.png"), (13, 3.6), ["C0"], (1, 3))
+    assert all(pictures.count(pictures.panel(curves, (1, 3), 0, i), "C1") >= 40
+               for i in (0, 1))
     # keep_checkpoints 2 of the demo recipe, plus the best epoch
     ckpt = CheckpointDir(d, "full-connect-pre-act")
     kept = [m["epoch"] for m in ckpt.epochs()]
@@ -316,7 +320,7 @@ def test_gluoncv_network_is_initialised_like_ours():
     assert masks[1] != masks[0]  # the demo recipe's model has projections and pre-act BNs
 
 
-# The lr schedule's own tests are in test_resume.py (a function of epochs now).
+# The lr schedule's own tests are in test_resume.py (the lr as a function of epochs).
 
 
 def test_gpu_contexts_are_refused_on_a_cpu_build():

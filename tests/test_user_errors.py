@@ -1,4 +1,4 @@
-"""One line instead of a traceback (issue 18, "One-line errors"): unwritable outputs, values
+"""One line instead of a traceback: unwritable outputs, values
 MXNet cannot hold, damaged checkpoints, ambiguous recipes and names under an ASCII locale.
 Each runs the tool as a user would, in a fresh process."""
 import os

@@ -1,4 +1,4 @@
-"""Issue 11, sections 6-8: logged validation equals the checkpoint on several devices, the
+"""Logged validation equals the checkpoint on several devices, the
 exported epoch (last or best) is explicit, and TF-slim's differing settings are recipe keys."""
 import csv
 import json
@@ -13,10 +13,10 @@ from mobilenet_skip.data import records as data
 from mobilenet_skip.deploy import artifact, export_run, loading, source
 from mobilenet_skip.train import net as train_net, step as train_step
 from mobilenet_skip.optim import rules as optim
-from mobilenet_skip.train.rundir import METRIC_COLUMNS, RunDir
-from mobilenet_skip.train.bnstats import running_stats, sync_running_stats
+from mobilenet_skip.runs.folder import METRIC_COLUMNS, RunDir
+from mobilenet_skip.runs.bnstats import running_stats, sync_running_stats
 from mobilenet_skip.utils.fs import atomic_save_csv
-from mobilenet_skip.train.checkpoints import CheckpointDir
+from mobilenet_skip.runs.checkpoints import CheckpointDir
 from mobilenet_skip.errors import UserError
 from mobilenet_skip.models import BN_DEFAULTS, norm_kwargs_from
 from mobilenet_skip.utils.plots import read_metrics
@@ -61,7 +61,7 @@ def test_sync_gives_every_device_the_saved_running_stats(devices, tmp_path):
     net, cfg, ctxs = _trained_on_devices(devices)
     stats = running_stats(net)
     assert stats and all(p.name.endswith(("running_mean", "running_var")) for p in stats)
-    assert not all(_copies_equal(p) for p in stats)  # the old code validated on these
+    assert not all(_copies_equal(p) for p in stats)  # each device's own, before the sync
 
     path = str(tmp_path / "before.params")
     net.save_parameters(path)
@@ -76,7 +76,7 @@ def test_sync_gives_every_device_the_saved_running_stats(devices, tmp_path):
                if p.grad_req != "null"}
     assert sync_running_stats(net) > 0
     assert all(_copies_equal(p) for p in stats)
-    # every copy is now bit for bit what a checkpoint stores, the mean saved before
+    # after the sync every copy is bit for bit what a checkpoint stores, the mean saved before
     path = str(tmp_path / "after.params")
     net.save_parameters(path)
     after, before = mx.nd.load(path), mx.nd.load(str(tmp_path / "before.params"))
@@ -186,7 +186,7 @@ def test_export_epoch_chooses_the_checkpoint_exported(tmp_path, export_epoch, ex
     assert [int(r["best_epoch"]) for r in read_metrics(run.metrics_path)] == [1, 2, 2]
 
 
-def test_metrics_from_before_best_epoch_are_completed(tmp_path):
+def test_metrics_without_best_epoch_are_completed(tmp_path):
     old = ("epoch", "train_loss", "train_top1", "val_top1", "val_top5", "lr", "epoch_time_s",
            "samples_per_s")
     path = str(tmp_path / "metrics.csv")

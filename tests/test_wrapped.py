@@ -5,11 +5,10 @@ import mxnet as mx
 import numpy as np
 import pytest
 
-from mobilenet_skip.data.checks import LabelCheck
+from mobilenet_skip.data.checks import CheckedBatches, checked
 from mobilenet_skip.data.records import EpochRecordIter, RecordIter
 from mobilenet_skip.data.wrapped import WrappedIter
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.train.guard import BeatingIter
 
 
 def _arrays(n=10, batch=4, labels=None):
@@ -46,34 +45,48 @@ def test_record_iter_pads_the_last_partial_batch_of_its_shard():
     assert len(list(it)) == 2
 
 
-def test_epoch_record_iter_builds_each_epoch_from_its_seed():
+def test_epoch_record_iter_builds_each_epoch_from_its_seed_and_pads_each():
     made = []
 
     def make(seed):
         made.append(seed)
-        return RecordIter(_arrays(), 10, 4)
+        return _arrays(10, 4)
 
-    it = EpochRecordIter(make, seed=1)
+    # one layer over the iterator it makes: the shard of 6 records is padded there too
+    it = EpochRecordIter(make, num_records=6, batch_size=4, seed=1)
     it.set_epoch(0)  # still fresh: no rebuild
     assert len(made) == 1 and it.provide_data == _arrays().provide_data
-    list(it)
+    assert [b.pad for b in it] == [0, 2]
     it.set_epoch(1)
     it.set_epoch(1)
-    assert len(made) == 2 and made[0] != made[1] and it.num_records == 10
+    assert len(made) == 2 and made[0] != made[1] and it.num_records == 6
+    assert [b.pad for b in it] == [0, 2]  # the new epoch counts from its first record
 
 
-def test_label_check_refuses_a_label_out_of_range_and_passes_the_rest():
-    good = LabelCheck(_arrays(), classes=3, source="x.rec")
+def test_checked_batches_refuse_a_label_out_of_range_and_pass_the_rest():
+    good = CheckedBatches(_arrays(), classes=3, source="x.rec")
     assert _labels(good)[0] == [0, 1, 2, 0]
-    bad = LabelCheck(_arrays(labels=np.array([0, 1, 2, 0, 5, 1, 2, 0, 1, 2], "float32")),
-                     classes=3, source="x.rec")
+    bad = CheckedBatches(_arrays(labels=np.array([0, 1, 2, 0, 5, 1, 2, 0, 1, 2], "float32")),
+                         classes=3, source="x.rec")
     with pytest.raises(UserError, match=r"x.rec holds label 5 \(batch 2"):
         list(bad)
 
 
-def test_beating_iter_beats_once_per_batch_asked_and_per_reset():
+def test_checked_batches_call_on_next_once_per_batch_asked_and_per_reset():
     beats = []
-    it = BeatingIter(LabelCheck(_arrays(), 3, "x.rec"), lambda: beats.append(1))
+    it = CheckedBatches(_arrays(), 3, "x.rec", on_next=lambda: beats.append(1))
     assert len(list(it)) == 3 and len(beats) == 4  # 3 batches and the StopIteration
     it.reset()
-    assert len(beats) == 5 and it.classes == 3  # the label check's attribute, through
+    assert len(beats) == 5
+    it.set_epoch(1)  # an epoch's start is its first batch's request
+    assert len(beats) == 5 and len(list(it)) == 3 and len(beats) == 9
+
+
+def test_checked_wraps_only_when_there_is_something_to_do():
+    inner = _arrays()
+    assert checked(inner) is inner
+    beating = checked(inner, on_next=lambda: None)
+    # no class count: labels the checked batches would refuse pass
+    wild = checked(_arrays(labels=np.full(10, 7, "float32")), on_next=lambda: None)
+    assert isinstance(beating, CheckedBatches) and beating.inner is inner
+    assert len(list(wild)) == 3

@@ -13,7 +13,7 @@ per forward), ratio_vs_fp32, ratio_vs_runtime_fp32, ratio_vs_gluoncv (latency / 
 same batch's fp32, FP32 form in the same runtime, or gluoncv latency)}. variant is a
 form's name in MXNet (fp32, fused, int8), the runtime's name with the form's qualifiers
 in ONNX Runtime (onnxruntime, onnxruntime-int8), onnxruntime-weights-as-inputs (the
-ONNX file before its weights leave the graph inputs) or the gluoncv reference.
+ONNX file with its weights as graph inputs, as mx2onnx writes it) or the gluoncv reference.
 
 Each rate is the median of --repeats timed runs after --warmup untimed batches.
 --json prints one object keyed by section name instead of the tables.

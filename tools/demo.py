@@ -22,7 +22,7 @@ import time
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.train.rundir import RunDir
+from mobilenet_skip.runs.folder import RunDir
 
 ROOT = _bootstrap.ROOT
 MODEL = "full-connect-pre-act"

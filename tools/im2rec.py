@@ -16,10 +16,14 @@ truncated, are skipped and listed in PREFIX.skipped.txt instead of aborting the 
 .rec and .idx appear together, only once complete; one job per PREFIX at a time;
 .lst entries outside ROOT are refused unless --allow-outside-root. Only PREFIX.lst and
 the PREFIX_[N_]train/val/test.lst that --list writes are packed, not any PREFIX*.lst.
+Images of more than --max-pixels (Pillow's 89,478,485 by default; read from the header,
+undecoded) are skipped as decompression bombs. Every record is decoded as it is written,
+and the .rec is stamped as checked (PREFIX.checked.json), so training and evaluation read
+it at once; they decode-check once any .rec without a valid stamp.
 --check --decode decodes every image as training's ImageRecordIter will: a record whose
 image bytes are damaged (headers intact) kills training or evaluation by SIGFPE inside
 MXNet's decoder, so it names each such record (index, key, .lst line), and --repair
-writes a copy without them.
+writes a copy without them. A file that passes is stamped.
 """
 import argparse
 import signal
@@ -30,8 +34,9 @@ import time
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
-from mobilenet_skip.recordio import (IMAGE_EXTS, PackOptions, check_record, decode_check,
-                                     find_records, make_list, pack, write_without)
+from mobilenet_skip.recordio import (IMAGE_EXTS, MAX_PIXELS, PackOptions, check_record,
+                                     decode_and_stamp, find_records, make_list, pack,
+                                     write_stamp, write_without)
 
 
 def parse_args(argv):
@@ -43,10 +48,16 @@ def parse_args(argv):
     p.add_argument("--check", action="store_true",
                    help="check every record header of PREFIX.rec (or of the .rec PREFIX names) "
                    "through its .idx, as training does before it starts, and exit")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="skip (with --check --decode: report) images of more pixels than "
+                   "this, read from their headers before decoding: decompression bombs, "
+                   "such as a 0.87 MB PNG of 30000x30000 that decodes to 2.7 GB (default "
+                   "%(default)d, Pillow's cap)")
     g = p.add_argument_group("decoding every image (--check --decode)")
     g.add_argument("--decode", action="store_true",
                    help="with --check: also decode every image, as training's iterator will "
-                   "(--num-thread at once), and name each record that cannot be decoded")
+                   "(--num-thread at once), and name each record that cannot be decoded; "
+                   "a file that passes is stamped as checked (PREFIX.checked.json)")
     g.add_argument("--repair", metavar="OUT_PREFIX",
                    help="with --check --decode: write OUT_PREFIX.rec/.idx (and its .lst and "
                    ".synsets.txt) holding every record but the damaged ones; the original "
@@ -118,7 +129,7 @@ def check(args):
             print("ok: %s: %d records, every header intact (%.2f s)"
                   % (rec, n, time.monotonic() - start))
             continue
-        n, damaged = decode_check(rec, args.num_thread)
+        n, damaged = decode_and_stamp(rec, args.num_thread, max_pixels=args.max_pixels)
         for d in damaged:
             print("damaged: %s record %d of %d (key %s, byte %d): %s; .lst line: %s"
                   % (rec, d.position + 1, n, d.key, d.offset, d.reason,
@@ -129,6 +140,7 @@ def check(args):
                   "%.0f images/s)" % (rec, n, seconds, n / max(seconds, 1e-9)))
         elif repair:
             out, kept = write_without(rec, damaged, args.repair or rec, args.repair_in_place)
+            write_stamp(out, kept, args.max_pixels)  # the records that decoded, alone
             print("wrote %s: %d of %d records, without the %d damaged ones"
                   % (out, kept, n, len(damaged)))
         else:
@@ -177,7 +189,8 @@ def _run(args):
         args.quality = 95 if args.encoding == ".jpg" else 9
     opts = PackOptions(resize=args.resize, center_crop=args.center_crop, quality=args.quality,
                        encoding=args.encoding, color=args.color,
-                       pass_through=args.pass_through, pack_label=args.pack_label)
+                       pass_through=args.pass_through, pack_label=args.pack_label,
+                       max_pixels=args.max_pixels)
     pack(args.prefix, args.root, opts, num_thread=args.num_thread,
          allow_outside_root=args.allow_outside_root)
     return 0

@@ -28,7 +28,7 @@ The differences from MXNet's launcher:
 import sys
 
 import _bootstrap  # noqa: F401
-from mobilenet_skip.launch import supervisor as launcher, tracker
+from mobilenet_skip.launch import launcher, tracker
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
 

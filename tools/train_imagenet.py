@@ -25,12 +25,11 @@ import sys
 
 import _bootstrap  # noqa: F401
 from mobilenet_skip.config import recipes as config
-from mobilenet_skip.data import checks as dataset
 from mobilenet_skip.deploy import export_run
 from mobilenet_skip.train import devices, logs
 from mobilenet_skip.train.guard import NonFiniteLoss
 from mobilenet_skip.train.loop import fit
-from mobilenet_skip.train.rundir import RunDir
+from mobilenet_skip.runs.folder import RunDir
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.config.flags import add_flags, flag_overrides
 from mobilenet_skip.utils import threads
@@ -97,8 +96,6 @@ def main(argv=None, restart=False):
         logs.log.info("threads: %s OpenMP threads, fixed when this process loaded MXNet; "
                       "the rule would give %d (%s)", running or "MXNet's default",
                       choice.threads, choice.reason)
-    watching = dataset.watch_decoder([cfg["rec_train"], cfg["rec_val"]],  # noqa: F841
-                                     not rank and logs.log.info)
     try:
         result = fit(cfg, resume=args.resume, overwrite=args.overwrite)
     except NonFiniteLoss as err:

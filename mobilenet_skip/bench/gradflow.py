@@ -28,7 +28,7 @@ from ..config import recipes
 from ..data import records
 from ..errors import UserError
 from ..train.net import build_net
-from ..train.rundir import RunDir
+from ..runs.folder import RunDir
 from ..train.step import LabelSmoothingLoss
 from .gradflow_report import (COLUMNS, STAGES, flatness, panels, plot_gradient_flow,
                               read_rows, summary_lines, write_gradient_flow)

@@ -17,7 +17,7 @@ __all__ = ["randomise_bn", "row_name", "INFER_TARGETS", "RUNNERS"]
 # --- infer: every form of one model, each in its runtime, vs gluoncv ----------------------
 
 # At most this x the latency of the FP32 form in the same runtime, at batch 1: fused and
-# int8 against MXNet's fp32 (issue #5), onnxruntime-int8 against onnxruntime (issue #21).
+# int8 against MXNet's fp32, onnxruntime-int8 against onnxruntime.
 INFER_TARGETS = {"fused": 0.85, "int8": 0.40, "onnxruntime-int8": 0.85}
 
 

@@ -19,7 +19,7 @@ import sys
 import time
 
 from ..errors import UserError
-from ..train.rundir import RunDir
+from ..runs.folder import RunDir
 from ..utils.fs import atomic_save, checkout_path
 
 __all__ = ["Run", "train_runs", "finished", "read_marker", "code_commit", "MARKER", "TRAIN_TOOL"]

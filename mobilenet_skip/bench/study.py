@@ -2,7 +2,7 @@
 
 Each run is ``tools/train_imagenet.py`` itself (RecordIO, Trainer, the recipe), in its
 own process and save directory; the study reads each run's ``metrics.csv`` (through
-:class:`~mobilenet_skip.train.rundir.RunDir`). A run
+:class:`~mobilenet_skip.runs.folder.RunDir`). A run
 that finished leaves ``study-run.json`` with its command line, so a study that was
 killed resumes where it stopped instead of retraining finished runs. The
 summary gives, for each base lr, the mean and sample standard deviation over seeds of
@@ -20,7 +20,7 @@ from ..config import recipes
 from ..utils.fs import atomic_save, atomic_save_csv
 from ..models import list_models
 from ..utils.plots import finish_figure
-from ..train.rundir import RunDir
+from ..runs.folder import RunDir
 from .runs import Run, train_runs
 from .reporting import difference, mean_std, offsets, p_text, pm, verdict
 from .stats import compare_family, welch_interval

@@ -9,16 +9,14 @@
   classes would train on the wrong class).
 - A training set smaller than one global batch is refused; the images a run leaves out
   of every epoch (partial last batch) are counted in the log.
+- Val is not the training file itself (its scores would measure memorisation).
 - A record whose image bytes are damaged kills MXNet's C++ decoder by SIGFPE, where no
-  Python code runs: :func:`watch_decoder` says beforehand how to find such records, and
-  after the death a watcher process names the check under the interpreter's own report.
+  Python code runs: the iterators of :mod:`.records` decode every image of a ``.rec``
+  that no completed check has stamped (:func:`mobilenet_skip.recordio.require_decodable`)
+  before they start.
 """
-import faulthandler
 import logging
 import os
-import subprocess
-import sys
-import weakref
 
 import numpy as np
 
@@ -27,95 +25,9 @@ from ..recordio import read_synsets, synsets_path
 from .wrapped import WrappedIter
 
 __all__ = ["resolve_classes", "check_same_classes", "check_val_classes", "describe_dropped",
-           "LabelCheck", "watch_decoder", "decoding_starts"]
+           "CheckedBatches", "checked"]
 
 log = logging.getLogger("mobilenet_skip")
-
-# Run by the watcher: copy faulthandler's report of a fatal signal to stderr, then the hint.
-# Nothing arrives when the tool ends normally (its end of the pipe just closes).
-_WATCHER = """import sys
-report = sys.stdin.buffer.read()
-if report:
-    sys.stderr.buffer.write(report)
-    sys.stderr.write(sys.argv[1] + "\\n")
-"""
-_watch = {"recs": None, "announce": None, "token": None, "pipe": None}  # one per process
-
-
-class _Watching(object):
-    """What :func:`watch_decoder` returns: its request lapses when this is dropped."""
-
-
-def watch_decoder(recs, announce=None):
-    """Have the first decoding of this process say how to find damaged images, and say
-    it again if the process dies by a signal.
-
-    A damaged JPEG in a record passes every header check, and MXNet's ImageRecordIter
-    then dies on it by SIGFPE in a C++ thread, with no Python error and no checkpoint.
-    A Python signal handler cannot run there (the faulting instruction would repeat),
-    so ``faulthandler`` writes its report of the fatal signal to a pipe, and a small
-    watcher process, which outlives this one, copies it to stderr and adds one
-    ``error:`` line naming ``tools/im2rec.py --check --decode`` for each ``.rec``.
-    Both happen in :func:`decoding_starts`, which the iterators call just before they
-    start their decoder, so a run refused earlier prints nothing more than its error.
-
-    Parameters
-    ----------
-    recs : list of str
-        The ``.rec`` files this process will decode (empty entries are ignored).
-    announce : callable or False, optional
-        Called with the ``note:`` line (default: print it to stderr); False for none
-        (ranks other than 0 under dist_sync).
-
-    Returns
-    -------
-    object
-        Keep it while the tool runs: once it is dropped, the request lapses, so a tool
-        that ends (or is refused) before decoding leaves no note for another one run
-        later in the same process.
-    """
-    token = _Watching()
-    _watch.update(recs=list(dict.fromkeys(r for r in recs if r)), announce=announce,
-                  token=weakref.ref(token))
-    return token
-
-
-def decoding_starts():
-    """Print the note :func:`watch_decoder` asked for and start the watcher, once."""
-    recs, announce, token = _watch["recs"], _watch["announce"], _watch["token"]
-    if not recs or token is None or token() is None:
-        return
-    _watch["recs"] = None
-    checks = " and ".join("`tools/im2rec.py --check --decode %s`" % r for r in recs)
-    note = ("note: if this run dies by a signal such as 'Floating point exception' with no "
-            "error line, an image in a .rec is damaged: find the records with %s" % checks)
-    if announce is None:
-        print(note, file=sys.stderr, flush=True)
-    elif announce:
-        announce(note)
-    if _watch["pipe"] is not None:  # an earlier run in this process: its watcher ends
-        faulthandler.disable()
-        _watch["pipe"].close()
-    read, write = os.pipe()
-    try:
-        subprocess.Popen([sys.executable, "-I", "-S", "-c", _WATCHER,
-                          "error: died by a fatal signal (report above); if it was inside "
-                          "MXNet's image decoder, a record's image bytes are damaged: find "
-                          "them with %s, and drop them with --repair OUT_PREFIX" % checks],
-                         stdin=read, stdout=subprocess.DEVNULL)
-    except OSError:  # no watcher: faulthandler's report alone still beats a bare signal
-        os.close(write)
-        _watch["pipe"] = None
-        try:
-            faulthandler.enable()
-        except (AttributeError, ValueError, OSError):  # a stderr without a file descriptor
-            pass
-        return
-    finally:
-        os.close(read)
-    _watch["pipe"] = os.fdopen(write, "w")
-    faulthandler.enable(_watch["pipe"], all_threads=True)
-
 
 def resolve_classes(rec_train, classes, stated):
     """The class count of a run: ``classes``, or the count of ``rec_train``'s synsets file.
@@ -156,7 +68,14 @@ def resolve_classes(rec_train, classes, stated):
 
 def check_same_classes(rec_train, rec_val):
     """Refuse a val set whose synsets file differs from train's, naming the first
-    differing class; warn in one line when either file is missing (nothing to check)."""
+    differing class; warn in one line when either file is missing (nothing to check),
+    and when val is the training file itself."""
+    if os.path.isfile(rec_train) and os.path.isfile(rec_val) and \
+            os.path.samefile(rec_train, rec_val):
+        log.warning("the val .rec %s is the training .rec %s: val top-1 would measure "
+                    "images the network trains on, not how it generalises; pack a separate "
+                    "val set (`tools/im2rec.py PREFIX ROOT --list --recursive --train-ratio "
+                    "0.9` splits one folder)", rec_val, rec_train)
     warning = check_val_classes(synsets_path(rec_train), rec_val, "train")
     if warning:
         log.warning(warning)
@@ -232,34 +151,42 @@ def describe_dropped(rec, images, batch, batches, shuffle, capped=0):
                "the same %d every epoch (shuffle is off)" % left))
 
 
-class LabelCheck(WrappedIter):
-    """Pass batches through, refusing any label outside ``0 .. classes - 1``.
+class CheckedBatches(WrappedIter):
+    """Pass batches through, refusing any label outside ``0 .. classes - 1``, and call
+    ``on_next`` each time a batch (or a reset) is asked for.
 
     The labels of an ``ImageRecordIter`` batch are a small host NDArray, so the check
-    costs one copy of ``batch_size`` floats per batch and no device sync.
+    costs one copy of ``batch_size`` floats per batch and no device sync. ``on_next``
+    feeds the ``dist_sync`` watchdog: the training loop asks for a batch only once its
+    last step's push was accepted.
 
     Parameters
     ----------
     data_iter : mx.io.DataIter
         The iterator to wrap.
-    classes : int
-        The network's class count.
+    classes : int or None
+        The network's class count; None checks no label.
     source : str
         The file the records come from, for the error.
+    on_next : callable, optional
+        Called with no argument before each batch is fetched and on each reset.
     """
 
-    def __init__(self, data_iter, classes, source):
-        super(LabelCheck, self).__init__(data_iter)
-        self.classes, self.source = int(classes), source
+    def __init__(self, data_iter, classes=None, source=None, on_next=None):
+        super(CheckedBatches, self).__init__(data_iter)
+        self.classes = None if classes is None else int(classes)
+        self.source, self.on_next = source, on_next
         self._batch = 0
 
     def reset(self):
+        if self.on_next is not None:
+            self.on_next()
         self._batch = 0
         self.inner.reset()
 
     def set_epoch(self, epoch):
         """Start ``epoch`` of an iterator whose order depends on it (``EpochRecordIter``);
-        without it, :meth:`reset` as for any iterator."""
+        without it, :meth:`reset` the iterator wrapped."""
         self._batch = 0
         if hasattr(self.inner, "set_epoch"):
             self.inner.set_epoch(epoch)
@@ -267,8 +194,15 @@ class LabelCheck(WrappedIter):
             self.inner.reset()
 
     def next(self):
+        if self.on_next is not None:
+            self.on_next()
         batch = self.inner.next()
         self._batch += 1
+        if self.classes is not None:
+            self._check(batch)
+        return batch
+
+    def _check(self, batch):
         n = batch.data[0].shape[0] - (batch.pad or 0)
         labels = batch.label[0][:n].asnumpy() if n else np.zeros((0,))
         bad = (labels < 0) | (labels >= self.classes) | (labels != np.floor(labels))
@@ -279,4 +213,11 @@ class LabelCheck(WrappedIter):
                 "are class indices, or pass the right --classes"
                 % (self.source, labels[bad.argmax()], self._batch, self.classes,
                    self.classes - 1))
-        return batch
+
+
+def checked(data_iter, classes=None, source=None, on_next=None):
+    """``data_iter`` as a :class:`CheckedBatches` when there is a label to check or a
+    batch to report; as it is otherwise (a caller's iterator trained on one machine)."""
+    if classes is None and on_next is None:
+        return data_iter
+    return CheckedBatches(data_iter, classes, source, on_next)

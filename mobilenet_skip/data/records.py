@@ -1,7 +1,9 @@
 """Train and val iterators over packed ImageNet-style RecordIO, driven by recipe values.
 
 Both are MXNet's C++ ``ImageRecordIter`` (decode and augmentation off the Python
-thread) wrapped so that the last partial batch says how much of it is padding.
+thread) under one Python layer, :class:`RecordIter`, so that the last partial batch says
+how much of it is padding; the training one, an :class:`EpochRecordIter`, also starts
+each epoch in an order of its own.
 
 Train augmentation is the paper's light one, MobileNet-style: a random resized crop
 keeping 25% to 100% of the image area (``min_random_area`` 0.25, where Inception
@@ -24,11 +26,10 @@ import os
 import mxnet as mx
 
 from ..utils.cores import physical_cores
-from . import checks
 from .wrapped import WrappedIter
 from ..errors import UserError
 from .preprocess import Preprocessing
-from ..recordio import check_record, read_synsets, synsets_path
+from ..recordio import check_record, read_synsets, require_decodable, synsets_path
 
 __all__ = ["check_record", "train_iter", "val_iter", "read_synsets",
            "synsets_path", "shard_size", "RecordIter", "EpochRecordIter", "epoch_seed",
@@ -114,8 +115,10 @@ class RecordIter(WrappedIter):
 
 
 def _record_source(cfg, rec_key, num_devices, num_parts, part_index):
-    """Check ``cfg[rec_key]`` and its .idx once; returns ``make(**transform)`` building a
-    :class:`RecordIter` over this shard (training builds one per epoch)."""
+    """Check ``cfg[rec_key]`` and its .idx once (every image too, unless the file is stamped
+    as checked); returns ``(open, records, batch)``: ``open(**transform)`` starts this
+    shard's ``ImageRecordIter`` (training starts one per epoch), which holds ``records``
+    records in batches of ``batch``."""
     rec = cfg[rec_key]
     if not rec:
         raise UserError("data setting %s is not set; point it at a .rec packed with "
@@ -123,18 +126,18 @@ def _record_source(cfg, rec_key, num_devices, num_parts, part_index):
     if not (isinstance(num_devices, int) and num_devices >= 1):
         raise UserError("num_devices must be a positive integer, got %r" % (num_devices,))
     idx = os.path.splitext(rec)[0] + ".idx"
-    part = shard_size(check_record(rec, idx), num_parts, part_index)
+    records = check_record(rec, idx)
+    require_decodable(rec, records)
+    part = shard_size(records, num_parts, part_index)
     batch = cfg["batch_size"] * num_devices
     threads = resolve_threads(cfg)
 
-    def make(**transform):
-        checks.decoding_starts()  # the decoder's threads start with the iterator
-        it = mx.io.ImageRecordIter(
+    def open_(**transform):
+        return mx.io.ImageRecordIter(
             path_imgrec=rec, path_imgidx=idx, batch_size=batch, label_width=1,
             preprocess_threads=threads, num_parts=num_parts,
             part_index=part_index, round_batch=False, verbose=False, **transform)
-        return RecordIter(it, part, batch)
-    return make
+    return open_, part, batch
 
 
 def epoch_seed(seed, epoch, part_index=0):
@@ -144,27 +147,31 @@ def epoch_seed(seed, epoch, part_index=0):
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-class EpochRecordIter(WrappedIter):
-    """Training batches whose order is a function of (seed, epoch, shard) alone.
+class EpochRecordIter(RecordIter):
+    """A :class:`RecordIter` whose batches come in an order that is a function of (seed,
+    epoch, shard) alone.
 
     A fresh ImageRecordIter replays its first epoch's shuffle, and ``reset()`` moves
     on in an order that depends on how many epochs came before; so
-    :meth:`set_epoch` builds the iterator of that epoch from :func:`epoch_seed`,
+    :meth:`set_epoch` starts the ImageRecordIter of that epoch from :func:`epoch_seed`,
     which is what lets a resumed run see the batches an uninterrupted one would.
     ``reset()`` alone keeps ImageRecordIter's own behaviour.
 
     Parameters
     ----------
     make : callable
-        ``make(seed)`` -> :class:`RecordIter`.
+        ``make(seed)`` -> the shard's ``ImageRecordIter``, shuffled and augmented by ``seed``.
+    num_records, batch_size : int
+        As :class:`RecordIter`'s.
     seed, part_index : int
         Base seed and shard.
     """
 
-    def __init__(self, make, seed, part_index=0):
+    def __init__(self, make, num_records, batch_size, seed, part_index=0):
         self._make, self.seed, self.part_index = make, int(seed), int(part_index)
         self.epoch, self._fresh = 0, True
-        super(EpochRecordIter, self).__init__(make(epoch_seed(self.seed, 0, self.part_index)))
+        super(EpochRecordIter, self).__init__(make(epoch_seed(self.seed, 0, self.part_index)),
+                                              num_records, batch_size)
 
     def set_epoch(self, epoch):
         """Start epoch ``epoch`` (from 0) at its first batch, in its own order."""
@@ -172,15 +179,16 @@ class EpochRecordIter(WrappedIter):
             return
         self.inner = None  # free the old decoder threads before starting new ones
         self.inner = self._make(epoch_seed(self.seed, epoch, self.part_index))
+        self._seen = 0
         self.epoch, self._fresh = int(epoch), True
 
     def reset(self):
-        self.inner.reset()
+        super(EpochRecordIter, self).reset()
         self._fresh = False
 
     def next(self):
         self._fresh = False
-        return self.inner.next()
+        return super(EpochRecordIter, self).next()
 
 
 def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
@@ -214,7 +222,8 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
     transform = Preprocessing.of(cfg).record_iter_args()
     del transform["resize"], transform["rand_mirror"]
 
-    source = _record_source(cfg, "rec_train", num_devices, num_parts, part_index)
+    source, records, batch = _record_source(cfg, "rec_train", num_devices, num_parts,
+                                            part_index)
 
     def make(epoch_seed_):
         return source(
@@ -223,7 +232,7 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
             max_aspect_ratio=cfg["max_aspect_ratio"], rand_mirror=bool(cfg["rand_mirror"]),
             brightness=jitter, contrast=jitter, saturation=jitter,
             shuffle=bool(cfg["shuffle"]), seed=epoch_seed_, seed_aug=epoch_seed_)
-    return EpochRecordIter(make, seed, part_index)
+    return EpochRecordIter(make, records, batch, seed, part_index)
 
 
 def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
@@ -233,5 +242,6 @@ def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
     <mobilenet_skip.data.preprocess.Preprocessing.record_iter_args>`; order is the file's,
     with no randomness. Parameters and return as :func:`train_iter`.
     """
-    return _record_source(cfg, "rec_val", num_devices, num_parts, part_index)(
-        shuffle=False, **Preprocessing.of(cfg).record_iter_args())
+    source, records, batch = _record_source(cfg, "rec_val", num_devices, num_parts, part_index)
+    return RecordIter(source(shuffle=False, **Preprocessing.of(cfg).record_iter_args()),
+                      records, batch)

@@ -1,6 +1,7 @@
-"""The base of every iterator that wraps another: the record shard, the per-epoch
-iterator, the label check and the watchdog's heartbeat each change one thing about the
-batches they pass on, and take everything else from the iterator they wrap."""
+"""The base of every iterator that wraps another: a record shard's padding and epochs
+(:mod:`.records`) and the checked batches (:mod:`.checks`: labels, the watchdog's
+heartbeat) change what they must about the batches they pass on, and take everything else
+from the iterator they wrap."""
 import mxnet as mx
 
 __all__ = ["WrappedIter"]

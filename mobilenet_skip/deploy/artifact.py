@@ -9,9 +9,9 @@ earlier export as it was and no temporary file.
 
 The graph takes one input named ``data`` (NCHW float32, normalised as in validation)
 and returns logits. The sidecar records the model and the preprocessing it expects
-(:class:`~mobilenet_skip.data.preprocess.Preprocessing`), so nothing else is needed to
-use it. In memory an export is a :class:`Graph`: the symbol and its weights, from
-which every deployment form is derived.
+(:mod:`mobilenet_skip.runs.sidecar`), so nothing else is needed to use it; here it is
+checked against the registered forms and read. In memory an export is a :class:`Graph`:
+the symbol and its weights, from which every deployment form is derived.
 """
 import json
 import os
@@ -21,35 +21,27 @@ from collections import namedtuple
 import mxnet as mx
 import numpy as np
 
-from ..utils.fs import remove_if_exists, stage
-from ..train.checkpoints import is_checkpoint_file, read_json
+from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
 from ..models.fusion import fused_count, set_bn_relu_fusion
-from ..data.preprocess import Preprocessing
+from ..runs.checkpoints import is_checkpoint_file, read_json
+from ..runs.sidecar import (DEFAULT_INPUT_SIZE, FORMAT, describe, export_paths,
+                            preprocessing_entries, sidecar_path, summary)
+from ..utils.fs import remove_if_exists, stage
 from .registry import kinds
 
+# describe, summary, export_paths, sidecar_path, FORMAT and DEFAULT_INPUT_SIZE are the
+# sidecar's (runs.sidecar), named here too because an export is read and written here
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
            "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
            "written_files", "refuse_overwrites", "FORMAT",
            "DEFAULT_INPUT_SIZE"]
 
-FORMAT = "mobilenet-skip-export"
-DEFAULT_INPUT_SIZE = 224
 NOT_WRITTEN = ("sidecar", "trained_input_size")  # read_info's notes, not the file's
 
 Graph = namedtuple("Graph", ["sym", "arg_params", "aux_params"])
 Graph.__doc__ = "A network as MXNet's symbolic API sees it: symbol, arg and aux NDArrays (CPU)."
-
-
-def export_paths(prefix):
-    """The files an export writes: symbol, params, synsets."""
-    return prefix + "-symbol.json", prefix + "-0000.params", prefix + ".synsets.txt"
-
-
-def sidecar_path(prefix):
-    """``<prefix>.json``: what the export is and how to preprocess its input."""
-    return prefix + ".json"
 
 
 def written_files(out, kind):
@@ -82,49 +74,6 @@ def _is_sidecar(path):
 
 
 # --- the sidecar ---------------------------------------------------------------------
-
-def describe(model, input_size, preprocessing=None, kind="fp32", **extra):
-    """The sidecar of an export: model, input and preprocessing.
-
-    Parameters
-    ----------
-    model : MobileNetSkip or dict
-        Where ``variant``, ``multiplier`` and ``classes`` are read from.
-    input_size : int
-        Side of the square input the network was trained for.
-    preprocessing : dict, optional
-        ``crop_ratio``, ``mean_rgb``, ``std_rgb`` (a recipe will do); missing keys take
-        :class:`~mobilenet_skip.data.preprocess.Preprocessing`'s defaults.
-    kind : str
-        ``fp32``, ``fused``, ``int8``: a registered form's (see :func:`~.registry.kinds`).
-    **extra
-        More JSON-serialisable entries (where the weights came from, calibration).
-    """
-    def get(key):
-        return model.get(key) if isinstance(model, dict) else getattr(model, key, None)
-    info = {"format": FORMAT, "kind": kind, "variant": get("variant"),
-            "multiplier": get("multiplier"), "classes": get("classes"), "input_name": "data"}
-    info.update(_preprocessing(preprocessing, input_size))
-    info.update(extra)
-    return info
-
-
-def _preprocessing(values, input_size):
-    """The sidecar's preprocessing entries: ``Preprocessing.to_dict()`` and ``resize``, the
-    shorter side before the crop, for readers without this package (an old sidecar
-    lacks it; this package recomputes it)."""
-    pre = Preprocessing.from_dict(values, input_size=int(input_size))
-    return dict(pre.to_dict(), resize=pre.resize)
-
-
-def summary(info):
-    """One line on an export: model, width, classes, input and preprocessing, kind."""
-    model = ("%s x%g" % (info["variant"], info["multiplier"]) if info.get("variant")
-             else "network")
-    return "%s, %s classes, %s, %s" % (
-        model, info.get("classes") or "?", Preprocessing.from_dict(info).describe(),
-        info.get("kind") or "no sidecar: ImageNet defaults")
-
 
 def check_info(info, path):
     """``info`` if it is a valid sidecar, else a :class:`UserError` naming ``path``."""
@@ -178,7 +127,7 @@ def read_info(prefix, input_size=None):
                             "at least %d" % (input_size, MIN_INPUT_SIZE))
         if info["sidecar"] and int(info["input_size"]) != int(input_size):
             info["trained_input_size"] = int(info["input_size"])
-        info.update(_preprocessing(info, input_size))
+        info.update(preprocessing_entries(info, input_size))
     return info
 
 

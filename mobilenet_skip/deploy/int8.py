@@ -9,9 +9,9 @@ import mxnet as mx
 
 from ..data import records as data
 from ..errors import UserError
+from ..runs.sidecar import val_config
 from .artifact import Graph, write_graph
 from .mkldnn import require_mkldnn
-from .runtime import val_config
 
 __all__ = ["calibration_images", "calibration_for", "export_int8", "add_arguments", "check",
            "CALIB_MIN_IMAGES", "CALIB_MODES"]

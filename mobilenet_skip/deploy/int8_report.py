@@ -31,9 +31,9 @@ import mxnet as mx
 import numpy as np
 
 from .artifact import export_paths, read_info
-from .loading import load_symbolic, open_export
-from .onnx import export_onnx, import_onnx, read_onnx_info
-from .runtime import OnnxNet
+from .loading import load_symbolic
+from .onnx import export_onnx, import_onnx
+from .runtime import OnnxRunner, export_runner
 
 __all__ = ["params_storage", "median_latency", "int8_report", "format_int8_report",
            "latency_verdict",
@@ -74,18 +74,16 @@ def median_latency(prefix, batch_size=1, repeats=30, warmup=3):
     The warm-up runs include the INT8 graph's first forward, which folds and quantizes
     its weights.
     """
-    exported = open_export(prefix)
-    net = exported.block
-    net.hybridize(static_alloc=True, static_shape=True)
-    side = exported.info["input_size"]
+    net = export_runner(prefix, batch_size=batch_size)
+    side = net.info["input_size"]
     x = mx.nd.random.normal(shape=(batch_size, 3, side, side))
     return _median_seconds(lambda: net(x).wait_to_read(), repeats, warmup)
 
 
 def _onnx_latency(path, repeats, warmup=3):
     """Median seconds of one batch-1 ONNX Runtime run of the ONNX file ``path``."""
-    net = OnnxNet(path)
-    side = read_onnx_info(path)["input_size"]
+    net = OnnxRunner(path, batch_size=1)
+    side = net.info["input_size"]
     x = {net.input_name: np.random.RandomState(0).normal(size=(1, 3, side, side))
          .astype(np.float32)}
     return _median_seconds(lambda: net.session.run(None, x), repeats, warmup)

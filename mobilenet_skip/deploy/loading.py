@@ -10,15 +10,15 @@ import warnings
 from collections import namedtuple
 
 import mxnet as mx
-import numpy as np
 
 from ..data import records as data
 from ..errors import UserError, mxnet_message
 from ..models import MIN_INPUT_SIZE, get_model
 from .artifact import Graph, export_paths, read_info, sidecar_path
+from .limits import check_input_size, is_allocation_failure, out_of_memory
 
-__all__ = ["load_symbolic", "block_of", "open_export", "Export", "forward_memory",
-           "node_shapes", "fatal_conv", "MAX_SYMBOL_BYTES"]
+__all__ = ["load_symbolic", "block_of", "open_export", "open_graph", "Export",
+           "MAX_SYMBOL_BYTES"]
 
 MAX_SYMBOL_BYTES = 64 << 20  # an exported graph is < 1 MB; more is not one
 
@@ -147,24 +147,8 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     graph = load_symbolic(prefix)  # a missing file is named before a missing sidecar
     info = read_info(prefix, input_size)
     sym_path, params_path, synsets_file = export_paths(prefix)
-    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
-    side = info["input_size"]
-    shapes = node_shapes(graph.sym, side)  # both checks run before anything is allocated
-    _check_fatal_conv(graph.sym, shapes, side, prefix)
-    _check_memory(shapes, side, prefix)
-    block = block_of(graph, ctxs, params_path)
-    try:
-        out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
-        out.wait_to_read()
-    except MemoryError:
-        raise UserError(_out_of_memory(side, prefix)) from None
-    except mx.base.MXNetError as err:
-        if _is_allocation_failure(err):
-            raise UserError(_out_of_memory(side, prefix, mxnet_message(err))) from None
-        raise UserError("%s does not fit %s at input %dx%d (%s); the two files come from "
-                        "different exports, or pass the right --input-size"
-                        % (params_path, sym_path, side, side, mxnet_message(err)))
-    classes = out.shape[1]
+    block, classes = open_graph(graph, info["input_size"], ctx, prefix,
+                                files=(sym_path, params_path))
     synsets = None
     if os.path.isfile(synsets_file) or need_synsets:
         if not os.path.isfile(synsets_file):
@@ -181,6 +165,45 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     info["classes"] = info.get("classes") or classes
     _check_model(graph, info, prefix)
     return Export(prefix, block, info, synsets, classes, graph)
+
+
+def open_graph(graph, side, ctx=None, name="the network", files=None):
+    """A ``SymbolBlock`` of ``graph`` on ``ctx`` that has run one ``side`` px image, and
+    its number of outputs.
+
+    An input size that would crash oneDNN or exceed the memory available is refused
+    from shape inference, before anything is allocated; a forward that fails is named.
+
+    Parameters
+    ----------
+    name : str
+        What the messages call the network: an export's prefix, a checkpoint's file.
+    files : tuple of str, optional
+        An export's symbol and params files, named when its weights do not fit its graph.
+
+    Returns
+    -------
+    tuple
+        ``(block, classes)``.
+    """
+    ctxs = ctx if isinstance(ctx, (list, tuple)) else [ctx or mx.cpu()]
+    check_input_size(graph.sym, side, name)
+    block = block_of(graph, ctxs, files[1] if files else name)
+    try:
+        out = block(mx.nd.zeros((1, 3, side, side), ctx=ctxs[0]))
+        out.wait_to_read()
+    except MemoryError:
+        raise UserError(out_of_memory(side, name)) from None
+    except mx.base.MXNetError as err:
+        if is_allocation_failure(err):
+            raise UserError(out_of_memory(side, name, mxnet_message(err))) from None
+        if files is None:
+            raise UserError("%s cannot run at input %dx%d (%s); pass the right --input-size"
+                            % (name, side, side, mxnet_message(err)))
+        raise UserError("%s does not fit %s at input %dx%d (%s); the two files come from "
+                        "different exports, or pass the right --input-size"
+                        % (files[1], files[0], side, side, mxnet_message(err)))
+    return block, out.shape[1]
 
 
 # --- the sidecar's model against the graph -----------------------------------------
@@ -219,154 +242,3 @@ def _check_model(graph, info, prefix):
                         "sidecar belongs to another export; re-export, or put this export's "
                         "own sidecar beside it" % (sidecar_path(prefix), described,
                                                    export_paths(prefix)[0], first))
-
-
-# --- memory --------------------------------------------------------------------------
-
-# What one image of side S adds to the peak RSS of tools/predict.py, measured with 0.25
-# and 1.0 full-connect-pre-act exports from 512 to 3072 px (MXNet 1.9.1 with MKLDNN, one
-# CPU thread): about 32 MB whatever the size (MKLDNN's primitives and scratch), plus
-# 3.35 times the largest feature map, plus 0.3 times the input. The estimate rounds each
-# term up, so that it stays above every measurement (by 10 to 45 %).
-FIXED_BYTES, MAP_COPIES, INPUT_COPIES = 64 << 20, 3.5, 1.0
-
-
-def _available_memory():
-    """Bytes a new allocation can get: MemAvailable, or less under a cgroup memory limit
-    (the OOM killer enforces that one); None if neither can be read."""
-    found = [_meminfo_available(), _cgroup_headroom()]
-    found = [n for n in found if n is not None]
-    return min(found) if found else None
-
-
-def _meminfo_available():
-    try:
-        with open("/proc/meminfo") as f:
-            for line in f:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024
-    except (OSError, ValueError, IndexError):
-        pass
-    return None
-
-
-def _cgroup_headroom():
-    """Limit minus usage of this process's memory cgroup (v2, else v1), or None."""
-    try:
-        with open("/proc/self/cgroup") as f:
-            lines = [line.rstrip("\n").split(":", 2) for line in f]
-    except OSError:
-        return None
-    for _, controllers, path in lines:
-        if controllers == "":
-            files = ("/sys/fs/cgroup" + path, "memory.max", "memory.current")
-        elif "memory" in controllers.split(","):
-            files = ("/sys/fs/cgroup/memory" + path, "memory.limit_in_bytes",
-                     "memory.usage_in_bytes")
-        else:
-            continue
-        try:
-            limit, used = (_read_text(os.path.join(files[0], name)) for name in files[1:])
-            if limit != "max" and int(limit) < 1 << 60:  # v1 says "no limit" as ~2**63
-                return max(int(limit) - int(used), 0)
-        except (OSError, ValueError):
-            continue
-    return None
-
-
-def _read_text(path):
-    with open(path) as f:
-        return f.read().strip()
-
-
-def forward_memory(sym, input_size):
-    """The bytes one image of ``input_size`` adds to predict's (or eval's) process.
-
-    :data:`FIXED_BYTES`, plus :data:`MAP_COPIES` times the largest feature map, plus
-    :data:`INPUT_COPIES` times the input (float32): a fit to measured peaks that stays
-    above each of them. Computed from shape inference alone, so nothing is allocated.
-    """
-    return _forward_memory(node_shapes(sym, input_size), input_size)
-
-
-def node_shapes(sym, input_size):
-    """``[(output name, shape)]`` of every node of ``sym`` for one image of
-    ``input_size``, by shape inference alone; None when the graph does not take it."""
-    internals = sym.get_internals()
-    try:
-        _, shapes, _ = internals.infer_shape(data=(1, 3, input_size, input_size))
-    except mx.base.MXNetError:
-        return None
-    return list(zip(internals.list_outputs(), shapes or []))
-
-
-def _forward_memory(shapes, input_size):
-    if shapes is None:
-        return 0  # the forward itself reports a graph that does not fit
-    sizes = [int(np.prod(s)) for _, s in shapes if s]
-    return int(FIXED_BYTES + 4 * (INPUT_COPIES * 3 * input_size ** 2
-                                  + MAP_COPIES * max(sizes or [0])))
-
-
-def _out_of_memory(side, prefix, detail=None):
-    return ("--input-size %d is too large: one %dx%d image through %s ran out of memory%s; "
-            "use the size it was trained at (%s) or a smaller one"
-            % (side, side, side, prefix, " (%s)" % detail if detail else "",
-               sidecar_path(prefix) if os.path.isfile(sidecar_path(prefix)) else "224 for "
-               "ImageNet"))
-
-
-# MXNet 1.9.1's oneDNN 1x1 convolution dies by SIGFPE (no message, no traceback) when its
-# output for one image holds a multiple of 2^26 values on a square map: measured here for
-# 16 and 64 channels at 2048 and 1024 px (2^26), 128 and 256 at 1024 (2^27, 2^28); 2^26 - 1
-# or + 2^20 values run, as does any size that is not such a multiple.
-FATAL_CONV_VALUES = 1 << 26
-
-
-def fatal_conv(sym, input_size):
-    """The 1x1 convolution of ``sym`` that ``input_size`` would crash (see
-    :data:`FATAL_CONV_VALUES`), as ``(node name, output shape)``, or None."""
-    return _fatal_conv(sym, node_shapes(sym, input_size))
-
-
-def _fatal_conv(sym, shapes):
-    nodes = {n["name"]: n for n in json.loads(sym.tojson())["nodes"]}
-    for out, shape in shapes or []:
-        node = nodes.get(out[:-len("_output")]) if out.endswith("_output") else None
-        if not node or node["op"] != "Convolution" or not shape:
-            continue
-        attrs = node.get("attrs", {})
-        values = int(np.prod(shape))
-        if (attrs.get("kernel") in ("(1, 1)", "(1,1)") and shape[2] == shape[3]
-                and values % FATAL_CONV_VALUES == 0):
-            return node["name"], tuple(shape)
-    return None
-
-
-def _check_fatal_conv(sym, shapes, side, prefix):
-    hit = _fatal_conv(sym, shapes)
-    if hit is None:
-        return
-    near = next(s for d in range(8, side, 8) for s in (side - d, side + d)
-                if fatal_conv(sym, s) is None)
-    raise UserError("--input-size %d would crash MXNet 1.9.1 (SIGFPE inside oneDNN): %s's 1x1 "
-                    "convolution %s outputs %s = %d x 2^26 values, a size its kernel cannot "
-                    "run; use --input-size %d, or any size that avoids it"
-                    % (side, prefix, hit[0], "x".join(map(str, hit[1])),
-                       int(np.prod(hit[1])) // FATAL_CONV_VALUES, near))
-
-
-def _check_memory(shapes, side, prefix):
-    """Refuse an input size whose forward cannot fit in memory, before allocating it."""
-    need, have = _forward_memory(shapes, side), _available_memory()
-    if have is not None and need > have:
-        raise UserError("--input-size %d is too large: one %dx%d image through %s needs "
-                        "about %.1f GB, and %.1f GB of memory is available; use the size it "
-                        "was trained at or a smaller one"
-                        % (side, side, side, prefix, need / 1e9, have / 1e9))
-
-
-def _is_allocation_failure(err):
-    text = str(err).lower()
-    return any(word in text for word in ("bad_alloc", "out of memory", "failed to allocate",
-                                         "cannot allocate", "memory allocation"))

@@ -8,7 +8,7 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import UserError
-from .runtime import load_image, softmax, top_k
+from .images import load_image, softmax, top_k
 
 __all__ = ["IMAGE_EXTENSIONS", "expand_paths", "classify", "CsvOut"]
 
@@ -51,7 +51,7 @@ def classify(net, info, synsets, paths, batch_size=16, k=5):
     Yields
     ------
     dict
-        ``image`` and either ``top`` (:func:`~.runtime.top_k`) or ``error``, in the
+        ``image`` and either ``top`` (:func:`~.images.top_k`) or ``error``, in the
         order of ``paths``.
     """
     if batch_size < 1:

@@ -9,11 +9,16 @@ run before any file is written, ``derive(base, out, options)`` writing it,
 writes (a key of :data:`RUNTIMES`; None: nothing here): the benchmark times, and
 ``export_model.py --eval-rec`` scores, every form that names one.
 
+A runtime is a :class:`Runtime`: its name (``eval_imagenet.py --runtime NAME``) and
+``open``, which opens a form's output (an export prefix, an ONNX file) as a
+:class:`~.runtime.Runner`, the one interface every scorer calls.
+
 This module imports nothing heavy, so that ``tools/predict.py``,
 ``tools/eval_imagenet.py`` and the benchmark know every loadable kind
 (:func:`kinds`, which :func:`~.artifact.check_info` asks) without importing the
-writers: the built-in forms name their functions as ``"module:function"`` strings
-(relative to this package), which :meth:`Form.resolved` imports on first use.
+writers or the runtimes: the built-in forms and runtimes name their functions as
+``"module:function"`` strings (relative to this package), which :meth:`Form.resolved`
+and :meth:`Runtime.resolved` import on first use.
 :mod:`.forms` drives the writing. Adding a form is one :func:`register` call; a form
 MXNet loads back (one with a kind) is declared here, below the built-ins, so that
 every reader sees its kind.
@@ -21,12 +26,35 @@ every reader sees its kind.
 import importlib
 from collections import namedtuple
 
-__all__ = ["Form", "FORMS", "RUNTIMES", "register", "kinds"]
+__all__ = ["Form", "FORMS", "Runtime", "RUNTIMES", "register", "kinds"]
 
 _FIELDS = ["name", "kind", "suffix", "help", "add_arguments", "check", "derive", "note",
            "runtime"]
-# What runs a form's output: MXNet loads an export prefix, ONNX Runtime an .onnx file.
-RUNTIMES = ("mxnet", "onnxruntime")
+
+
+def _resolve(value):
+    """``value``, or the callable a ``"module:function"`` string names (a module starting
+    with ``.`` is relative to :mod:`mobilenet_skip.deploy`), imported now."""
+    if isinstance(value, str):
+        module, _, name = value.partition(":")
+        value = getattr(importlib.import_module(module, __package__), name)
+    return value
+
+
+class Runtime(namedtuple("Runtime", ["name", "open"])):
+    """What runs a form's output: its name, and ``open(path, ctxs=None, api=...,
+    batch_size=..., input_size=None)`` (a callable or a ``"module:function"`` string),
+    which returns a :class:`~.runtime.Runner`."""
+    __slots__ = ()
+
+    def resolved(self, field="open"):
+        """The callable in ``field``, imported on first use."""
+        return _resolve(getattr(self, field))
+
+
+# MXNet loads an export prefix (plain, fused or INT8), ONNX Runtime an .onnx file.
+RUNTIMES = {"mxnet": Runtime("mxnet", ".runtime:export_runner"),
+            "onnxruntime": Runtime("onnxruntime", ".runtime:onnx_runner")}
 
 
 class Form(namedtuple("Form", _FIELDS)):
@@ -39,11 +67,7 @@ class Form(namedtuple("Form", _FIELDS)):
     def resolved(self, field):
         """The callable in ``field``, importing a ``"module:function"`` reference (a module
         starting with ``.`` is relative to :mod:`mobilenet_skip.deploy`)."""
-        value = getattr(self, field)
-        if isinstance(value, str):
-            module, _, name = value.partition(":")
-            value = getattr(importlib.import_module(module, __package__), name)
-        return value
+        return _resolve(getattr(self, field))
 
 
 Form.__new__.__defaults__ = (None,) * 6  # help, add_arguments, check, derive, note, runtime
@@ -53,7 +77,7 @@ FORMS = {}
 
 def register(form):
     """Make ``form`` one of :data:`FORMS` (its ``--NAME`` flag and its kind); returns it."""
-    if form.runtime not in (None,) + RUNTIMES:
+    if form.runtime is not None and form.runtime not in RUNTIMES:
         raise ValueError("form %s: runtime %r is none of %s" % (form.name, form.runtime,
                                                               ", ".join(RUNTIMES)))
     FORMS[form.name] = form

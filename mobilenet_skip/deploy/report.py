@@ -1,6 +1,6 @@
 """What a model gets wrong on a validation ``.rec``: per-class top-1, the confusion
 matrix and the misclassified images, from the per-image results of the one scorer
-(:func:`~mobilenet_skip.train.evaluation.evaluate` with ``per_image``).
+(:func:`~mobilenet_skip.runs.scorer.evaluate` with ``per_image``).
 
 The val iterator reads a ``.rec`` in the order of its records' offsets, so the i-th
 scored image is the record at the i-th smallest offset of the ``.idx``; its key is the

@@ -3,7 +3,7 @@ import logging
 
 from ..errors import UserError
 from ..models import norm_kwargs_from
-from ..train.rundir import RunDir, best_row, selected_row
+from ..runs.folder import RunDir, best_row, selected_row
 from .artifact import describe, export_network
 from .source import network_from_checkpoint
 
@@ -21,7 +21,7 @@ def export_run(save_dir, epoch=None, synsets=None):
     Parameters
     ----------
     save_dir : str
-        The run folder (read through :class:`~mobilenet_skip.train.rundir.RunDir`).
+        The run folder (read through :class:`~mobilenet_skip.runs.folder.RunDir`).
     epoch : int, optional
         Default: the recipe's ``export_epoch``, the last epoch of ``metrics.csv`` or
         the best by val top-1 (the earliest on a tie).

@@ -1,159 +1,73 @@
-"""Exported models at work on single images: reading and decoding an image file
-safely, validation's preprocessing (:meth:`~mobilenet_skip.data.preprocess.Preprocessing.image`),
-top-k class names, and the two network wrappers that run outside Gluon
-(``mx.mod.Module`` and ONNX Runtime) called like a block.
+"""The runtimes that run a network, behind one interface: a :class:`Runner`.
+
+A runner is a network made ready for batches of ``batch_size`` images: ``runner(x)``
+takes one device's batch (NCHW float32, preprocessed as ``runner.info`` says) and
+returns its logits as an NDArray on that device, whichever runtime computes them:
+
+- MXNet (:class:`MXNetRunner`): an export (plain FP32, fused or INT8) or a network in
+  memory, through gluon's ``SymbolBlock`` or the symbolic ``mx.mod.Module`` (``--api``);
+- ONNX Runtime (:class:`OnnxRunner`): an ``.onnx`` file in a CPU session.
+
+:data:`~.registry.RUNTIMES` names the opener of each runtime's files
+(:func:`export_runner`, :func:`onnx_runner`), :func:`open_runner` opens a path by its
+runtime's name, and :func:`network_runner` runs a network in memory (a checkpoint's:
+nothing is written to disk). :func:`~.scoring.score` and the tools' lines take any
+runner alike.
 """
-import io
 import os
-import stat
 
 import mxnet as mx
-import numpy as np
 
-from ..config.recipe import Recipe
 from ..errors import UserError
-from ..data.preprocess import Preprocessing
-from .loading import load_symbolic
+from .artifact import describe, graph_of, read_info, sidecar_path
+from .loading import load_symbolic, open_export, open_graph
+from .registry import RUNTIMES
 
-__all__ = ["decode_image", "exif_orientation", "load_image", "read_image_bytes", "top_k",
-           "softmax", "ModuleNet", "OnnxNet", "val_config", "MAX_IMAGE_BYTES"]
+__all__ = ["Runner", "MXNetRunner", "OnnxRunner", "ModuleNet", "APIS", "check_batch_size",
+           "export_runner", "onnx_runner", "network_runner", "open_runner"]
 
-# Decoded, the largest image is ~10x its file; 64 MB is far above any photo and far below
-# a MemoryError.
-MAX_IMAGE_BYTES = 64 << 20
-
-
-# EXIF Orientation (1-8) -> how OpenCV's IMREAD_COLOR turns the stored pixels upright
-# (its ExifTransform), for an H x W x C array.
-_EXIF_UPRIGHT = {
-    2: lambda a: a[:, ::-1],
-    3: lambda a: a[::-1, ::-1],
-    4: lambda a: a[::-1],
-    5: lambda a: a.transpose(1, 0, 2),
-    6: lambda a: a.transpose(1, 0, 2)[:, ::-1],
-    7: lambda a: a.transpose(1, 0, 2)[::-1, ::-1],
-    8: lambda a: a.transpose(1, 0, 2)[::-1],
-}
+APIS = ("symbolblock", "module")  # the MXNet APIs a runner can call
 
 
-def exif_orientation(raw):
-    """The EXIF Orientation tag of a JPEG's bytes (1, upright, when it has none).
+def check_batch_size(batch_size):
+    """``batch_size`` if it is at least 1, else the one-line :class:`UserError`: checked
+    where the value enters, a tool's flag or a :class:`Runner`."""
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1")
+    return batch_size
 
-    Read with Pillow, which parses the header without decoding pixels.
+
+class Runner(object):
+    """A network ready to score, called like a block on one device's batch.
+
+    Attributes
+    ----------
+    path : str
+        What runs: an export prefix, an ONNX file or a checkpoint file.
+    info : dict
+        Its sidecar: model, input size and preprocessing.
+    ctxs : list of Context
+        The devices a batch is split over.
+    batch_size : int
+        Images per device and batch.
+    labels : dict
+        The runtime and device as a JSON line names them: ``device`` and ``api`` (MXNet),
+        or ``device`` and ``runtime``.
+    engine : str
+        What runs it, for the line naming the data: ``api symbolblock``, ``ONNX Runtime 1.x``.
     """
-    if raw[:2] != b"\xff\xd8":
-        return 1
-    from PIL import Image
-    try:
-        with Image.open(io.BytesIO(raw)) as img:
-            return int(img.getexif().get(0x0112, 1))
-    except Exception:  # a damaged header: OpenCV then ignores the tag as well
-        return 1
 
+    def __init__(self, path, info, ctxs, batch_size):
+        self.path, self.info, self.ctxs = path, info, list(ctxs)
+        self.batch_size = check_batch_size(batch_size)
+        self.labels, self.engine = {}, ""
 
-def decode_image(raw, name="image"):
-    """RGB ``H x W x 3`` uint8 NDArray from encoded bytes (JPEG, PNG, ...), upright.
+    def __call__(self, x):
+        raise NotImplementedError
 
-    The pixels are MXNet's decoder's, which ``ImageRecordIter`` runs, and a JPEG's EXIF
-    orientation is applied as OpenCV applies it both when packing and in
-    ``ImageRecordIter`` (``mx.image.imdecode`` ignores it): a phone photo is classified
-    as evaluation would see it, not sideways.
-
-    Raises
-    ------
-    UserError
-        When the bytes are empty or not an image OpenCV can decode.
-    """
-    if not raw:
-        raise UserError("%s is empty" % name)
-    try:
-        img = mx.image.imdecode(raw, flag=1, to_rgb=True)
-    except mx.base.MXNetError:
-        img = None
-    if img is None or img.ndim != 3 or min(img.shape[:2]) < 1:
-        raise UserError("%s cannot be decoded as an image (JPEG, PNG, BMP, ...)" % name)
-    upright = _EXIF_UPRIGHT.get(exif_orientation(raw))
-    if upright is not None:
-        img = mx.nd.array(np.ascontiguousarray(upright(img.asnumpy())), dtype=np.uint8)
-    return img
-
-
-def read_image_bytes(path, limit=None):
-    """The bytes of an image file, refusing what is not a regular file of plausible size.
-
-    A FIFO would block the read until someone writes to it and ``/dev/zero`` never
-    ends, so the file is checked with ``stat`` (which opens nothing) first, and at
-    most ``limit + 1`` bytes are read in case it grows meanwhile.
-
-    Raises
-    ------
-    UserError
-        Naming the file: missing, not a regular file, too large or unreadable.
-    """
-    limit = MAX_IMAGE_BYTES if limit is None else limit
-    try:
-        st = os.stat(path)
-    except OSError as err:
-        raise UserError("%s: %s" % (path, err.strerror or err))
-    if not stat.S_ISREG(st.st_mode):
-        kind = ("a folder" if stat.S_ISDIR(st.st_mode) else "a FIFO (named pipe)"
-                if stat.S_ISFIFO(st.st_mode) else "a device" if stat.S_ISCHR(st.st_mode)
-                or stat.S_ISBLK(st.st_mode) else "a socket" if stat.S_ISSOCK(st.st_mode)
-                else "not a regular file")
-        raise UserError("%s is %s, not an image file; give JPEG/PNG/BMP files" % (path, kind))
-    if st.st_size > limit:
-        raise UserError("%s is %.1f MB, more than the %.1f MB an image may be here; resize it "
-                        "first" % (path, st.st_size / 2.0 ** 20, limit / 2.0 ** 20))
-    try:
-        with open(path, "rb") as f:
-            raw = f.read(limit + 1)
-    except OSError as err:
-        raise UserError("%s: %s" % (path, err.strerror or err))
-    if len(raw) > limit:
-        raise UserError("%s grew past %.1f MB while being read" % (path, limit / 2.0 ** 20))
-    return raw
-
-
-def load_image(path, info):
-    """Read, decode and preprocess one image file for an export described by ``info``.
-
-    ``info`` (a sidecar) gives the :class:`~mobilenet_skip.data.preprocess.Preprocessing`;
-    the result is a ``1 x 3 x S x S`` float32 batch, the input validation gave.
-
-    Raises
-    ------
-    UserError
-        Naming the file: missing, unreadable, or not an image.
-    """
-    raw = read_image_bytes(path)
-    return Preprocessing.from_dict(info).image(decode_image(raw, path))
-
-
-def val_config(info, rec, batch_size, threads=None):
-    """``data.val_iter``'s settings for ``rec`` preprocessed as the sidecar ``info`` says."""
-    return Recipe.from_values(dict(Preprocessing.from_dict(info).to_dict(), rec_val=rec,
-                                   batch_size=batch_size,
-                                   preprocess_threads=threads or min(4, os.cpu_count() or 1)))
-
-
-def softmax(logits):
-    """Row-wise softmax of a NumPy array, in float64 for stable probabilities."""
-    z = np.asarray(logits, dtype=np.float64)
-    z = np.exp(z - z.max(axis=-1, keepdims=True))
-    return z / z.sum(axis=-1, keepdims=True)
-
-
-def top_k(probs, synsets, k=5):
-    """The ``k`` most likely classes of one probability vector.
-
-    Returns
-    -------
-    list of dict
-        ``index``, ``name`` and ``probability``, most likely first.
-    """
-    order = np.argsort(-probs, kind="stable")[:k]
-    return [{"index": int(i), "name": synsets[i] if synsets else str(i),
-             "probability": float(probs[i])} for i in order]
+    def where(self, cpu):
+        """The device of the speed line; ``cpu()`` describes this machine's CPU."""
+        raise NotImplementedError
 
 
 class ModuleNet(object):
@@ -186,33 +100,154 @@ class ModuleNet(object):
         return mod.get_outputs()[0]
 
 
-class OnnxNet(object):
-    """An ONNX file in an ONNX Runtime CPU session, called like a block on NDArrays.
+class MXNetRunner(Runner):
+    """A :class:`~.artifact.Graph` in MXNet, through ``api``: its ``block`` (a
+    ``SymbolBlock`` on ``ctxs``, hybridized) or a :class:`ModuleNet` of the graph. Both
+    have run one batch on every device before the clock starts."""
 
-    Returns the logits as an NDArray, so :func:`.evaluate` scores it exactly as
-    it scores a ``SymbolBlock``, on batches from the same validation iterator.
+    def __init__(self, path, graph, block, info, ctxs, api="symbolblock", batch_size=32):
+        super(MXNetRunner, self).__init__(path, info, ctxs, batch_size)
+        side = info["input_size"]
+        if api == "module":
+            net = ModuleNet(graph, self.ctxs, batch_size, side)
+        elif api == "symbolblock":
+            net = block
+            net.hybridize(static_alloc=True, static_shape=True)
+        else:
+            raise UserError("--api must be one of %s, got %r" % (", ".join(APIS), api))
+        for ctx in self.ctxs:  # build the graphs before the clock starts
+            net(mx.nd.zeros((batch_size, 3, side, side), ctx=ctx)).wait_to_read()
+        self.net = net
+        self.labels = {"device": ",".join(str(c) for c in self.ctxs), "api": api}
+        self.engine = "api %s" % api
+
+    def __call__(self, x):
+        return self.net(x)
+
+    def where(self, cpu):
+        device = self.labels["device"]
+        return device + (" (%s)" % cpu() if self.ctxs[0].device_type == "cpu" else "")
+
+
+class OnnxRunner(Runner):
+    """An ONNX file in an ONNX Runtime CPU session, on batches from the same validation
+    iterator as MXNet's, its logits returned as an NDArray.
+
+    The preprocessing is the one ``export_onnx`` stored in the file (else the sidecar
+    beside it, else ImageNet's at ``input_size``); an ``input_size`` the graph cannot
+    take is refused.
     """
 
-    def __init__(self, path, threads=None):
-        try:
-            import onnxruntime as ort
-        except ImportError:
-            raise UserError("--runtime onnxruntime needs the onnxruntime package: pip install "
-                            "onnxruntime (requirements/test.txt pins the tested one)") from None
-        options = ort.SessionOptions()
-        if threads:
-            options.intra_op_num_threads = threads
-        try:
-            self.session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
-        except Exception as err:  # onnxruntime raises its own classes, not one base
-            raise UserError("ONNX Runtime %s cannot load %s (%s)" % (
-                ort.__version__, path, str(err).strip().splitlines()[0][-200:])) from None
-        inputs = self.session.get_inputs()
-        if len(inputs) != 1:
-            raise UserError("%s has %d graph inputs (%s); an exported classifier has only data"
-                            % (path, len(inputs), ", ".join(i.name for i in inputs[:3])))
-        self.input_name, self.shape = inputs[0].name, inputs[0].shape
+    def __init__(self, path, input_size=None, batch_size=32, threads=None):
+        super(OnnxRunner, self).__init__(path, None, [mx.cpu()], batch_size)
+        if not os.path.isfile(path):
+            raise UserError("ONNX file %s not found (tools/export_model.py --onnx writes "
+                            "PREFIX.onnx)" % path)
+        info = _onnx_info(path, input_size)  # says which onnx to install if it is missing
+        self.session, self.input_name, self.shape = _session(path, threads)
+        side = (self.shape[2] if len(self.shape) == 4 and isinstance(self.shape[2], int)
+                else None)
+        if input_size and side and int(input_size) != side:
+            raise UserError("--input-size %d: %s takes %dx%d images only (its input is %s); "
+                            "re-export with export_model.py --input-size %d --onnx"
+                            % (input_size, path, side, side, self.shape, input_size))
+        if side and side != info["input_size"]:
+            if info.get("sidecar") is False:
+                info["input_size"] = side
+            else:
+                raise UserError("%s takes %dx%d images but its description says %d; "
+                                "re-export it" % (path, side, side, info["input_size"]))
+        import onnxruntime
+        self.info = info
+        self.labels = {"device": "cpu", "runtime": "onnxruntime"}
+        self.engine = "ONNX Runtime %s" % onnxruntime.__version__
 
     def __call__(self, x):
         out = self.session.run(None, {self.input_name: x.asnumpy()})[0]
         return mx.nd.array(out, ctx=x.context)
+
+    def where(self, cpu):
+        return "the CPU"
+
+
+def _session(path, threads=None):
+    """An ONNX Runtime CPU session of ``path``, its input's name and shape."""
+    try:
+        import onnxruntime as ort
+    except ImportError:
+        raise UserError("--runtime onnxruntime needs the onnxruntime package: pip install "
+                        "onnxruntime (requirements/test.txt pins the tested one)") from None
+    options = ort.SessionOptions()
+    if threads:
+        options.intra_op_num_threads = threads
+    try:
+        session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # onnxruntime raises its own classes, not one base
+        raise UserError("ONNX Runtime %s cannot load %s (%s)" % (
+            ort.__version__, path, str(err).strip().splitlines()[0][-200:])) from None
+    inputs = session.get_inputs()
+    if len(inputs) != 1:
+        raise UserError("%s has %d graph inputs (%s); an exported classifier has only data"
+                        % (path, len(inputs), ", ".join(i.name for i in inputs[:3])))
+    return session, inputs[0].name, inputs[0].shape
+
+
+def _onnx_info(path, input_size):
+    """Input size and preprocessing of an ONNX file: its stored sidecar, the ``.json``
+    beside it, or the defaults at the graph's input size."""
+    from .onnx import read_onnx_info  # the ONNX form's module, only when reading its file
+    info = read_onnx_info(path)
+    base = path[:-5] if path.endswith(".onnx") else path
+    if info is None and os.path.isfile(sidecar_path(base)):
+        info = read_info(base)
+    if info is None:
+        info = describe({}, input_size or 224, kind=None, sidecar=False)
+    return info
+
+
+# --- opening: the runtimes' openers (registry.RUNTIMES) and a network in memory -------
+
+def export_runner(prefix, ctxs=None, api="symbolblock", batch_size=32, input_size=None):
+    """An MXNet export (``prefix``) on ``ctxs`` (default one CPU) through ``api``;
+    ``input_size`` overrides its sidecar's."""
+    ctxs = list(ctxs or [mx.cpu()])
+    exported = open_export(prefix, input_size, ctx=ctxs)
+    return MXNetRunner(prefix, exported.graph, exported.block, exported.info, ctxs, api,
+                       batch_size)
+
+
+def onnx_runner(path, ctxs=None, api="symbolblock", batch_size=32, input_size=None):
+    """An ONNX file in ONNX Runtime, on the CPU alone; ``api`` is MXNet's, so only its
+    default applies."""
+    if any(ctx.device_type != "cpu" for ctx in ctxs or []):
+        raise UserError("--runtime onnxruntime runs on the CPU here; drop --gpus")
+    if api != "symbolblock":
+        raise UserError("--api chooses the MXNet API; it does not apply to --runtime "
+                        "onnxruntime")
+    return OnnxRunner(path, input_size, batch_size)
+
+
+def network_runner(net, info, name, ctxs=None, api="symbolblock", batch_size=32):
+    """A network in memory (a checkpoint's) in MXNet, as its export would run: the graph
+    it traces at ``info["input_size"]``, with its weights, through ``api``.
+
+    Parameters
+    ----------
+    net : HybridBlock
+        The network (a :class:`~mobilenet_skip.models.MobileNetSkip`).
+    info : dict
+        Its sidecar (:func:`~.artifact.describe`).
+    name : str
+        What the messages call it: the checkpoint file.
+    """
+    ctxs = list(ctxs or [mx.cpu()])
+    graph = graph_of(net, info["input_size"])
+    block, _ = open_graph(graph, info["input_size"], ctxs, name)
+    return MXNetRunner(name, graph, block, info, ctxs, api, batch_size)
+
+
+def open_runner(runtime, path, ctxs=None, api="symbolblock", batch_size=32, input_size=None):
+    """``path`` opened by the runtime named ``runtime`` (a key of
+    :data:`~.registry.RUNTIMES`)."""
+    return RUNTIMES[runtime].resolved()(path, ctxs=ctxs, api=api, batch_size=batch_size,
+                                        input_size=input_size)

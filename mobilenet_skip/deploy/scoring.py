@@ -1,39 +1,19 @@
-"""Single-centre-crop top-1/top-5 of an export over a validation ``.rec``: through
-``SymbolBlock`` or ``Module``, in ONNX Runtime, and several forms side by side.
+"""Single-centre-crop top-1/top-5 over a validation ``.rec`` of any
+:class:`~.runtime.Runner`: an export through ``SymbolBlock`` or ``Module``, a checkpoint's
+network in memory, an ONNX file in ONNX Runtime, and several forms side by side.
 
-The batches come from ``data.val_iter`` configured by the export's
+The batches come from ``data.val_iter`` configured by the runner's
 :class:`~mobilenet_skip.data.preprocess.Preprocessing` (its sidecar) and are scored by the
-one :func:`.evaluate`, whichever runtime runs the network.
+one :func:`~mobilenet_skip.runs.scorer.evaluate`, whichever runtime runs the network.
 """
-import os
-
-import mxnet as mx
 import numpy as np
 
 from ..data import records as data
-from ..errors import UserError
-from ..train.evaluation import evaluate
-from .artifact import describe, read_info, sidecar_path
-from .loading import open_export
-from .runtime import ModuleNet, OnnxNet, val_config
+from ..runs.scorer import evaluate
+from ..runs.sidecar import val_config
+from .runtime import APIS, open_runner
 
-__all__ = ["evaluate_export", "evaluate_onnx", "compare_exports", "APIS", "SCORERS"]
-
-APIS = ("symbolblock", "module")
-
-
-def _network(exported, api, ctxs, batch_size):
-    side = exported.info["input_size"]
-    if api == "module":
-        net = ModuleNet(exported.graph, ctxs, batch_size, side)
-    elif api == "symbolblock":
-        net = exported.block
-        net.hybridize(static_alloc=True, static_shape=True)
-    else:
-        raise UserError("--api must be one of %s, got %r" % (", ".join(APIS), api))
-    for ctx in ctxs:  # build the graphs before the clock starts
-        net(mx.nd.zeros((batch_size, 3, side, side), ctx=ctx)).wait_to_read()
-    return net
+__all__ = ["score", "evaluate_export", "evaluate_onnx", "compare_exports", "APIS"]
 
 
 class _Recorder(object):
@@ -52,23 +32,19 @@ class _Recorder(object):
         return np.concatenate([o.asnumpy() for o in self.outputs])
 
 
-def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, input_size=None,
-                    threads=None, keep_logits=False, per_image=False):
-    """Single-centre-crop top-1/top-5 of an export over a ``.rec``.
+def score(runner, rec, threads=None, keep_logits=False, per_image=False):
+    """Single-centre-crop top-1/top-5 of ``runner`` over a ``.rec``.
 
     Parameters
     ----------
-    prefix : str
-        The export.
+    runner : Runner
+        The network, ready for batches of ``runner.batch_size`` images per device.
     rec : str
         Validation ``.rec`` (with its ``.idx``).
-    ctxs : list of Context, optional
-        Devices; a batch holds ``batch_size`` images per device (default one CPU).
-    api : {"symbolblock", "module"}
-    input_size : int, optional
-        Overrides the sidecar's.
+    threads : int, optional
+        Decoding threads (default ``min(4, cores)``).
     keep_logits : bool
-        Also return every image's logits, to compare two exports image by image.
+        Also return every image's logits, to compare two forms image by image.
     per_image : bool
         Also return each image's ``label``, ``pred`` and ``confidence``, for a
         :class:`~mobilenet_skip.deploy.report.ClassReport`.
@@ -76,86 +52,38 @@ def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, in
     Returns
     -------
     dict
-        :func:`.evaluate`'s (``top1``, ``top5``, ``loss``, ``images``, ``seconds``,
-        ``classes`` and, with ``per_image``, its arrays), ``images_per_s`` (decoding
-        included, after one untimed batch), ``info`` (the sidecar) and, with
-        ``keep_logits``, ``logits`` (``images x classes``, file order).
+        :func:`~mobilenet_skip.runs.scorer.evaluate`'s (``top1``, ``top5``, ``loss``,
+        ``images``, ``seconds``, ``classes`` and, with ``per_image``, its arrays),
+        ``images_per_s`` (decoding included, after one untimed batch), ``info`` (the
+        sidecar) and, with ``keep_logits``, ``logits`` (``images x classes``, file order:
+        split_and_load cuts each batch into consecutive runs, one per device, in order).
     """
-    ctxs = list(ctxs or [mx.cpu()])
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    exported = open_export(prefix, input_size, ctx=ctxs)
-    net = _network(exported, api, ctxs, batch_size)
-    if keep_logits:
-        net = _Recorder(net)
-    result = evaluate(net, data.val_iter(val_config(exported.info, rec, batch_size, threads),
-                                         len(ctxs)), ctxs, per_image=per_image)
+    net = _Recorder(runner) if keep_logits else runner
+    batches = data.val_iter(val_config(runner.info, rec, runner.batch_size, threads),
+                            len(runner.ctxs))
+    result = evaluate(net, batches, runner.ctxs, per_image=per_image)
     result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
-    result["info"] = exported.info
+    result["info"] = runner.info
     if keep_logits:
-        # split_and_load cuts each batch into consecutive runs, one per device, in order
         result["logits"] = net.logits()
     return result
 
 
-def _onnx_info(path, input_size):
-    """Input size and preprocessing of an ONNX file: its stored sidecar, the ``.json``
-    beside it, or the defaults at the graph's input size."""
-    from .onnx import read_onnx_info  # the ONNX form's module, only when reading its file
-    info = read_onnx_info(path)
-    base = path[:-5] if path.endswith(".onnx") else path
-    if info is None and os.path.isfile(sidecar_path(base)):
-        info = read_info(base)
-    if info is None:
-        info = describe({}, input_size or 224, kind=None, sidecar=False)
-    return info
+def evaluate_export(prefix, rec, ctxs=None, api="symbolblock", batch_size=32, input_size=None,
+                    threads=None, keep_logits=False, per_image=False):
+    """:func:`score` of an MXNet export (``prefix``) on ``ctxs`` (default one CPU), a batch
+    holding ``batch_size`` images per device; ``input_size`` overrides its sidecar's."""
+    return score(open_runner("mxnet", prefix, ctxs, api, batch_size, input_size), rec,
+                 threads, keep_logits, per_image)
 
 
 def evaluate_onnx(path, rec, batch_size=32, input_size=None, threads=None, keep_logits=False,
                   per_image=False):
-    """Single-centre-crop top-1/top-5 of an ONNX file in ONNX Runtime over a ``.rec``.
-
-    The images come from the same validation iterator as :func:`evaluate_export` (the
-    C++ ``ImageRecordIter``, same resize, crop and normalisation) and are scored by
-    the same :func:`.evaluate`; only the network runs in ONNX Runtime. The
-    preprocessing is the one stored in the file by ``export_onnx``.
-
-    Returns
-    -------
-    dict
-        As :func:`evaluate_export` (its ``keep_logits`` and ``per_image`` too).
-    """
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1")
-    if not os.path.isfile(path):
-        raise UserError("ONNX file %s not found (tools/export_model.py --onnx writes "
-                        "PREFIX.onnx)" % path)
-    info = _onnx_info(path, input_size)  # says which onnx to install if it is missing
-    net = OnnxNet(path, threads=None)
-    side = net.shape[2] if len(net.shape) == 4 and isinstance(net.shape[2], int) else None
-    if input_size and side and int(input_size) != side:
-        raise UserError("--input-size %d: %s takes %dx%d images only (its input is %s); "
-                        "re-export with export_model.py --input-size %d --onnx"
-                        % (input_size, path, side, side, net.shape, input_size))
-    if side and side != info["input_size"]:
-        if info.get("sidecar") is False:
-            info["input_size"] = side
-        else:
-            raise UserError("%s takes %dx%d images but its description says %d; re-export it"
-                            % (path, side, side, info["input_size"]))
-    if keep_logits:
-        net = _Recorder(net)
-    result = evaluate(net, data.val_iter(val_config(info, rec, batch_size, threads)),
-                      [mx.cpu()], per_image=per_image)
-    result["images_per_s"] = result["images"] / max(result["seconds"], 1e-9)
-    result["info"] = info
-    if keep_logits:
-        result["logits"] = net.logits()
-    return result
-
-
-# How a form's output is scored, by the runtime that runs it (registry.RUNTIMES).
-SCORERS = {"mxnet": evaluate_export, "onnxruntime": evaluate_onnx}
+    """:func:`score` of an ONNX file in ONNX Runtime: the same batches as
+    :func:`evaluate_export` (the C++ ``ImageRecordIter``, same resize, crop and
+    normalisation) scored the same way; only the network runs in ONNX Runtime."""
+    return score(open_runner("onnxruntime", path, batch_size=batch_size,
+                             input_size=input_size), rec, threads, keep_logits, per_image)
 
 
 def compare_exports(outputs, rec, batch_size=32):
@@ -164,9 +92,10 @@ def compare_exports(outputs, rec, batch_size=32):
     Parameters
     ----------
     outputs : dict
-        Name (``fp32``, ``int8``, ...) to ``(runtime, path)``: a key of :data:`SCORERS`
-        and an export prefix (``mxnet``) or an ONNX file (``onnxruntime``); the first is
-        the reference. A plain string is an MXNet export prefix.
+        Name (``fp32``, ``int8``, ...) to ``(runtime, path)``: a key of
+        :data:`~.registry.RUNTIMES` and what it opens, an export prefix (``mxnet``) or an
+        ONNX file (``onnxruntime``); the first is the reference. A plain string is an
+        MXNet export prefix.
 
     Returns
     -------
@@ -178,7 +107,7 @@ def compare_exports(outputs, rec, batch_size=32):
     rows, reference = [], None
     for name, output in outputs.items():
         runtime, path = ("mxnet", output) if isinstance(output, str) else output
-        r = SCORERS[runtime](path, rec, batch_size=batch_size, keep_logits=True)
+        r = score(open_runner(runtime, path, batch_size=batch_size), rec, keep_logits=True)
         pred = r["logits"].argmax(axis=1)
         if reference is None:
             reference = {"pred": pred, "top1": r["top1"]}

@@ -1,6 +1,6 @@
 """Where the weights to deploy come from: an export, a training run's epoch, or a
 checkpoint file. A run folder is read through
-:class:`~mobilenet_skip.train.rundir.RunDir` alone (it knows the file names).
+:class:`~mobilenet_skip.runs.folder.RunDir` alone (it knows the file names).
 """
 import os
 from collections import namedtuple
@@ -9,7 +9,7 @@ import mxnet as mx
 
 from ..errors import UserError
 from ..models import get_model, norm_kwargs_from
-from ..train.rundir import RunDir
+from ..runs.folder import RunDir
 from .artifact import DEFAULT_INPUT_SIZE, describe, export_paths
 from .loading import open_export
 

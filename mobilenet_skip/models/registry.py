@@ -14,13 +14,14 @@ VARIANTS = {
     "full-connect-pre-act": dict(connect="full", preact=True),
 }
 
-# MXNet Gluon's BatchNorm defaults: what every run made before the recipe had BN keys used.
+# MXNet Gluon's BatchNorm defaults: the BatchNorm of a config that names no BN keys.
 BN_DEFAULTS = {"bn_momentum": 0.9, "bn_eps": 1e-5}
 
 
 def norm_kwargs_from(cfg):
     """BatchNorm arguments (``momentum``, ``epsilon``) from a recipe's ``bn_momentum`` and
-    ``bn_eps``; a config without them (an older run's config.yaml) gets :data:`BN_DEFAULTS`.
+    ``bn_eps``; a config without them (a run's config.yaml may lack them) gets
+    :data:`BN_DEFAULTS`.
 
     Epsilon is part of the inference graph (an export's symbol carries it), so whatever
     rebuilds a trained network from its config must pass these too.

@@ -19,8 +19,7 @@ from mxnet import gluon
 from ..errors import UserError
 
 __all__ = ["OPTIMIZERS", "LR_MODES", "register_optimizer", "register_lr_mode",
-           "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "optimizer_name",
-           "make_trainer"]
+           "effective_lr", "schedule", "TFRMSProp", "create_optimizer", "make_trainer"]
 
 FLOAT32_MAX = 3.4028234663852886e38  # MXNet holds every float setting (lr, wd, ...) as float32
 
@@ -197,11 +196,6 @@ def _entry(cfg):
     except KeyError:
         raise UserError("optimizer must be one of %s, got %r" % (" | ".join(OPTIMIZERS),
                                                                   cfg["optimizer"]))
-
-
-def optimizer_name(cfg):
-    """The registered MXNet optimizer a recipe's ``optimizer`` means."""
-    return _entry(cfg).mxnet_name
 
 
 def create_optimizer(cfg, global_batch):

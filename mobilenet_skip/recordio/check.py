@@ -47,7 +47,9 @@ def check_record(rec_path, idx_path=None):
     (:func:`_check_headers`). That catches a missing index, a file that is not
     RecordIO, a truncated copy, an index from another file and zeroed or overwritten
     stretches before training or evaluation starts, where the C++ iterator would
-    abort the process (``dmlc::Error``, exit 134) without naming the file.
+    abort the process (``dmlc::Error``, exit 134) without naming the file; and records
+    that no line of the index names (an ``.idx`` missing lines), which the iterator
+    would skip without a word.
 
     Parameters
     ----------
@@ -83,7 +85,7 @@ def check_record(rec_path, idx_path=None):
                             "truncated or the .idx belongs to another file; re-pack both"
                             % (idx_path, last, rec_path, size))
         _record_end(f, last, size, rec_path, idx_path)
-        _check_headers(f, rec_path, keys, offsets, size)
+        _check_headers(f, rec_path, idx_path, keys, offsets, size)
     return len(offsets)
 
 
@@ -112,9 +114,9 @@ def read_index(idx_path):
     return keys, offsets
 
 
-def _check_headers(f, rec_path, keys, offsets, size):
-    """Every record the index names starts with a record header, and each record ends
-    where the next one starts (or at the end of the file).
+def _check_headers(f, rec_path, idx_path, keys, offsets, size):
+    """Every record the index names starts with a record header, each record ends
+    where the next one starts (or at the end of the file), and every record is named.
 
     Headers are parsed by hand (8 bytes per record, gathered with one numpy fancy
     index over a memory map) rather than read with ``mx.recordio.MXIndexedRecordIO``.
@@ -156,6 +158,7 @@ def _check_headers(f, rec_path, keys, offsets, size):
                             "tools/im2rec.py" % (rec_path, where(i))) from None
     next_start = np.append(starts[1:], size)
     bad = np.flatnonzero(bad_head | (ends != next_start))
+    unindexed = []  # (byte, where) of each record that no .idx line names
     for i in bad:
         if bad_head[i]:
             raise UserError("%s is damaged: %s has no record header (zeroed or overwritten "
@@ -165,17 +168,33 @@ def _check_headers(f, rec_path, keys, offsets, size):
             raise UserError("%s is damaged: %s runs to byte %d, past the start of the next "
                             "(byte %d); copy it again or re-pack it with tools/im2rec.py"
                             % (rec_path, where(i), ends[i], next_start[i]))
-        # A gap: records the index does not name (MXRecordIO.write between write_idx
-        # calls). The C++ reader parses them too, so they must be whole.
-        pos = int(ends[i])
-        while pos < next_start[i]:
-            try:
-                pos = _record_end(f, pos, size, rec_path)[0]
-            except UserError:
-                raise UserError("%s is damaged: after %s, byte %d holds no record header "
-                                "(zeroed or overwritten bytes); copy it again or re-pack it "
-                                "with tools/im2rec.py" % (rec_path, where(i), pos)) from None
-        if pos != next_start[i]:
-            raise UserError("%s is damaged: the records after %s run past byte %d, where the "
-                            "next starts; copy it again or re-pack it with tools/im2rec.py"
-                            % (rec_path, where(i), next_start[i]))
+        unindexed += _walk_gap(f, rec_path, int(ends[i]), int(next_start[i]), size,
+                               "after " + where(i))
+    if starts[0] > 0:
+        unindexed += _walk_gap(f, rec_path, 0, int(starts[0]), size, "before the first record")
+    if unindexed:
+        # ImageRecordIter reads only what the index names: eval would score 358 of 359.
+        raise UserError("%s names %d records, but %s holds %d more that no line of it names "
+                        "(the first at byte %d, %s): training and evaluation would skip them "
+                        "without a word; copy the .idx again, or re-pack both with "
+                        "tools/im2rec.py" % (idx_path, n, rec_path, len(unindexed),
+                                             unindexed[0][0], unindexed[0][1]))
+
+
+def _walk_gap(f, rec_path, pos, stop, size, where):
+    """Follow the records between bytes ``pos`` and ``stop``, which no .idx line names;
+    returns ``[(byte, where)]``, one per record, refusing anything that is not one."""
+    found = []
+    while pos < stop:
+        try:
+            found.append((pos, where))
+            pos = _record_end(f, pos, size, rec_path)[0]
+        except UserError:
+            raise UserError("%s is damaged: %s, byte %d holds no record header (zeroed or "
+                            "overwritten bytes); copy it again or re-pack it with "
+                            "tools/im2rec.py" % (rec_path, where, pos)) from None
+    if pos != stop:
+        raise UserError("%s is damaged: the records %s run past byte %d, where the next "
+                        "starts; copy it again or re-pack it with tools/im2rec.py"
+                        % (rec_path, where, stop))
+    return found

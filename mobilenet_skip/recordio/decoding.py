@@ -10,21 +10,22 @@ returns None for exactly those records: 450 randomly damaged records (zeroed, 0x
 random runs of 4 B to 1 KB, in headers and in entropy-coded data, 64 px and 500x375
 JPEGs) gave SIGFPE in a one-record ``ImageRecordIter`` 124 times, and ``cv2.imdecode``
 returned None for the same 124 and decoded the other 326, which the iterator read too.
-(``mx.image.imdecode`` is no test: it returns an all-zero image for them.)
+(``mx.image.imdecode`` is no test: it returns an all-zero image for them.) Which decode
+answers, and how fast, is :func:`.images.image_decodes`. An image with more pixels than
+the cap (:func:`.images.oversized_reason`) is refused from its header, undecoded.
 """
 import os
 import struct
 from collections import namedtuple
 
-import cv2
 import mxnet as mx
-import numpy as np
 
 from ..errors import UserError
 from ..utils import fs
 from ..utils.progress import Progress
 from .check import RECORDIO_MAGIC, _PART_HEADER, check_record, read_index
 from .encoding import map_in_order
+from .images import MAX_PIXELS, image_decodes, oversized_reason
 from .files import output_dir, prefix_lock, remove_files, write_text
 from .listing import synsets_path
 
@@ -50,11 +51,11 @@ def _read_record(fd, pos):
             return _MAGIC_BYTES.join(parts)
 
 
-def undecodable_reason(record):
+def undecodable_reason(record, max_pixels=MAX_PIXELS):
     """Why one record's image cannot be decoded by ``ImageRecordIter``, or None.
 
-    OpenCV's ``imdecode`` with the iterator's flag (-1, as stored); see the module's
-    note for why its None is the iterator's SIGFPE.
+    See the module's note for why OpenCV's failure is the iterator's SIGFPE; an image
+    of more than ``max_pixels`` is refused from its header, before decoding.
     """
     try:
         _, img = mx.recordio.unpack(record)
@@ -62,11 +63,10 @@ def undecodable_reason(record):
         return "its label header is damaged"
     if not img:
         return "it holds no image bytes"
-    try:
-        arr = cv2.imdecode(np.frombuffer(img, np.uint8), cv2.IMREAD_UNCHANGED)
-    except cv2.error:
-        arr = None
-    if arr is None or arr.size == 0:
+    oversized = oversized_reason(img, max_pixels)
+    if oversized:
+        return "its image is " + oversized
+    if not image_decodes(img):
         return "its image bytes cannot be decoded (damaged)"
     return None
 
@@ -82,7 +82,7 @@ def _lst_lines(rec_path):
     return lines
 
 
-def decode_check(rec_path, num_thread=1, stream=None):
+def decode_check(rec_path, num_thread=1, stream=None, max_pixels=MAX_PIXELS):
     """Decode the image of every record of ``rec_path`` (after :func:`.check_record`).
 
     Parameters
@@ -93,6 +93,8 @@ def decode_check(rec_path, num_thread=1, stream=None):
         Images decoded at once (OpenCV releases the GIL while it decodes).
     stream : file, optional
         Progress output (default stderr).
+    max_pixels : int
+        Images with more pixels are reported, undecoded.
 
     Returns
     -------
@@ -103,6 +105,8 @@ def decode_check(rec_path, num_thread=1, stream=None):
     """
     if num_thread < 1:
         raise UserError("--num-thread must be at least 1, got %d" % num_thread)
+    if max_pixels < 1:
+        raise UserError("--max-pixels must be at least 1, got %d" % max_pixels)
     check_record(rec_path)
     keys, offsets = read_index(os.path.splitext(rec_path)[0] + ".idx")
     order = sorted(range(len(offsets)), key=offsets.__getitem__)
@@ -110,7 +114,7 @@ def decode_check(rec_path, num_thread=1, stream=None):
     fd = os.open(rec_path, os.O_RDONLY)
     try:
         def work(i):
-            return undecodable_reason(_read_record(fd, offsets[i]))
+            return undecodable_reason(_read_record(fd, offsets[i]), max_pixels)
         bad = []
         for position, (i, reason) in enumerate(map_in_order(work, order, num_thread)):
             if reason:

@@ -92,14 +92,15 @@ def list_images(root, recursive=False, exts=IMAGE_EXTS, skipped=None):
     Folders are walked in sorted order and every folder that holds images becomes
     the next class, exactly as MXNet's im2rec numbers them. Without ``recursive``
     only files directly in ``root`` are listed, all with label 0. Unlike MXNet's
-    walk, each real folder is entered once (a symlink loop would never end) and
-    files whose names a ``.lst`` cannot hold are left out.
+    walk, each real folder is entered once (a symlink loop would never end), and
+    files whose names a ``.lst`` cannot hold, dangling symlinks and (with
+    ``recursive``) class folders without images are left out and named in ``skipped``.
 
     Parameters
     ----------
     skipped : list, optional
-        Receives ``(path relative to root, reason)`` for each folder link and file
-        left out.
+        Receives ``(path relative to root, reason)`` for each folder link, file and
+        empty class folder left out.
 
     Returns
     -------
@@ -117,9 +118,14 @@ def list_images(root, recursive=False, exts=IMAGE_EXTS, skipped=None):
     else:
         walk = [(root, [], os.listdir(root))]
     for path, dirs, files in walk:
+        images = 0
         for fname in sorted(files):
             fpath = os.path.join(path, fname)
-            if os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+            if os.path.islink(fpath) and not os.path.exists(fpath):
+                skipped.append((os.path.relpath(fpath, root), "dangling symlink: its target "
+                                "%s does not exist" % os.readlink(fpath)))
+            elif os.path.splitext(fname)[1].lower() in exts and os.path.isfile(fpath):
+                images += 1
                 name, reason = _lst_name(os.path.relpath(fpath, root))
                 if reason:
                     skipped.append((os.path.relpath(fpath, root), reason))
@@ -127,6 +133,10 @@ def list_images(root, recursive=False, exts=IMAGE_EXTS, skipped=None):
                 label = classes.setdefault(text_name(os.path.relpath(path, root)),
                                            len(classes)) if recursive else 0
                 items.append((len(items), name, float(label)))
+        if recursive and not dirs and not images and path != root:
+            skipped.append((os.path.relpath(path, root), "folder holds no %s image, so it is "
+                            "no class: every later class takes the label it would have had"
+                            % "/".join(exts)))
     return items, sorted(classes, key=classes.get)
 
 

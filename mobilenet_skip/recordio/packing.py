@@ -10,8 +10,9 @@ from ..errors import UserError
 from ..utils.progress import Progress
 from .encoding import PackOptions, encoded_records
 from .files import (check_name_lengths, check_root, fs_path, output_dir, prefix_lock,
-                    remove_files, write_text)
+                    remove_files, report_skipped, write_text)
 from .listing import find_lists, read_list
+from .stamp import write_stamp
 
 
 def _outside_root(relpath, root):
@@ -56,8 +57,11 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
               allow_outside_root=False):
     """Pack the images of one ``.lst`` into ``.rec`` + ``.idx`` beside it.
 
-    Images that cannot be read or decoded, or are truncated, are skipped and listed
-    with the reason in ``<stem>.skipped.txt``. Both outputs are written under
+    Images that cannot be read or decoded, are truncated or have more pixels than
+    ``opts.max_pixels``, are skipped, each named in a ``warning:`` line on ``stream`` (the
+    first 20) and listed with the reason in ``<stem>.skipped.txt``. Every record's image
+    is decoded as it is written, so the ``.rec`` is stamped as decode-checked
+    (:mod:`.stamp`): training and evaluation read it without checking it again. Both outputs are written under
     temporary names and only renamed when complete, so an interrupted job (Ctrl-C,
     a full disk) never leaves a ``.rec`` without its ``.idx`` (or with a stale one)
     and the previous ``.rec``/``.idx`` stay as they were. Entries outside ``root``
@@ -111,6 +115,7 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
         if os.path.getsize(rec_tmp) != expected:
             raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), rec_tmp)
         progress.close()
+        report_skipped(skipped, stream)
         if skipped:
             write_text(skipped_file, ["%s\t%s\n" % s for s in skipped])
         else:
@@ -121,6 +126,7 @@ def pack_list(lst_path, root, opts=PackOptions(), num_thread=1, stream=None,
         remove_files(rec)  # never let the new .idx sit beside the old .rec
         os.replace(idx_tmp, idx)
         os.replace(rec_tmp, rec)
+        write_stamp(rec, packed, opts.max_pixels)  # each record was decoded as it was encoded
     except Exception as err:
         if not fs.is_disk_full(err):
             raise
@@ -178,6 +184,8 @@ def pack(prefix, root, opts=PackOptions(), num_thread=1, stream=None, out=None,
                         % (opts.encoding, lo, hi, opts.quality))
     if opts.resize < 0:
         raise UserError("--resize must be 0 (keep size) or a positive side, got %d" % opts.resize)
+    if opts.max_pixels < 1:
+        raise UserError("--max-pixels must be at least 1, got %d" % opts.max_pixels)
     check_root(root)
     lists = find_lists(prefix)
     results = []

@@ -1,10 +1,11 @@
 """What the loop reports, and to whom: every report goes to the run's callbacks.
 
 A callback overrides any of :class:`Callback`'s hooks. ``fit`` always runs
-:class:`ProgressBar` (a terminal's bar), :class:`LogLines` (the "Epoch[..] Batch [..]
-Speed: ..." and epoch lines) and, on rank 0, :class:`RunFolder` (checkpoint, metrics.csv,
-curves.png); ``--tensorboard`` adds :class:`~.tensorboard.TensorBoard` on rank 0, and a
-caller adds its own, as the benchmark adds :class:`Rates`.
+:class:`ProgressBar` (a terminal's bar), :class:`RunFolder` (checkpoint, metrics.csv,
+curves.png) and :class:`LogLines` (the "Epoch[..] Batch [..] Speed: ..." and epoch lines)
+on every worker; only rank 0 validates, so only rank 0's get ``end_epoch``.
+``--tensorboard`` adds :class:`~.tensorboard.TensorBoard` on rank 0, and a caller adds its
+own, as the benchmark adds :class:`Rates`.
 """
 import logging
 import sys

@@ -1,36 +1,62 @@
 """The training data of a run: this worker's shard of the training .rec and the val
-.rec, checked before the first step."""
+.rec, checked before the first step, or the caller's iterators."""
 import hashlib
 import logging
 import os
+from collections import namedtuple
 
 from ..data import records as data, checks as dataset
-from . import dist
 from ..errors import UserError
 
-__all__ = ["record_iters", "absolute_paths", "fingerprint"]
+__all__ = ["Feed", "load", "record_iters", "absolute_paths", "fingerprint"]
 
 DATA_KEYS = ("rec_train", "rec_val")
 
 log = logging.getLogger("mobilenet_skip")
 
+Feed = namedtuple("Feed", ["train", "val", "iters_per_epoch", "fingerprint"])
+Feed.__doc__ = ("This worker's data: ``train`` yields ``iters_per_epoch`` batches an epoch, "
+                "``val`` (rank 0's; None elsewhere) is scored after each, and "
+                "``fingerprint`` (:func:`fingerprint`) identifies the .rec files, None for "
+                "a caller's iterators.")
 
-def record_iters(cfg, num_devices, rank, num_workers):
-    """This worker's ImageRecordIters and its batches per epoch."""
+
+def load(cfg, num_devices, strategy, train_data=None, val_data=None, iters_per_epoch=None):
+    """The :class:`Feed` of ``cfg``'s .rec files, or of the caller's ``train_data`` and
+    ``val_data`` (``iters_per_epoch`` counted when not given); ``batches_per_epoch``
+    caps the count. ``strategy`` (:mod:`.dist`) says which shard this worker reads and
+    what hears of each batch asked for."""
+    found = None
+    if train_data is None:
+        train_data, val_data, iters_per_epoch = record_iters(cfg, num_devices, strategy)
+        found = fingerprint(cfg)
+    else:
+        if iters_per_epoch is None:
+            train_data.reset()
+            iters_per_epoch = sum(1 for b in train_data if not b.pad)
+        train_data = dataset.checked(train_data, on_next=strategy.heartbeat)
+    if cfg["batches_per_epoch"]:
+        iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
+    return Feed(train_data, val_data, iters_per_epoch, found)
+
+
+def record_iters(cfg, num_devices, strategy):
+    """This worker's ImageRecordIters, their labels checked, and its batches per epoch."""
     if not cfg["rec_train"] or not cfg["rec_val"]:
         raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                         "tools/im2rec.py)")
     dataset.check_same_classes(cfg["rec_train"], cfg["rec_val"])
     num_records = data.check_record(cfg["rec_train"])
-    shortest = data.shard_size(num_records, num_workers, num_workers - 1)
+    shard, shortest = strategy.shards(num_records)
     data.check_record(cfg["rec_val"])
+    rank, num_workers = strategy.rank, strategy.num_workers
     train_data = data.train_iter(cfg, num_devices, num_parts=num_workers, part_index=rank,
                                  seed=cfg["seed"] + rank)
-    val_data = data.val_iter(cfg, num_devices) if rank == 0 else None
+    val_data = strategy.on_rank0(_val_iter, cfg, num_devices)
     # Partial last batches are dropped (they would change the static input shape);
     # the shuffle puts different images there every epoch. Every worker runs the
-    # shortest shard's count (dist.common_iters): under dist_sync one step more on a
-    # single worker blocks the whole job.
+    # shortest shard's count: under dist_sync one step more on a single worker blocks
+    # the whole job.
     batch = cfg["batch_size"] * num_devices
     if shortest < batch:
         raise UserError("%s has %d images%s, fewer than one batch of %d (--batch-size %d x %d "
@@ -39,16 +65,19 @@ def record_iters(cfg, num_devices, rank, num_workers):
                                         " for the last of %d workers" % num_workers
                                         if num_workers > 1 else "", batch, cfg["batch_size"],
                                         num_devices))
-    iters = dist.common_iters(num_records, num_workers, batch)
-    shard = data.shard_size(num_records, num_workers, rank)
+    iters = shortest // batch
     dropped = dataset.describe_dropped(cfg["rec_train"], shard, batch, iters,
                                        cfg["shuffle"], cfg["batches_per_epoch"])
     if dropped:
         log.info(dropped)
-    train_data = dataset.LabelCheck(train_data, cfg["classes"], cfg["rec_train"])
-    if val_data is not None:
-        val_data = dataset.LabelCheck(val_data, cfg["classes"], cfg["rec_val"])
+    train_data = dataset.CheckedBatches(train_data, cfg["classes"], cfg["rec_train"],
+                                        on_next=strategy.heartbeat)
     return train_data, val_data, iters
+
+
+def _val_iter(cfg, num_devices):
+    return dataset.CheckedBatches(data.val_iter(cfg, num_devices), cfg["classes"],
+                                  cfg["rec_val"])
 
 
 def absolute_paths(cfg):

@@ -14,7 +14,7 @@ import re
 import mxnet as mx
 
 from ..errors import UserError
-from .rundir import RunDir
+from ..runs.folder import RunDir
 
 __all__ = ["CLASSIFIER", "finetune_source", "load_finetune", "set_body_lr_mult"]
 

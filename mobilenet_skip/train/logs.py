@@ -1,25 +1,13 @@
-"""Training's log: MXNet-style lines on stdout, a copy in the run's ``train.log``, and
-the resolved configuration as printable lines."""
+"""Training's log: MXNet-style lines on stdout (the run folder keeps a copy in its
+``train.log``: :func:`~mobilenet_skip.runs.folder.attach_file_log`), and the resolved
+configuration as printable lines."""
 import json
 import logging
-import os
 import sys
 
-__all__ = ["log", "setup_logging", "attach_file_log", "describe"]
+__all__ = ["log", "setup_logging", "describe"]
 
 log = logging.getLogger("mobilenet_skip")
-
-
-def attach_file_log(path):
-    """Also log into ``path`` (once, however often a run folder is opened)."""
-    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
-    for handler in log.handlers:
-        if isinstance(handler, logging.FileHandler) and handler.baseFilename == os.path.abspath(
-                path):
-            return
-    handler = logging.FileHandler(path, encoding="utf-8")
-    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
-    log.addHandler(handler)
 
 
 def setup_logging(rank_prefix=""):

@@ -106,7 +106,8 @@ def params_checksum(net):
     statistics, as ``save_parameters`` writes them (the mean of the devices' copies).
 
     Under ``dist_sync`` the workers' statistics are averaged at each epoch's end and at a
-    stop (:class:`~mobilenet_skip.train.dist.Agreement`), so in-sync workers print the same.
+    stop (:class:`~mobilenet_skip.train.dist.DistSyncStrategy`), so in-sync workers print
+    the same.
     """
     digest = hashlib.md5()
     for name, p in sorted(net._collect_params_with_prefix().items()):

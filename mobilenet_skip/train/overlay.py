@@ -1,6 +1,6 @@
 """Several run folders' curves on one figure (``tools/plot_runs.py``).
 
-Each run is read through :class:`~.rundir.RunDir` (``config.yaml`` and ``metrics.csv``)
+Each run is read through :class:`~mobilenet_skip.runs.folder.RunDir` (``config.yaml`` and ``metrics.csv``)
 and labelled by its model and the recipe values in which the runs differ, so that two
 runs of one model at two lrs read ``full-connect-pre-act lr=0.1`` and ``... lr=0.03``.
 """
@@ -9,7 +9,7 @@ from collections import namedtuple
 
 from ..errors import UserError
 from ..utils.plots import plot_overlay
-from .rundir import RunDir
+from ..runs.folder import RunDir
 
 __all__ = ["Run", "load_runs", "run_labels", "plot_runs", "IGNORED_KEYS"]
 

@@ -3,29 +3,32 @@
 the interrupted epoch's running sums.
 
 :func:`plan` decides, before anything is built or written, where the run goes on from
-(and refuses what cannot go on); :func:`restore` then loads that checkpoint and writes
-the run's config and metrics."""
+(and refuses what cannot go on) and returns it; :func:`restore` then loads that
+checkpoint and writes the run's config and metrics."""
 import logging
 import os
 from collections import namedtuple
 
 from ..config import recipes as config_mod
 from ..errors import UserError
-from .bnstats import restore_device_copies
+from ..runs.bnstats import restore_device_copies
 from .devices import init_kvstore
-from .states import load_states
+from ..runs.states import load_states
 
 __all__ = ["plan", "restore", "Resumed", "FRESH", "check_resume_config", "RESUME_FIXED_KEYS",
            "START_KEYS"]
 
 log = logging.getLogger("mobilenet_skip")
 
-Resumed = namedtuple("Resumed", ["epoch", "batches", "carried", "checkpoint"])
+Resumed = namedtuple("Resumed", ["epoch", "batches", "carried", "checkpoint", "kept"])
 Resumed.__doc__ = ("Where a run (re)starts: ``epoch`` epochs done, ``batches`` batches (of "
                    "this run's size) done of the next one, ``carried``, that epoch's "
-                   "running sums so far (:func:`.guard.epoch_sums`) or None, and "
-                   "``checkpoint``, the marker's metadata of the checkpoint to load or None.")
-FRESH = Resumed(0, 0, None, None)
+                   "running sums so far (:meth:`.step.Accumulator.sums`) or None, "
+                   "``checkpoint``, the marker's metadata of the checkpoint to load or None, "
+                   "and ``kept``, the :data:`START_KEYS` the run keeps from its config.yaml "
+                   "({key: value}) because the checkpoint's weights are the ones it starts "
+                   "from.")
+FRESH = Resumed(0, 0, None, None, {})
 
 # Settings that only make the starting weights: a checkpoint's weights replace them.
 START_KEYS = ("warm_start", "finetune", "finetune_epoch", "init")
@@ -33,7 +36,7 @@ START_KEYS = ("warm_start", "finetune", "finetune_epoch", "init")
 
 def plan(run, resume, overwrite, data=None, worker_batch=None):
     """Refuse, clear or pick the checkpoint of ``run`` (a writing
-    :class:`~mobilenet_skip.train.rundir.RunDir`) to go on from; nothing is loaded or
+    :class:`~mobilenet_skip.runs.folder.RunDir`) to go on from; nothing is loaded or
     written except the checkpoints ``overwrite`` clears.
 
     Parameters
@@ -69,6 +72,7 @@ def plan(run, resume, overwrite, data=None, worker_batch=None):
         return FRESH
     start, saved = ckpt.newest(), run.config()
     path = start and ckpt.path(start["tag"], "params")
+    kept = {}
     if start and run.cfg["num_epochs"] < start["epoch"]:
         raise UserError("--resume: %s holds epoch %d, past --num-epochs %d; pass --num-epochs "
                         "%d or more, or leave the flag out to keep the run's own %s"
@@ -77,13 +81,13 @@ def plan(run, resume, overwrite, data=None, worker_batch=None):
     if start:
         _check_data(start.get("data"), data, path)
     if saved:
-        run.cfg = check_resume_config(saved, run.cfg, run.path, start is not None)
+        kept = check_resume_config(saved, run.cfg, run.path, start is not None)
     if start is None:
         log.warning("--resume: no complete checkpoint in %s; starting from scratch", run.path)
         return FRESH
     batches = _position(start, run.global_batch, worker_batch, path)
     return Resumed(start["epoch"], batches, start.get("epoch_sums") if batches else None,
-                   start)
+                   start, kept)
 
 
 def restore(run, begin, net, trainer, ctxs, resume):
@@ -173,11 +177,12 @@ def _position(start, global_batch, worker_batch, path):
 
 def check_resume_config(saved, cfg, save_dir, from_checkpoint=False):
     """Refuse a resume into another architecture, optimizer or dtype than ``saved``'s;
-    warn about the other settings that changed; return the recipe to go on with.
+    warn about the other settings that changed.
 
     With ``from_checkpoint`` the :data:`START_KEYS` (the starting weights) are the
-    checkpoint's: a changed one is logged as ignored and set back to ``saved``'s in the
-    recipe returned, so that config.yaml says what the run was started from."""
+    checkpoint's: a changed one is logged as ignored, and returned with its saved value
+    (``{key: value}``), so that config.yaml goes on saying what the run was started
+    from."""
     clashes = [k for k in config_mod.ARCH_KEYS if saved.get(k) != cfg[k]]
     if clashes:
         raise UserError("--resume: %s in %s was trained with %s, not %s; pass the same "
@@ -202,12 +207,11 @@ def check_resume_config(saved, cfg, save_dir, from_checkpoint=False):
         log.warning("--resume: ignored: %s (they only set the starting weights; the "
                     "checkpoint's weights are used)", ", ".join(
                         "%s %s -> %s" % (k, _show(saved[k]), _show(cfg[k])) for k in ignored))
-        cfg = cfg.replace(**{k: saved[k] for k in ignored})
         changed = [k for k in changed if k not in ignored]
     if changed:
         log.warning("--resume: using the new settings: %s", ", ".join(
             "%s %s -> %s" % (k, _show(saved[k]), _show(cfg[k])) for k in changed))
-    return cfg
+    return {k: saved[k] for k in ignored}
 
 
 RESUME_FIXED_KEYS = ("optimizer", "dtype")

@@ -101,7 +101,9 @@ class Accumulator(object):
     """Per-device sums of loss and correct top-1, for the log window and the epoch.
 
     Nothing is read from the device until :meth:`read_window`/:meth:`read_epoch`,
-    which sync once and report the first batch whose loss was not finite.
+    which sync once and report the first batch whose loss was not finite. An interrupted
+    epoch's sums go into its checkpoint (:meth:`sums`) and come back on resume
+    (:meth:`restore`).
     """
 
     def __init__(self, ctxs):
@@ -157,3 +159,20 @@ class Accumulator(object):
         self.pending = []
         return (self._mean(self.epoch_loss, self.epoch_count),
                 self._mean(self.epoch_correct, self.epoch_count), bad)
+
+    def sums(self, seconds):
+        """The epoch's running sums so far (per device) and its ``seconds``, JSON-ready."""
+        return {"loss": [float(v.asscalar()) for v in self.epoch_loss],
+                "correct": [float(v.asscalar()) for v in self.epoch_correct],
+                "count": int(self.epoch_count), "seconds": float(seconds)}
+
+    def restore(self, sums):
+        """Go on from :meth:`sums` (device by device when the device count is the same,
+        so the float32 additions happen in the same order)."""
+        for name in ("loss", "correct"):
+            values, target = sums[name], getattr(self, "epoch_" + name)
+            if len(values) != len(target):
+                values = [sum(values)] + [0.0] * (len(target) - 1)
+            for arr, v in zip(target, values):
+                arr[:] = v
+        self.epoch_count = int(sums["count"])

@@ -32,7 +32,7 @@ def plot_curves(csv_path, png_path, title=None):
     epochs = [r["epoch"] for r in rows]
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.6))
     axes[0].plot(epochs, [r["train_loss"] for r in rows], "o-", label="train (smoothed labels)")
-    val_loss = [r.get("val_loss", float("nan")) for r in rows]  # nan: before the column
+    val_loss = [r.get("val_loss", float("nan")) for r in rows]  # nan: a file without it
     if any(math.isfinite(v) for v in val_loss):
         axes[0].plot(epochs, val_loss, "s-", label="val (plain cross-entropy)")
         axes[0].legend(loc="upper right")

@@ -3,17 +3,17 @@
 An epoch checkpoint is ``<model>-NNNN.params`` (Gluon ``save_parameters``),
 ``<model>-NNNN.states`` (the optimizer's state arrays, ``mx.nd.save``: never a
 pickle) and ``<model>-NNNN.json``, the marker written last, which also describes the
-state (:func:`mobilenet_skip.train.states.save_states`): a checkpoint counts only once its
+state (:func:`mobilenet_skip.runs.states.save_states`): a checkpoint counts only once its
 marker exists. Ctrl-C writes the same trio as ``<model>-interrupted.*``, recording how
 far into the next epoch training had gone, and with several devices
 ``<model>-interrupted.bncopies``: each device's own BatchNorm running statistics
-(:func:`mobilenet_skip.train.bnstats.device_copies`), so that the resumed epoch ends with
+(:func:`mobilenet_skip.runs.bnstats.device_copies`), so that the resumed epoch ends with
 the same statistics as an unbroken one.
 
 A marker says what it is (``"kind": "checkpoint"``) and in which ``format``, so that a
 stray JSON under a marker's name (an export's sidecar, say) is named rather than
-unpacked, and a marker from a newer release asks for an upgrade. Markers written before
-the kind existed (no ``kind``, no ``format``, an ``epoch``) still load.
+unpacked, and a marker of a newer format asks for an upgrade. A marker with an
+``epoch`` and neither ``kind`` nor ``format`` is read as a checkpoint's, of format 1.
 """
 import glob
 import json
@@ -25,25 +25,26 @@ import numpy as np
 
 from ..errors import UserError, mxnet_message
 from ..utils.fs import atomic_save, remove_if_exists, stage
+from .sidecar import FORMAT as EXPORT_FORMAT
 
 __all__ = ["CheckpointDir", "MARKER_KIND", "MARKER_FORMAT", "check_marker", "read_marker",
            "read_json", "is_checkpoint_file"]
 
 MARKER_KIND = "checkpoint"
 MARKER_FORMAT = 1  # the marker's own layout; bump it when a reader must change
-EXPORT_FORMAT = "mobilenet-skip-export"  # deploy.artifact.FORMAT, a layer above: named only
 EXTENSIONS = ("json", "params", "states")  # a checkpoint's files, marker first
 OPTIONAL = ("bncopies",)  # written only by a mid-epoch stop on several devices
 
 
 def _is_marker(meta):
-    """A marker of any format, or one from before ``kind`` (an epoch, no kind or format)."""
+    """A marker of any format: its kind says so, or it has an epoch and neither kind nor
+    format."""
     return isinstance(meta, dict) and (meta.get("kind") == MARKER_KIND or (
         "kind" not in meta and "format" not in meta and isinstance(meta.get("epoch"), int)))
 
 
 def check_marker(meta, path):
-    """``meta`` if it is a checkpoint marker this release reads, else a one-line
+    """``meta`` if it is a checkpoint marker of a format read here, else a one-line
     :class:`UserError` naming ``path`` and what it holds instead."""
     if not _is_marker(meta):
         what = ("an export's sidecar (kind %s)" % meta.get("kind")

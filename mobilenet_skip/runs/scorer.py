@@ -1,5 +1,6 @@
-"""Single-crop top-1/top-5 over a validation iterator: the one scorer of training,
-evaluation of exports and ONNX Runtime (any callable network on one device's batch).
+"""Single-crop top-1/top-5 over a validation iterator: the one scorer of training's
+validation and of deployment's runners (exports, checkpoints, ONNX Runtime): any callable
+network on one device's batch.
 """
 import time
 
@@ -66,7 +67,7 @@ def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0, per_image=Fals
 
     ``net`` is a Gluon block or any callable on one device's batch that returns logits.
     With several devices a block's BatchNorm running statistics are first set to what a
-    checkpoint saves (:func:`~mobilenet_skip.train.bnstats.sync_running_stats`), so the
+    checkpoint saves (:func:`~mobilenet_skip.runs.bnstats.sync_running_stats`), so the
     figure is the checkpoint's whichever device scores a sample.
 
     Parameters
@@ -87,7 +88,7 @@ def evaluate(net, val_data, ctxs, dtype="float32", max_batches=0, per_image=Fals
         iterator's order: split_and_load cuts each batch into consecutive runs, one per
         device, and they are kept in that order).
     """
-    if len(ctxs) > 1 and isinstance(net, gluon.Block):  # a ModuleNet holds one file's stats
+    if len(ctxs) > 1 and isinstance(net, gluon.Block):  # a runner's copies are one set of weights
         sync_running_stats(net)
     val_data.reset()
     correct1, correct5, loss = ([mx.nd.zeros((1,), ctx=c) for c in ctxs] for _ in range(3))

@@ -2,7 +2,7 @@
 
 A training run's ``--save-dir`` holds ``config.yaml`` (the resolved settings),
 ``metrics.csv`` (one row per epoch), ``curves.png``, ``train.log``, the epoch
-checkpoints (:class:`~mobilenet_skip.train.checkpoints.CheckpointDir`) and, at the end,
+checkpoints (:class:`~mobilenet_skip.runs.checkpoints.CheckpointDir`) and, at the end,
 the export of the chosen epoch (``<model>-symbol.json`` ...). Export, compare and the
 benchmark read it through :class:`RunDir`; the training loop writes it through
 :meth:`RunDir.for_training`.
@@ -11,12 +11,12 @@ import logging
 import os
 import weakref
 
-from ..utils.fs import atomic_save_csv
-from .checkpoints import CheckpointDir
 from ..errors import UserError
-from ..utils.fs import OutputLock, remove_stale_tmp
+from ..utils.fs import OutputLock, atomic_save_csv, remove_stale_tmp
+from .checkpoints import CheckpointDir
 
-__all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "best_row", "selected_row", "summary_line"]
+__all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "best_row", "selected_row", "summary_line",
+           "attach_file_log"]
 
 # docs/workflow.md defines each column. train_images: the images the epoch's
 # train_loss/train_top1 cover (over all workers). best_epoch: the epoch with the highest
@@ -24,11 +24,23 @@ __all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "best_row", "selected_ro
 METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
                   "lr", "epoch_time_s", "val_time_s", "samples_per_s", "train_images",
                   "best_epoch")
-# Columns added after the first release: nan in rows that a run folder kept from an
-# earlier version, so an old run resumes and its file is rewritten whole.
+# Columns a metrics.csv may lack: read as nan, so that a run whose file lacks them
+# resumes, and its file is rewritten whole with every column.
 LATER_COLUMNS = ("val_loss", "val_time_s", "train_images")
 
 log = logging.getLogger("mobilenet_skip")
+
+
+def attach_file_log(path):
+    """Also log into ``path`` (once, however often a run folder is opened)."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    for handler in log.handlers:
+        if isinstance(handler, logging.FileHandler) and handler.baseFilename == os.path.abspath(
+                path):
+            return
+    handler = logging.FileHandler(path, encoding="utf-8")
+    handler.setFormatter(logging.Formatter("%(asctime)s %(message)s"))
+    log.addHandler(handler)
 
 
 def best_row(rows):
@@ -147,7 +159,7 @@ class RunDir(object):
     def metrics(self):
         """``metrics.csv``'s rows (dicts of numbers, integer columns as ints), or ``[]``,
         with ``best_epoch`` (re)computed and :data:`LATER_COLUMNS` nan where missing, so
-        that a file written before those columns existed is rewritten whole on resume."""
+        that a file without those columns is rewritten whole on resume."""
         from ..utils.plots import read_metrics
         rows = read_metrics(self.metrics_path) if self.has_metrics() else []
         best = None
@@ -201,7 +213,6 @@ class RunDir(object):
             _RUN_LOCKS.hold(run, run.path)
             for path in remove_stale_tmp(run.path):
                 log.info("removed %s, left by a killed run", path)
-            from .logs import attach_file_log
             attach_file_log(run.file(cls.LOG))
         return run
 
