@@ -133,7 +133,7 @@ def test_record_iters_gives_every_rank_the_common_count(subset):
     assert all(train.on_next is not None for train, _, _ in made)
     assert record_iters(cfg, 1, dist.LocalStrategy())[0].on_next is None
     with pytest.raises(UserError, match="the last of 3 workers"):
-        record_iters(dict(cfg, batch_size=32), 1, _worker(0, 3))
+        record_iters(cfg.replace(batch_size=32), 1, _worker(0, 3))
 
 
 @pytest.mark.slow

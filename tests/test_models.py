@@ -478,5 +478,5 @@ def test_fusion_is_used_only_where_the_operator_has_a_kernel(monkeypatch):
     assert train_net.choose_fusion(net, cfg) == 0 and ms.models.fused_count(net) == 0
     monkeypatch.undo()
     assert train_net.choose_fusion(net, cfg) == 27 == ms.models.fused_count(net)
-    assert train_net.choose_fusion(net, dict(cfg, fuse_bn_relu=False)) == 0
+    assert train_net.choose_fusion(net, cfg.replace(fuse_bn_relu=False)) == 0
     assert ms.models.fused_count(net) == 0

@@ -354,12 +354,12 @@ def test_lr_follows_the_global_batch():
     assert optim.effective_lr(cfg, 32 * 2 * 2)[0] == pytest.approx(0.09)
     # the four-host example of docs/workflow.md: 4 workers x 2 GPUs x 32 = 256
     assert optim.effective_lr(cfg, 256)[0] == pytest.approx(0.18)
-    warm = dict(cfg, warmup_lr=0.01, warmup_epochs=5)
+    warm = cfg.replace(warmup_lr=0.01, warmup_epochs=5)
     assert optim.effective_lr(warm, 128) == pytest.approx((0.09, 0.02))
     assert optim.schedule(warm, 128)(0) == pytest.approx(0.02)
-    assert optim.effective_lr(dict(cfg, lr_batch=0), 256)[0] == 0.045  # scaling off
+    assert optim.effective_lr(cfg.replace(lr_batch=0), 256)[0] == 0.045  # scaling off
     with pytest.raises(UserError, match="lr_batch"):
-        optim.effective_lr(dict(cfg, lr_batch=-1), 32)
+        optim.effective_lr(cfg.replace(lr_batch=-1), 32)
     demo = config.resolve(DEMO_RECIPE, {})
     assert optim.effective_lr(demo, 32)[0] == 0.1  # `make demo` trains at the lr it names
 

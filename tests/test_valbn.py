@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from mobilenet_skip.config import recipes as config
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.deploy import artifact, export_run, loading, source
 from mobilenet_skip.train import net as train_net, step as train_step
@@ -297,7 +298,7 @@ def test_imagenet_recipe_follows_tf_slim_on_bias_decay():
     ("auto", "0,1", 16, 14), ("auto", "", 16, 16), ("auto", "0,1,2,3", 2, 1),
     (3, "0,1", 16, 3)])
 def test_auto_threads_are_physical_cores_not_driving_a_gpu(setting, gpus, cores, expected):
-    assert data.resolve_threads({"preprocess_threads": setting, "gpus": gpus},
+    assert data.resolve_threads(Recipe.from_values({"preprocess_threads": setting, "gpus": gpus}),
                                 cores=cores) == expected
 
 

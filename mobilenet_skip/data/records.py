@@ -52,11 +52,11 @@ def resolve_threads(cfg, cores=None):
         Physical cores (default: :func:`~mobilenet_skip.utils.cores.physical_cores`, else
         ``os.cpu_count()``).
     """
-    value = cfg["preprocess_threads"]
+    value = cfg.preprocess_threads
     if value != "auto":
         return value
     cores = cores or physical_cores() or os.cpu_count() or 1
-    gpus = len([g for g in cfg["gpus"].split(",") if g.strip()])
+    gpus = len([g for g in cfg.gpus.split(",") if g.strip()])
     return max(1, cores - gpus)
 
 
@@ -129,7 +129,7 @@ def _record_source(cfg, rec_key, num_devices, num_parts, part_index):
     records = check_record(rec, idx)
     require_decodable(rec, records)
     part = shard_size(records, num_parts, part_index)
-    batch = cfg["batch_size"] * num_devices
+    batch = cfg.batch_size * num_devices
     threads = resolve_threads(cfg)
 
     def open_(**transform):
@@ -192,7 +192,7 @@ class EpochRecordIter(RecordIter):
 
 
 def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
-    """Training batches from ``cfg["rec_train"]`` with the recipe's augmentation.
+    """Training batches from ``cfg.rec_train`` with the recipe's augmentation.
 
     Parameters
     ----------
@@ -213,11 +213,11 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
         Yields ``DataBatch`` es; drop the ``pad`` trailing samples of the last one.
         ``set_epoch(e)`` starts epoch ``e`` in its own order.
     """
-    if cfg["preprocess_threads"] == "auto":
+    if cfg.preprocess_threads == "auto":
         logging.getLogger("mobilenet_skip").info(
             "preprocess_threads auto: %d decode threads (physical cores minus GPUs)",
             resolve_threads(cfg))
-    jitter = cfg["color_jitter"]
+    jitter = cfg.color_jitter
     # Val's shape and normalisation; the crop is random from the whole image, no resize.
     transform = Preprocessing.of(cfg).record_iter_args()
     del transform["resize"], transform["rand_mirror"]
@@ -227,16 +227,16 @@ def train_iter(cfg, num_devices=1, num_parts=1, part_index=0, seed=0):
 
     def make(epoch_seed_):
         return source(
-            **transform, random_resized_crop=True, min_random_area=cfg["min_random_area"],
-            max_random_area=cfg["max_random_area"], min_aspect_ratio=cfg["min_aspect_ratio"],
-            max_aspect_ratio=cfg["max_aspect_ratio"], rand_mirror=bool(cfg["rand_mirror"]),
+            **transform, random_resized_crop=True, min_random_area=cfg.min_random_area,
+            max_random_area=cfg.max_random_area, min_aspect_ratio=cfg.min_aspect_ratio,
+            max_aspect_ratio=cfg.max_aspect_ratio, rand_mirror=bool(cfg.rand_mirror),
             brightness=jitter, contrast=jitter, saturation=jitter,
-            shuffle=bool(cfg["shuffle"]), seed=epoch_seed_, seed_aug=epoch_seed_)
+            shuffle=bool(cfg.shuffle), seed=epoch_seed_, seed_aug=epoch_seed_)
     return EpochRecordIter(make, records, batch, seed, part_index)
 
 
 def val_iter(cfg, num_devices=1, num_parts=1, part_index=0):
-    """Validation batches from ``cfg["rec_val"]``: resize, then the single centre crop.
+    """Validation batches from ``cfg.rec_val``: resize, then the single centre crop.
 
     The transform is :meth:`Preprocessing.record_iter_args
     <mobilenet_skip.data.preprocess.Preprocessing.record_iter_args>`; order is the file's,

@@ -60,18 +60,18 @@ def effective_lr(cfg, global_batch):
     UserError
         For a negative ``lr_batch`` or a global batch below 1.
     """
-    lr_batch = int(cfg.get("lr_batch", 0))
+    lr_batch = int(cfg.lr_batch)
     if lr_batch < 0:
         raise UserError("lr_batch must be 0 (no scaling) or the global batch the recipe's lr "
                         "is for, such as 64; got %d" % lr_batch)
     if int(global_batch) < 1:
         raise UserError("the global batch must be at least 1, got %r" % (global_batch,))
     factor = float(global_batch) / lr_batch if lr_batch else 1.0
-    if max(cfg["lr"], cfg["warmup_lr"]) * factor > FLOAT32_MAX:
+    if max(cfg.lr, cfg.warmup_lr) * factor > FLOAT32_MAX:
         raise UserError("lr %g scaled to the global batch %d (x%g, lr_batch %d) is beyond "
                         "float32, which MXNet computes in; give a smaller --lr"
-                        % (max(cfg["lr"], cfg["warmup_lr"]), global_batch, factor, lr_batch))
-    return cfg["lr"] * factor, cfg["warmup_lr"] * factor
+                        % (max(cfg.lr, cfg.warmup_lr), global_batch, factor, lr_batch))
+    return cfg.lr * factor, cfg.warmup_lr * factor
 
 
 def schedule(cfg, global_batch=None):
@@ -83,11 +83,11 @@ def schedule(cfg, global_batch=None):
     :func:`effective_lr` says.
     """
     if global_batch is None:
-        lr, warmup_lr = float(cfg["lr"]), float(cfg["warmup_lr"])
+        lr, warmup_lr = float(cfg.lr), float(cfg.warmup_lr)
     else:
         lr, warmup_lr = effective_lr(cfg, global_batch)
-    warmup = int(cfg["warmup_epochs"])
-    after = LR_MODES[cfg["lr_mode"]](cfg, lr)
+    warmup = int(cfg.warmup_epochs)
+    after = LR_MODES[cfg.lr_mode](cfg, lr)
 
     def lr_at(epoch):
         epoch = float(epoch)
@@ -100,24 +100,24 @@ def schedule(cfg, global_batch=None):
 @register_lr_mode("exponential")
 def _exponential(cfg, lr):
     """``lr_decay`` every ``lr_decay_period`` epochs."""
-    warmup, decay, period = int(cfg["warmup_epochs"]), float(cfg["lr_decay"]), int(
-        cfg["lr_decay_period"])
+    warmup, decay, period = int(cfg.warmup_epochs), float(cfg.lr_decay), int(
+        cfg.lr_decay_period)
     return lambda epoch: lr * decay ** math.floor((epoch - warmup) / period)
 
 
 @register_lr_mode("step")
 def _step(cfg, lr):
     """``lr_decay`` at each of ``lr_decay_epochs`` (those inside the warm-up ignored)."""
-    warmup, decay = int(cfg["warmup_epochs"]), float(cfg["lr_decay"])
-    steps = sorted(int(e) for e in cfg["lr_decay_epochs"] if int(e) > warmup)
+    warmup, decay = int(cfg.warmup_epochs), float(cfg.lr_decay)
+    steps = sorted(int(e) for e in cfg.lr_decay_epochs if int(e) > warmup)
     return lambda epoch: lr * decay ** sum(1 for s in steps if epoch >= s)
 
 
 @register_lr_mode("cosine")
 def _cosine(cfg, lr):
     """Half a cosine from ``lr`` to 0 at ``num_epochs``."""
-    warmup = int(cfg["warmup_epochs"])
-    main_epochs = max(int(cfg["num_epochs"]) - warmup, 1)
+    warmup = int(cfg.warmup_epochs)
+    main_epochs = max(int(cfg.num_epochs) - warmup, 1)
     return lambda epoch: lr * (1 + math.cos(math.pi * min((epoch - warmup) / main_epochs,
                                                           1.0))) / 2
 
@@ -175,33 +175,33 @@ class TFRMSProp(mx.optimizer.Optimizer):
 
 @register_optimizer("sgd", keys=("momentum",))
 def _sgd(cfg, **common):
-    return mx.optimizer.create("sgd", momentum=cfg["momentum"], **common)
+    return mx.optimizer.create("sgd", momentum=cfg.momentum, **common)
 
 
 @register_optimizer("nag", keys=("momentum",))
 def _nag(cfg, **common):
-    return mx.optimizer.create("nag", momentum=cfg["momentum"], **common)
+    return mx.optimizer.create("nag", momentum=cfg.momentum, **common)
 
 
 @register_optimizer("rmsprop", mxnet_name="tfrmsprop",
                     keys=("momentum", "rmsprop_decay", "rmsprop_eps"))
 def _rmsprop(cfg, **common):
-    return mx.optimizer.create("tfrmsprop", decay=cfg["rmsprop_decay"],
-                               momentum=cfg["momentum"], epsilon=cfg["rmsprop_eps"], **common)
+    return mx.optimizer.create("tfrmsprop", decay=cfg.rmsprop_decay,
+                               momentum=cfg.momentum, epsilon=cfg.rmsprop_eps, **common)
 
 
 def _entry(cfg):
     try:
-        return OPTIMIZERS[cfg["optimizer"]]
+        return OPTIMIZERS[cfg.optimizer]
     except KeyError:
         raise UserError("optimizer must be one of %s, got %r" % (" | ".join(OPTIMIZERS),
-                                                                  cfg["optimizer"]))
+                                                                  cfg.optimizer))
 
 
 def create_optimizer(cfg, global_batch):
     """The recipe's optimizer at the lr of epoch 0 (the loop sets it before each update)."""
     return _entry(cfg).create(cfg, learning_rate=schedule(cfg, global_batch)(0.0),
-                              wd=cfg["wd"], multi_precision=cfg["dtype"] == "float16")
+                              wd=cfg.wd, multi_precision=cfg.dtype == "float16")
 
 
 def make_trainer(net, cfg, kvstore, global_batch):

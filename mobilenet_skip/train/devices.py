@@ -50,7 +50,7 @@ def make_kvstore(cfg, num_devices):
     its rank (for log prefixes) before :func:`~mobilenet_skip.train.loop.fit` trains
     with the same store.
     """
-    kind = cfg["kv_store"]
+    kind = cfg.kv_store
     if kind.startswith("dist"):
         if "DMLC_ROLE" not in os.environ:
             raise UserError("--kv-store %s needs MXNet's launcher: run through tools/launch.py "
@@ -95,7 +95,7 @@ def worker_rank(cfg=None):
     """
     if os.environ.get("DMLC_ROLE") != "worker":
         return None
-    if cfg is not None and str(cfg.get("kv_store", "")).startswith("dist"):
+    if cfg is not None and str(cfg.kv_store).startswith("dist"):
         return make_kvstore(cfg, 1)[1]
     return int(os.environ.get("DMLC_WORKER_ID", os.environ.get("DMLC_TASK_ID", 0)))
 
@@ -109,7 +109,7 @@ def thread_choice(cfg):
     from ..utils.cores import physical_cores
     from ..utils.threads import choose_threads
 
-    macs = count_model(get_model(cfg["model"], cfg["multiplier"], cfg["classes"]),
-                       cfg["input_size"])["macs"]
-    return choose_threads(cfg["omp_threads"], macs * cfg["batch_size"], physical_cores(),
-                          on_gpu=bool(cfg["gpus"]))
+    macs = count_model(get_model(cfg.model, cfg.multiplier, cfg.classes),
+                       cfg.input_size)["macs"]
+    return choose_threads(cfg.omp_threads, macs * cfg.batch_size, physical_cores(),
+                          on_gpu=bool(cfg.gpus))

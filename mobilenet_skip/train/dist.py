@@ -28,7 +28,7 @@ EXIT_PEER_LOST = 4
 
 
 def strategy(cfg, num_devices):
-    """The kvstore ``cfg["kv_store"]`` names, and how this worker trains with it.
+    """The kvstore ``cfg.kv_store`` names, and how this worker trains with it.
 
     A ``dist`` store gives a :class:`DistSyncStrategy` whose watchdog runs from here on:
     a rank that fails at any later stage (a refusal on rank 0, say) leaves its peers
@@ -37,9 +37,9 @@ def strategy(cfg, num_devices):
     """
     from .devices import make_kvstore
     kvstore = make_kvstore(cfg, num_devices)[0]
-    if not str(cfg["kv_store"]).startswith("dist"):
+    if not str(cfg.kv_store).startswith("dist"):
         return LocalStrategy(kvstore)
-    return DistSyncStrategy(kvstore, check_timeout(cfg.get("dist_timeout", 0))).start()
+    return DistSyncStrategy(kvstore, check_timeout(cfg.dist_timeout)).start()
 
 
 class LocalStrategy(object):

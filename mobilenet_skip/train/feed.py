@@ -35,49 +35,49 @@ def load(cfg, num_devices, strategy, train_data=None, val_data=None, iters_per_e
             train_data.reset()
             iters_per_epoch = sum(1 for b in train_data if not b.pad)
         train_data = dataset.checked(train_data, on_next=strategy.heartbeat)
-    if cfg["batches_per_epoch"]:
-        iters_per_epoch = min(iters_per_epoch, cfg["batches_per_epoch"])
+    if cfg.batches_per_epoch:
+        iters_per_epoch = min(iters_per_epoch, cfg.batches_per_epoch)
     return Feed(train_data, val_data, iters_per_epoch, found)
 
 
 def record_iters(cfg, num_devices, strategy):
     """This worker's ImageRecordIters, their labels checked, and its batches per epoch."""
-    if not cfg["rec_train"] or not cfg["rec_val"]:
+    if not cfg.rec_train or not cfg.rec_val:
         raise UserError("no data: pass --rec-train and --rec-val (pack images with "
                         "tools/im2rec.py)")
-    dataset.check_same_classes(cfg["rec_train"], cfg["rec_val"])
-    num_records = data.check_record(cfg["rec_train"])
+    dataset.check_same_classes(cfg.rec_train, cfg.rec_val)
+    num_records = data.check_record(cfg.rec_train)
     shard, shortest = strategy.shards(num_records)
-    data.check_record(cfg["rec_val"])
+    data.check_record(cfg.rec_val)
     rank, num_workers = strategy.rank, strategy.num_workers
     train_data = data.train_iter(cfg, num_devices, num_parts=num_workers, part_index=rank,
-                                 seed=cfg["seed"] + rank)
+                                 seed=cfg.seed + rank)
     val_data = strategy.on_rank0(_val_iter, cfg, num_devices)
     # Partial last batches are dropped (they would change the static input shape);
     # the shuffle puts different images there every epoch. Every worker runs the
     # shortest shard's count: under dist_sync one step more on a single worker blocks
     # the whole job.
-    batch = cfg["batch_size"] * num_devices
+    batch = cfg.batch_size * num_devices
     if shortest < batch:
         raise UserError("%s has %d images%s, fewer than one batch of %d (--batch-size %d x %d "
                         "device(s)); every image would be left out. Lower --batch-size or "
-                        "add images" % (cfg["rec_train"], shortest,
+                        "add images" % (cfg.rec_train, shortest,
                                         " for the last of %d workers" % num_workers
-                                        if num_workers > 1 else "", batch, cfg["batch_size"],
+                                        if num_workers > 1 else "", batch, cfg.batch_size,
                                         num_devices))
     iters = shortest // batch
-    dropped = dataset.describe_dropped(cfg["rec_train"], shard, batch, iters,
-                                       cfg["shuffle"], cfg["batches_per_epoch"])
+    dropped = dataset.describe_dropped(cfg.rec_train, shard, batch, iters,
+                                       cfg.shuffle, cfg.batches_per_epoch)
     if dropped:
         log.info(dropped)
-    train_data = dataset.CheckedBatches(train_data, cfg["classes"], cfg["rec_train"],
+    train_data = dataset.CheckedBatches(train_data, cfg.classes, cfg.rec_train,
                                         on_next=strategy.heartbeat)
     return train_data, val_data, iters
 
 
 def _val_iter(cfg, num_devices):
-    return dataset.CheckedBatches(data.val_iter(cfg, num_devices), cfg["classes"],
-                                  cfg["rec_val"])
+    return dataset.CheckedBatches(data.val_iter(cfg, num_devices), cfg.classes,
+                                  cfg.rec_val)
 
 
 def absolute_paths(cfg):

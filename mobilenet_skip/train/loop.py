@@ -108,9 +108,9 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     strategy = dist.strategy(cfg, len(ctxs))
     # before anything is built: a missing tensorboardX is refused at once
     board = strategy.on_rank0(_tensorboard, cfg) or []
-    global_batch = cfg["batch_size"] * len(ctxs) * strategy.num_workers
-    mx.random.seed(cfg["seed"])
-    np.random.seed(cfg["seed"])
+    global_batch = cfg.batch_size * len(ctxs) * strategy.num_workers
+    mx.random.seed(cfg.seed)
+    np.random.seed(cfg.seed)
 
     # This worker's data: its shard and the batches per epoch every worker runs (feed.py).
     data = feed.load(cfg, len(ctxs), strategy, train_data, val_data, iters_per_epoch)
@@ -120,7 +120,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     # (step.py), then the checkpoint loaded into them.
     folder = RunDir.for_training(cfg, strategy.rank, global_batch, data.fingerprint)
     begin = resume_mod.plan(folder, resume, overwrite, data.fingerprint,
-                            worker_batch=cfg["batch_size"] * len(ctxs))
+                            worker_batch=cfg.batch_size * len(ctxs))
     if begin.kept:  # config.yaml (and TensorBoard's copy) keep naming the starting weights
         cfg = folder.cfg = cfg.replace(**begin.kept)
         for board_ in board:
@@ -134,11 +134,11 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     init_kvstore(step.trainer)
     fused_pairs = hybridize(net, cfg)
     log.info("model %s x%g, %d classes | %d device(s) %s, %d worker(s), global batch %d | "
-             "%d batches/epoch, %d epochs", cfg["model"], cfg["multiplier"], cfg["classes"],
+             "%d batches/epoch, %d epochs", cfg.model, cfg.multiplier, cfg.classes,
              len(ctxs), ",".join(str(c) for c in ctxs), strategy.num_workers, global_batch,
-             data.iters_per_epoch, cfg["num_epochs"])
+             data.iters_per_epoch, cfg.num_epochs)
     log.info("OpenMP threads: %s (omp_threads %s; the start of the output says why)",
-             started_with() or "MXNet's default", cfg.get("omp_threads", "auto"))
+             started_with() or "MXNet's default", cfg.omp_threads)
 
     # Reports (callbacks.py); the run folder first: an epoch's line is logged once its
     # checkpoint is safe. The workers agree on a stop and on each epoch's sums through
@@ -156,7 +156,7 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     # The epochs: train (a stop request saves and ends), then rank 0 validates and records.
     interrupted = False
     with stop, _ending(state.calls):
-        for epoch in range(begin.epoch, cfg["num_epochs"]):
+        for epoch in range(begin.epoch, cfg.num_epochs):
             loss, top1, done, train_time = _train_epoch(state, epoch + 1, begin)
             begin = resume_mod.FRESH
             if stop.requested:
@@ -182,8 +182,8 @@ def _ending(calls):
 
 
 def _contexts(cfg):
-    ctxs = parse_contexts(cfg["gpus"], cfg["cpu_contexts"])
-    if cfg["dtype"] == "float16" and ctxs[0].device_type == "cpu":
+    ctxs = parse_contexts(cfg.gpus, cfg.cpu_contexts)
+    if cfg.dtype == "float16" and ctxs[0].device_type == "cpu":
         raise UserError("--dtype float16 needs GPUs: MXNet's CPU operators have no float16 "
                         "GEMM; pass --gpus, or --dtype float32 on the CPU")
     if ctxs[0].device_type == "cpu" and mx.context.num_gpus() > 0:
@@ -193,13 +193,13 @@ def _contexts(cfg):
 
 
 def _tensorboard(cfg):
-    return [TensorBoard(cfg["tensorboard"], cfg)] if cfg.get("tensorboard") else []
+    return [TensorBoard(cfg.tensorboard, cfg)] if cfg.tensorboard else []
 
 
 def _log_lr(cfg, lr_at, global_batch, iters_per_epoch, begin):
     """The lr as the recipe names it, as scaled to the global batch, and where it goes on."""
     log.info("lr %g for a global batch of %s -> effective lr %g at global batch %d%s",
-             cfg["lr"], cfg["lr_batch"] or "any", effective_lr(cfg, global_batch)[0],
+             cfg.lr, cfg.lr_batch or "any", effective_lr(cfg, global_batch)[0],
              global_batch,
              "; at epoch %d%s: %g" % (begin.epoch + 1,
                                       " batch %d" % begin.batches if begin.batches else "",
@@ -253,7 +253,7 @@ def _train_epoch(state, epoch_no, begin):
         strategy.end_batch(stop)  # dist_sync: every worker stops after the same batch
         for c in calls:
             c.end_batch(done)
-        if done % state.cfg["log_interval"] == 0 or stop.requested:
+        if done % state.cfg.log_interval == 0 or stop.requested:
             count = acc.count
             loss, top1, bad = acc.read_window()
             if bad is not None:
@@ -290,7 +290,7 @@ def _nan_message(epoch, batch, ckpt):
 def _validate(state, epoch_no, loss, top1, train_time):
     """Score epoch ``epoch_no`` on the val data and report its metrics row (rank 0)."""
     tic = time.time()
-    val = evaluate(state.net, state.val_data, state.ctxs, state.cfg["dtype"])
+    val = evaluate(state.net, state.val_data, state.ctxs, state.cfg.dtype)
     val_time = time.time() - tic
     row = {"epoch": epoch_no, "train_loss": loss, "train_top1": top1,
            "val_loss": val["loss"], "val_top1": val["top1"], "val_top5": val["top5"],
@@ -311,11 +311,11 @@ def _result(state, interrupted):
     return {"best_epoch": best["epoch"] if best else None,
             "best_val_top1": best["val_top1"] if best else None,
             "last": folder.rows[-1] if folder.rows else None, "interrupted": interrupted,
-            "export_epoch": state.cfg["export_epoch"],
+            "export_epoch": state.cfg.export_epoch,
             "chosen_epoch": chosen["epoch"] if chosen else None,
             "checkpoint": folder.checkpoints.path(chosen["epoch"], "params") if chosen
             else None,
-            "summary": folder.summary() if chosen else None, "save_dir": state.cfg["save_dir"],
+            "summary": folder.summary() if chosen else None, "save_dir": state.cfg.save_dir,
             "lr": trainer.learning_rate, "num_update": trainer.optimizer.num_update,
             "fused_pairs": state.fused_pairs}
 

@@ -19,7 +19,7 @@ log = logging.getLogger("mobilenet_skip")
 
 
 def _init(cfg):
-    if cfg["init"] == "msra":  # He et al.: N(0, 2/fan_in), right for ReLU nets
+    if cfg.init == "msra":  # He et al.: N(0, 2/fan_in), right for ReLU nets
         return mx.init.Xavier(rnd_type="gaussian", factor_type="in", magnitude=2)
     return mx.init.Xavier()
 
@@ -30,20 +30,20 @@ def build_net(cfg, ctxs, load=True):
     weights come next) warm-started from gluoncv (``warm_start``) or fine-tuned from a
     run or export of ours (``finetune``, :mod:`.finetune`), whose body trains at
     ``finetune_lr_mult`` x the lr."""
-    if cfg["warm_start"] and cfg.get("finetune"):
+    if cfg.warm_start and cfg.finetune:
         raise UserError("--warm-start and --finetune both name starting weights; pass one")
-    net = get_model(cfg["model"], cfg["multiplier"], cfg["classes"],
+    net = get_model(cfg.model, cfg.multiplier, cfg.classes,
                     norm_kwargs=norm_kwargs_from(cfg))
-    if load and cfg["warm_start"]:
-        left = load_gluoncv_params(net, cfg["warm_start"], ctx=ctxs,
-                                   load_output=cfg["classes"] == 1000)
-        log.info("warm start from %s; %d parameters freshly initialised", cfg["warm_start"],
+    if load and cfg.warm_start:
+        left = load_gluoncv_params(net, cfg.warm_start, ctx=ctxs,
+                                   load_output=cfg.classes == 1000)
+        log.info("warm start from %s; %d parameters freshly initialised", cfg.warm_start,
                  len(left))
     net = init_net(net, cfg, ctxs)
-    if cfg.get("finetune"):
+    if cfg.finetune:
         if load:
             load_finetune(net, cfg)
-        set_body_lr_mult(net, cfg["finetune_lr_mult"])
+        set_body_lr_mult(net, cfg.finetune_lr_mult)
     return net
 
 
@@ -56,7 +56,7 @@ def init_net(net, cfg, ctxs):
     ``mobilenet1.0`` exactly as it trains ours.
     """
     net.initialize(_init(cfg), ctx=ctxs)
-    if cfg["no_wd_dw_bn"]:
+    if cfg.no_wd_dw_bn:
         def no_decay(block):
             if isinstance(block, nn.BatchNorm):
                 for p in block.params.values():
@@ -66,12 +66,12 @@ def init_net(net, cfg, ctxs):
             elif isinstance(block, nn.Conv2D) and block._kwargs.get("num_group", 1) > 1:
                 block.weight.wd_mult = 0.0  # another network's depthwise conv (gluoncv's)
         net.apply(no_decay)
-    if not cfg["wd_bias"]:
+    if not cfg.wd_bias:
         # Gluon names every bias "...bias"; BN's shift is "beta" (no_wd_dw_bn's business).
         for name, p in net.collect_params().items():
             if name.endswith("bias"):
                 p.wd_mult = 0.0
-    if cfg["dtype"] == "float16":
+    if cfg.dtype == "float16":
         net.cast("float16")
     return net
 
@@ -83,8 +83,8 @@ def choose_fusion(net, cfg):
     is. Returns the number of pairs fused.
     """
     ctxs = next(iter(net.collect_params().values())).list_ctx()
-    supported, why = fusion_supported(ctxs, cfg.get("dtype", "float32"))
-    fuse = cfg.get("fuse_bn_relu", True) and supported
+    supported, why = fusion_supported(ctxs, cfg.dtype)
+    fuse = cfg.fuse_bn_relu and supported
     pairs = set_bn_relu_fusion(net, fuse)
     if pairs:
         log.info("BatchNorm-ReLU: %d pair(s) %s", pairs, "fused (oneDNN)" if fuse else
@@ -96,7 +96,7 @@ def hybridize(net, cfg):
     """Fuse as :func:`choose_fusion` decides, then hybridize as the recipe says: one static
     graph, memory planned once. Returns the number of BatchNorm-ReLU pairs fused."""
     fused = choose_fusion(net, cfg)
-    if cfg["hybridize"]:
+    if cfg.hybridize:
         net.hybridize(static_alloc=True, static_shape=True)
     return fused
 

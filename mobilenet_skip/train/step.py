@@ -93,8 +93,8 @@ def make_step(net, cfg, ctxs, kvstore, global_batch):
     """The recipe's Trainer and :class:`TrainStep` for an initialised ``net``: what
     ``fit`` trains with and what ``tools/benchmark.py train`` times."""
     trainer = make_trainer(net, cfg, kvstore, global_batch)
-    return TrainStep(net, trainer, ctxs, cfg["label_smoothing"], cfg["clip_gradient"],
-                     global_batch, cfg["dtype"])
+    return TrainStep(net, trainer, ctxs, cfg.label_smoothing, cfg.clip_gradient,
+                     global_batch, cfg.dtype)
 
 
 class Accumulator(object):
