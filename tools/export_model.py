@@ -26,6 +26,7 @@ import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.deploy.artifact import summary, written_files
 from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
+from mobilenet_skip.deploy.limits import checked_input_size
 
 
 def parse_args(argv):
@@ -40,7 +41,9 @@ def parse_args(argv):
     add_form_arguments(p)  # --fused, --int8, --onnx and their options: one per form
     p.add_argument("--eval-rec", help="after writing, evaluate each form on this .rec and "
                    "report INT8's agreement with FP32 and its top-1 drop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.input_size = checked_input_size(args.input_size)
+    return args
 
 
 def main(argv=None):
