@@ -136,11 +136,12 @@ def read_onnx_info(path):
         When the file is not an ONNX model protobuf can parse (cut short, damaged, or
         another kind of file).
     """
-    from google.protobuf.message import DecodeError  # onnx's own dependency
     onnx = import_onnx()
     try:
         model = onnx.load(path, load_external_data=False)
-    except DecodeError as err:
+    except Exception as err:
+        if type(err).__name__ != "DecodeError":  # protobuf's, which onnx passes on as it is
+            raise
         raise UserError("%s is not an ONNX model: protobuf cannot parse it (%s), so it is cut "
                         "short, damaged or another kind of file; re-export it with "
                         "tools/export_model.py --onnx" % (path, str(err).strip()[:200]
