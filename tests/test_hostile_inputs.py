@@ -13,7 +13,7 @@ import pytest
 
 from mobilenet_skip import recordio
 from mobilenet_skip.data import demo as demo_images
-from mobilenet_skip.deploy import limits, loading, runtime
+from mobilenet_skip.deploy import forms, limits, loading, runtime
 
 from conftest import call_tool
 from test_hostile_data import BOMB, _peak_mb, _png_bomb
@@ -122,6 +122,7 @@ def _no_weights_placed(monkeypatch):
         raise AssertionError("the network ran: the size was not refused beforehand")
     monkeypatch.setattr(loading, "block_of", placed)
     monkeypatch.setattr(runtime, "graph_of", placed)
+    monkeypatch.setattr(forms, "graph_of", placed)
 
 
 MAP = ("--input-size 12000 is too large for {}: one 12000x12000 image makes its layer "
@@ -140,7 +141,8 @@ def test_a_size_whose_map_would_crash_onednn_is_refused_before_any_weight_is_pla
         val, three, tmp_path, capsys, monkeypatch):
     """12000 px through a 0.25 net: block2's 1x1 output is 16 x 6000 x 6000 floats, 2.3 GB
     per image, where MXNet dies by SIGSEGV; where memory allows it, the export and a
-    checkpoint (traced at that size before) are refused from shape inference."""
+    checkpoint (which eval and export trace at that size) are refused from shape
+    inference."""
     _no_weights_placed(monkeypatch)
     err, _ = _error(capsys, "predict", "--prefix", three, "--input-size", "12000",
                     _images(val)[0])
@@ -154,6 +156,13 @@ def test_a_size_whose_map_would_crash_onednn_is_refused_before_any_weight_is_pla
     err, _ = _error(capsys, "eval_imagenet", "--params", params, "--model", "mobilenet",
                     "--multiplier", "0.25", "--input-size", "12000", "--rec-val", val + ".rec")
     assert _any_net(err) == MAP.format(params)
+    with open(str(tmp_path / "names.txt"), "w") as f:
+        f.write("cat\ndog\nowl\n")
+    err, _ = _error(capsys, "export_model", "--params", params, "--model", "mobilenet",
+                    "--multiplier", "0.25", "--input-size", "12000", "--synsets",
+                    str(tmp_path / "names.txt"), "--output", str(tmp_path / "out" / "m"))
+    assert _any_net(err) == MAP.format(params)
+    assert not os.path.exists(str(tmp_path / "out"))
     # the size it names passes every check
     sym = loading.load_symbolic(three).sym
     limits.check_input_size(sym, 11584, three)

@@ -26,7 +26,7 @@ import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.deploy.artifact import summary, written_files
 from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
-from mobilenet_skip.deploy.limits import checked_input_size
+from mobilenet_skip.deploy.limits import check_network, checked_input_size
 
 
 def parse_args(argv):
@@ -49,6 +49,7 @@ def parse_args(argv):
 def main(argv=None):
     args = parse_args(argv)
     source = source_from_args(args)
+    check_network(source.net, source.info["input_size"], source.path)
     written = deploy(source, args.output, selected(args), args)
     print("from %s: %s" % (source.path, summary(source.info)))
     for name, out in written.items():

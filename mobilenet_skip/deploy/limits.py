@@ -17,7 +17,8 @@ from ..runs.sidecar import sidecar_path
 from ..utils.cores import memory_available
 
 __all__ = ["checked_input_size", "node_shapes", "oversized_array", "check_batch",
-           "forward_memory", "fatal_conv", "check_input_size", "out_of_memory",
+           "forward_memory", "fatal_conv", "check_input_size", "check_network",
+           "out_of_memory",
            "is_allocation_failure", "FIXED_BYTES", "MAP_COPIES", "INPUT_COPIES",
            "FATAL_CONV_VALUES"]
 
@@ -189,6 +190,13 @@ def check_input_size(sym, side, prefix):
                         "was trained at or a smaller one"
                         % (side, side, side, prefix, need / 1e9, have / 1e9))
     check_batch(sym, side, 1, prefix, shapes)
+
+
+def check_network(net, side, name):
+    """:func:`check_input_size` of a network in memory (a checkpoint's, or an export's
+    block) at ``side``, from the graph it traces on a symbol: tracing it for export or
+    evaluation runs a forward at that size."""
+    check_input_size(net(mx.sym.var("data")), side, name)
 
 
 def is_allocation_failure(err):

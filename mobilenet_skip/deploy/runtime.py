@@ -20,7 +20,7 @@ import mxnet as mx
 
 from ..errors import UserError
 from .artifact import describe, graph_of, read_info, sidecar_path
-from .limits import check_batch, check_input_size
+from .limits import check_batch, check_network
 from .loading import load_symbolic, open_export, open_graph
 from .registry import RUNTIMES
 
@@ -247,8 +247,7 @@ def network_runner(net, info, name, ctxs=None, api="symbolblock", batch_size=32)
         What the messages call it: the checkpoint file.
     """
     ctxs = list(ctxs or [mx.cpu()])
-    # tracing runs a forward at the size: judge the size from the symbol first
-    check_input_size(net(mx.sym.var("data")), info["input_size"], name)
+    check_network(net, info["input_size"], name)
     graph = graph_of(net, info["input_size"])
     block, _ = open_graph(graph, info["input_size"], ctxs, name)
     return MXNetRunner(name, graph, block, info, ctxs, api, batch_size)

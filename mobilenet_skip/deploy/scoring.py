@@ -17,8 +17,8 @@ from .runtime import APIS, open_runner
 
 __all__ = ["score", "evaluate_export", "evaluate_onnx", "compare_exports", "APIS"]
 
-# a label past the model's classes: another data set's val .rec, which would score low
-# without a word (3 of 10 digit classes: 0.178)
+# a label past the model's classes means another data set's val .rec, which would
+# otherwise score low without a word (a 3-class model on the 10 digits: 0.178)
 LABEL_FIX = ("no score is given. Evaluate on the val .rec of the classes the model was "
              "trained on, with the .synsets.txt that tools/im2rec.py --list writes beside "
              "it so that their names are checked too")
