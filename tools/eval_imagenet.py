@@ -35,6 +35,7 @@ from mobilenet_skip.errors import UserError
 from mobilenet_skip.recordio import synsets_path
 from mobilenet_skip.deploy.artifact import input_size_warning, read_info, summary
 from mobilenet_skip.deploy import report as report_mod
+from mobilenet_skip.deploy.limits import checked_input_size
 from mobilenet_skip.deploy.registry import RUNTIMES
 from mobilenet_skip.deploy.runtime import APIS, check_batch_size, network_runner, open_runner
 from mobilenet_skip.deploy.scoring import score
@@ -63,6 +64,7 @@ def parse_args(argv):
                    "per-class top-1 and the misclassified images into DIR")
     args = p.parse_args(argv)
     check_batch_size(args.batch_size)
+    args.input_size = checked_input_size(args.input_size)
     return args
 
 
@@ -133,7 +135,7 @@ def _mxnet(args, ctxs):
 
 def _onnx(args, ctxs):
     """--runtime onnxruntime: the --onnx file alone, on the CPU, with the class names
-    beside it."""
+    beside it, checked against val's as the MXNet export's are."""
     if not args.onnx:
         raise UserError("--runtime onnxruntime needs --onnx FILE (export_model.py --onnx "
                         "writes PREFIX.onnx)")
@@ -141,10 +143,12 @@ def _onnx(args, ctxs):
                             ("--params", args.params)) if v]
     if given:
         raise UserError("--onnx evaluates the ONNX file alone; drop %s" % " and ".join(given))
+    base = args.onnx[:-len(".onnx")] if args.onnx.endswith(".onnx") else args.onnx
+    names = base + ".synsets.txt"
+    class_warning = dataset.check_val_classes(names, args.rec_val)
     runner = open_runner("onnxruntime", args.onnx, ctxs, args.api, args.batch_size,
                          args.input_size)
-    base = args.onnx[:-len(".onnx")] if args.onnx.endswith(".onnx") else args.onnx
-    return runner, [base + ".synsets.txt"], None
+    return runner, [names], class_warning
 
 
 OPENERS = {"mxnet": _mxnet, "onnxruntime": _onnx}  # what each --runtime scores

@@ -26,6 +26,7 @@ import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import add_source_arguments, run_main, source_from_args
 from mobilenet_skip.deploy.artifact import summary, written_files
 from mobilenet_skip.deploy.forms import FORMS, add_form_arguments, deploy, selected
+from mobilenet_skip.deploy.limits import check_network, checked_input_size
 
 
 def parse_args(argv):
@@ -40,12 +41,15 @@ def parse_args(argv):
     add_form_arguments(p)  # --fused, --int8, --onnx and their options: one per form
     p.add_argument("--eval-rec", help="after writing, evaluate each form on this .rec and "
                    "report INT8's agreement with FP32 and its top-1 drop")
-    return p.parse_args(argv)
+    args = p.parse_args(argv)
+    args.input_size = checked_input_size(args.input_size)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
     source = source_from_args(args)
+    check_network(source.net, source.info["input_size"], source.path)
     written = deploy(source, args.output, selected(args), args)
     print("from %s: %s" % (source.path, summary(source.info)))
     for name, out in written.items():

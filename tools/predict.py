@@ -10,9 +10,10 @@ sidecar, --input-size is required (ImageNet mean/std and crop 0.875 are assumed)
 with it, a different --input-size is used with a warning. Each image goes through
 validation's transform: shorter side to round(S / 0.875), central S x S crop, RGB
 mean/std. An image that cannot be read (missing, not a regular file, over 64 MB, not
-an image) is reported on stderr and the others are still classified; the exit
-status is then 1. A folder stands for the JPEG/PNG/BMP files under it, recursively, in
-sorted order; images go through the network --batch-size at a time.
+an image, or of more than --max-pixels as its header states: a decompression bomb) is
+reported on stderr and the others are still classified; the exit status is then 1. A
+folder stands for the JPEG/PNG/BMP files under it, recursively, in sorted order; images
+go through the network --batch-size at a time.
 """
 import argparse
 import json
@@ -21,9 +22,11 @@ import sys
 import _bootstrap  # noqa: F401
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.errors import UserError
+from mobilenet_skip.recordio import MAX_PIXELS
 from mobilenet_skip.deploy.artifact import input_size_warning, read_info, summary
+from mobilenet_skip.deploy.limits import check_batch, checked_input_size
 from mobilenet_skip.deploy.loading import open_export
-from mobilenet_skip.deploy.predicting import CsvOut, classify, expand_paths
+from mobilenet_skip.deploy.predicting import CsvOut, batch_for, classify, expand_paths
 
 
 def parse_args(argv):
@@ -42,24 +45,36 @@ def parse_args(argv):
                    "without the PREFIX.json sidecar; overrides it (with a warning) otherwise")
     p.add_argument("--json", action="store_true",
                    help="print one JSON object: predictions and errors per image")
-    return p.parse_args(argv)
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help="refuse images of more pixels than this, read from their headers "
+                   "before decoding, as tools/im2rec.py does: decompression bombs, such as "
+                   "a 0.87 MB PNG of 30000x30000 that decodes to 2.7 GB (default "
+                   "%(default)d, Pillow's cap)")
+    args = p.parse_args(argv)
+    if args.top < 1:
+        raise UserError("--top must be at least 1")
+    if args.max_pixels < 1:
+        raise UserError("--max-pixels must be at least 1, got %d" % args.max_pixels)
+    args.input_size = checked_input_size(args.input_size)
+    return args
 
 
 def main(argv=None):
     args = parse_args(argv)
-    if args.top < 1:
-        raise UserError("--top must be at least 1")
     if args.input_size:
         warning = input_size_warning(args.prefix, read_info(args.prefix, args.input_size))
         if warning:
             print("warning: %s" % warning, file=sys.stderr, flush=True)
     exported = open_export(args.prefix, args.input_size, need_synsets=True)
+    paths = expand_paths(args.images)
+    batch = batch_for(args.batch_size, paths)
+    check_batch(exported.graph.sym, exported.info["input_size"], batch, args.prefix)
     net = exported.block
     net.hybridize(static_alloc=True, static_shape=True)
     table = CsvOut(args.csv, args.top) if args.csv else None
     predictions, errors = [], []
-    for answer in classify(net, exported.info, exported.synsets, expand_paths(args.images),
-                           args.batch_size, args.top):
+    for answer in classify(net, exported.info, exported.synsets, paths, batch, args.top,
+                           args.max_pixels):
         if table:
             table.write(answer)
         if "error" in answer:

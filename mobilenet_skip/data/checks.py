@@ -151,6 +151,10 @@ def describe_dropped(rec, images, batch, batches, shuffle, capped=0):
                "the same %d every epoch (shuffle is off)" % left))
 
 
+TRAINING_FIX = ("nothing was trained on it. Re-pack from a .lst whose labels are class "
+                "indices, or pass the right --classes")
+
+
 class CheckedBatches(WrappedIter):
     """Pass batches through, refusing any label outside ``0 .. classes - 1``, and call
     ``on_next`` each time a batch (or a reset) is asked for.
@@ -170,12 +174,14 @@ class CheckedBatches(WrappedIter):
         The file the records come from, for the error.
     on_next : callable, optional
         Called with no argument before each batch is fetched and on each reset.
+    fix : str, optional
+        What the refusal tells the user to do (default: training's, :data:`TRAINING_FIX`).
     """
 
-    def __init__(self, data_iter, classes=None, source=None, on_next=None):
+    def __init__(self, data_iter, classes=None, source=None, on_next=None, fix=None):
         super(CheckedBatches, self).__init__(data_iter)
         self.classes = None if classes is None else int(classes)
-        self.source, self.on_next = source, on_next
+        self.source, self.on_next, self.fix = source, on_next, fix or TRAINING_FIX
         self._batch = 0
 
     def reset(self):
@@ -209,10 +215,8 @@ class CheckedBatches(WrappedIter):
         if bad.any():
             raise UserError(
                 "%s holds label %g (batch %d of this pass), but the network has %d classes "
-                "(labels 0-%d); nothing was trained on it. Re-pack from a .lst whose labels "
-                "are class indices, or pass the right --classes"
-                % (self.source, labels[bad.argmax()], self._batch, self.classes,
-                   self.classes - 1))
+                "(labels 0-%d); %s" % (self.source, labels[bad.argmax()], self._batch,
+                                       self.classes, self.classes - 1, self.fix))
 
 
 def checked(data_iter, classes=None, source=None, on_next=None):

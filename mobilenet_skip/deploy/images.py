@@ -1,5 +1,6 @@
 """Exported models at work on single images: reading and decoding an image file
-safely, validation's preprocessing (:meth:`~mobilenet_skip.data.preprocess.Preprocessing.image`)
+safely (a decompression bomb refused from its header, as packing refuses it), validation's
+preprocessing (:meth:`~mobilenet_skip.data.preprocess.Preprocessing.image`)
 and top-k class names. The runtimes that run a network are in :mod:`.runtime`.
 """
 import io
@@ -11,6 +12,7 @@ import numpy as np
 
 from ..data.preprocess import Preprocessing
 from ..errors import UserError
+from ..recordio import MAX_PIXELS, oversized_reason
 
 __all__ = ["decode_image", "exif_orientation", "load_image", "read_image_bytes", "top_k",
            "softmax", "MAX_IMAGE_BYTES"]
@@ -48,21 +50,27 @@ def exif_orientation(raw):
         return 1
 
 
-def decode_image(raw, name="image"):
+def decode_image(raw, name="image", max_pixels=MAX_PIXELS):
     """RGB ``H x W x 3`` uint8 NDArray from encoded bytes (JPEG, PNG, ...), upright.
 
     The pixels are MXNet's decoder's, which ``ImageRecordIter`` runs, and a JPEG's EXIF
     orientation is applied as OpenCV applies it both when packing and in
     ``ImageRecordIter`` (``mx.image.imdecode`` ignores it): a phone photo is classified
-    as evaluation would see it, not sideways.
+    as evaluation would see it, not sideways. An image of more than ``max_pixels``, as
+    its header states (:func:`~mobilenet_skip.recordio.oversized_reason`), is refused
+    before decoding: a 0.87 MB PNG of 30000x30000 decodes to 2.7 GB.
 
     Raises
     ------
     UserError
-        When the bytes are empty or not an image OpenCV can decode.
+        When the bytes are empty, hold too many pixels or are not an image OpenCV can
+        decode.
     """
     if not raw:
         raise UserError("%s is empty" % name)
+    oversized = oversized_reason(raw, max_pixels)
+    if oversized:
+        raise UserError("%s: %s" % (name, oversized))
     try:
         img = mx.image.imdecode(raw, flag=1, to_rgb=True)
     except mx.base.MXNetError:
@@ -111,7 +119,7 @@ def read_image_bytes(path, limit=None):
     return raw
 
 
-def load_image(path, info):
+def load_image(path, info, max_pixels=MAX_PIXELS):
     """Read, decode and preprocess one image file for an export described by ``info``.
 
     ``info`` (a sidecar) gives the :class:`~mobilenet_skip.data.preprocess.Preprocessing`;
@@ -120,10 +128,10 @@ def load_image(path, info):
     Raises
     ------
     UserError
-        Naming the file: missing, unreadable, or not an image.
+        Naming the file: missing, unreadable, of more than ``max_pixels``, or not an image.
     """
     raw = read_image_bytes(path)
-    return Preprocessing.from_dict(info).image(decode_image(raw, path))
+    return Preprocessing.from_dict(info).image(decode_image(raw, path, max_pixels))
 
 
 def softmax(logits):

@@ -128,9 +128,24 @@ def export_onnx(graph, info, path, dynamic_batch=True, weights_as_inputs=False,
 
 
 def read_onnx_info(path):
-    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None."""
+    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None.
+
+    Raises
+    ------
+    UserError
+        When the file is not an ONNX model protobuf can parse (cut short, damaged, or
+        another kind of file).
+    """
     onnx = import_onnx()
-    model = onnx.load(path, load_external_data=False)
+    try:
+        model = onnx.load(path, load_external_data=False)
+    except Exception as err:
+        if type(err).__name__ != "DecodeError":  # protobuf's, which onnx passes on as it is
+            raise
+        raise UserError("%s is not an ONNX model: protobuf cannot parse it (%s), so it is cut "
+                        "short, damaged or another kind of file; re-export it with "
+                        "tools/export_model.py --onnx" % (path, str(err).strip()[:200]
+                                                          or type(err).__name__)) from None
     props = {p.key: p.value for p in model.metadata_props}
     if ONNX_INFO_KEY not in props:
         return None

@@ -8,9 +8,10 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import UserError
+from ..recordio import MAX_PIXELS
 from .images import load_image, softmax, top_k
 
-__all__ = ["IMAGE_EXTENSIONS", "expand_paths", "classify", "CsvOut"]
+__all__ = ["IMAGE_EXTENSIONS", "expand_paths", "batch_for", "classify", "CsvOut"]
 
 # what im2rec lists as images (recordio.listing), in any case
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp")
@@ -41,12 +42,21 @@ def expand_paths(paths):
     return out
 
 
-def classify(net, info, synsets, paths, batch_size=16, k=5):
+def batch_for(batch_size, paths):
+    """The images per forward pass for ``paths``: ``batch_size``, or fewer when fewer
+    images are given (one big image must not cost ``batch_size`` of them)."""
+    if batch_size < 1:
+        raise UserError("--batch-size must be at least 1, got %d" % batch_size)
+    return min(batch_size, max(len(paths), 1))
+
+
+def classify(net, info, synsets, paths, batch_size=16, k=5, max_pixels=MAX_PIXELS):
     """Classify ``paths`` (as :func:`expand_paths` gives them) in batches.
 
-    Images are read one by one (a file that cannot be read is answered with its error)
-    and the readable ones go through ``net`` ``batch_size`` at a time; the last batch is
-    padded to the same size so the hybridized graph keeps one shape.
+    Images are read one by one (a file that cannot be read, or of more than
+    ``max_pixels``, is answered with its error) and the readable ones go through ``net``
+    :func:`batch_for` at a time; the last batch is padded to the same size so the
+    hybridized graph keeps one shape.
 
     Yields
     ------
@@ -54,16 +64,13 @@ def classify(net, info, synsets, paths, batch_size=16, k=5):
         ``image`` and either ``top`` (:func:`~.images.top_k`) or ``error``, in the
         order of ``paths``.
     """
-    if batch_size < 1:
-        raise UserError("--batch-size must be at least 1, got %d" % batch_size)
-    # no batch larger than the work: one big image must not cost batch_size of them
-    batch_size = min(batch_size, max(len(paths), 1))
+    batch_size = batch_for(batch_size, paths)
     for start in range(0, len(paths), batch_size):
         answers, inputs = [], []
         for path, error in paths[start:start + batch_size]:
             if error is None:
                 try:
-                    inputs.append(load_image(path, info))
+                    inputs.append(load_image(path, info, max_pixels))
                 except UserError as err:
                     error = str(err)
             answers.append({"image": path, "error": error} if error else {"image": path})

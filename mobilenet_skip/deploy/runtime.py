@@ -20,6 +20,7 @@ import mxnet as mx
 
 from ..errors import UserError
 from .artifact import describe, graph_of, read_info, sidecar_path
+from .limits import check_batch, check_network
 from .loading import load_symbolic, open_export, open_graph
 from .registry import RUNTIMES
 
@@ -103,11 +104,13 @@ class ModuleNet(object):
 class MXNetRunner(Runner):
     """A :class:`~.artifact.Graph` in MXNet, through ``api``: its ``block`` (a
     ``SymbolBlock`` on ``ctxs``, hybridized) or a :class:`ModuleNet` of the graph. Both
-    have run one batch on every device before the clock starts."""
+    have run one batch on every device before the clock starts, once shape inference
+    has shown that MXNet can hold a batch's arrays (:func:`~.limits.check_batch`)."""
 
     def __init__(self, path, graph, block, info, ctxs, api="symbolblock", batch_size=32):
         super(MXNetRunner, self).__init__(path, info, ctxs, batch_size)
         side = info["input_size"]
+        check_batch(graph.sym, side, batch_size, path)
         if api == "module":
             net = ModuleNet(graph, self.ctxs, batch_size, side)
         elif api == "symbolblock":
@@ -135,7 +138,7 @@ class OnnxRunner(Runner):
 
     The preprocessing is the one ``export_onnx`` stored in the file (else the sidecar
     beside it, else ImageNet's at ``input_size``); an ``input_size`` the graph cannot
-    take is refused.
+    take is refused. Without a sidecar the classes are the width of the graph's output.
     """
 
     def __init__(self, path, input_size=None, batch_size=32, threads=None):
@@ -158,6 +161,9 @@ class OnnxRunner(Runner):
                 raise UserError("%s takes %dx%d images but its description says %d; "
                                 "re-export it" % (path, side, side, info["input_size"]))
         import onnxruntime
+        out = self.session.get_outputs()[0].shape
+        if not info.get("classes") and len(out) == 2 and isinstance(out[1], int):
+            info["classes"] = out[1]  # what the labels are checked against
         self.info = info
         self.labels = {"device": "cpu", "runtime": "onnxruntime"}
         self.engine = "ONNX Runtime %s" % onnxruntime.__version__
@@ -241,6 +247,7 @@ def network_runner(net, info, name, ctxs=None, api="symbolblock", batch_size=32)
         What the messages call it: the checkpoint file.
     """
     ctxs = list(ctxs or [mx.cpu()])
+    check_network(net, info["input_size"], name)
     graph = graph_of(net, info["input_size"])
     block, _ = open_graph(graph, info["input_size"], ctxs, name)
     return MXNetRunner(name, graph, block, info, ctxs, api, batch_size)

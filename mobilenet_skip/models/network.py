@@ -1,5 +1,7 @@
 """The network of Table 1: its layer list, :data:`TABLE1`, and :class:`MobileNetSkip`,
 which stacks the blocks of :mod:`.blocks` along it with the skips a scheme asks for."""
+import math
+
 from mxnet import nd
 from mxnet.gluon import nn
 from mxnet.gluon.block import HybridBlock
@@ -8,8 +10,8 @@ from mxnet.gluon.nn import BatchNorm
 from .blocks import DWBlock, Stem, make_norm
 from .fusion import bn_relu
 
-__all__ = ["TABLE1", "STEM_CHANNELS", "MIN_INPUT_SIZE", "MobileNetSkip", "skip_kind",
-           "check_input_shape", "min_train_bytes"]
+__all__ = ["TABLE1", "STEM_CHANNELS", "MIN_INPUT_SIZE", "MAX_ARRAY_VALUES", "MAX_INPUT_SIZE",
+           "MAX_MAP_VALUES", "MobileNetSkip", "skip_kind", "check_input_shape", "min_train_bytes"]
 
 STEM_CHANNELS = 32  # Table 1, Conv_1: 112x112x32
 
@@ -33,6 +35,15 @@ TABLE1 = (
 )
 
 MIN_INPUT_SIZE = 32  # total stride of the network
+# MXNet 1.9.1 as pip builds it (without USE_INT64_TENSOR_SIZE) refuses an array of 2^31 - 1
+# values or more ("Size of tensor ... larger than 2^31 elements"); a 1 x 3 x S x S input
+# stays within that up to S = 26754. A feature map must stay smaller still: oneDNN's
+# BatchNorm after a convolution dies by SIGSEGV once one image's map passes 2 GiB of
+# float32 (measured: a 16 x 5793 x 5793 map, 2^31 + 263,488 bytes, crashes; 16 x 5792 x
+# 5793, 2^31 - 88,064 bytes, runs, as does a batch of two 16 x 5800 x 2901 maps).
+MAX_ARRAY_VALUES = 2 ** 31 - 2
+MAX_INPUT_SIZE = math.isqrt(MAX_ARRAY_VALUES // 3)
+MAX_MAP_VALUES = 2 ** 29 - 1  # values of one image's feature map: under 2 GiB of float32
 MAX_CHANNELS = 2 ** 31 - 1  # MXNet parses num_filter/num_hidden as a C int
 
 
