@@ -214,8 +214,10 @@ LABEL = ("{} holds label {:g} (batch {} of this pass), but the network has 3 cla
 def _first_label_past(rec, classes, batch=32):
     """``(label, batch number)`` of the first label of ``rec``, in reading order, that is
     not one of ``classes``, in batches of ``batch`` (eval's default)."""
+    from mobilenet_skip.config.recipe import Recipe
     from mobilenet_skip.data import records
-    batches = records.val_iter({"rec_val": rec, "input_size": SIZE, "batch_size": 359})
+    batches = records.val_iter(Recipe.from_values({"rec_val": rec, "input_size": SIZE,
+                                                   "batch_size": 359}))
     labels = next(iter(batches)).label[0].asnumpy()
     first = int(np.flatnonzero(labels >= classes)[0])
     return labels[first], first // batch + 1
