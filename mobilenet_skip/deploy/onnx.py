@@ -8,7 +8,7 @@ import mxnet as mx
 
 from ..utils.fs import atomic_write
 from ..errors import UserError
-from .artifact import NOT_WRITTEN, check_info
+from .artifact import NOT_WRITTEN, check_info, verify_form_file
 
 __all__ = ["export_onnx", "read_onnx_info", "onnx_ir_version", "onnx_versions", "import_onnx",
            "add_arguments", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
@@ -128,14 +128,18 @@ def export_onnx(graph, info, path, dynamic_batch=True, weights_as_inputs=False,
 
 
 def read_onnx_info(path):
-    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None."""
+    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None; the file is
+    checked against the digest its export's sidecar records once it has parsed (so that
+    a file of another kind keeps its own message)."""
     onnx = import_onnx()
     model = onnx.load(path, load_external_data=False)
     props = {p.key: p.value for p in model.metadata_props}
-    if ONNX_INFO_KEY not in props:
-        return None
-    try:
-        return check_info(json.loads(props[ONNX_INFO_KEY]), path)
-    except (ValueError, TypeError):
-        raise UserError("%s carries an unreadable %s description; re-export it"
-                        % (path, ONNX_INFO_KEY)) from None
+    info = None
+    if ONNX_INFO_KEY in props:
+        try:
+            info = check_info(json.loads(props[ONNX_INFO_KEY]), path)
+        except (ValueError, TypeError):
+            raise UserError("%s carries an unreadable %s description; re-export it"
+                            % (path, ONNX_INFO_KEY)) from None
+    verify_form_file(path)
+    return info
