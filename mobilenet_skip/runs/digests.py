@@ -9,9 +9,9 @@ anything uses it, so that a stretch of zeroed or flipped bytes, which MXNet's lo
 accept as weights, is refused in one line naming the file, both digests and what to use
 instead.
 
-Hashing the 17 MB ``.params`` of mobilenet 1.0 at 224 px takes about 12 ms from the page
-cache on this project's 2-core machine (docs/workflow.md, 3. Resume), little beside
-loading it, so every load pays it.
+Hashing the 17-20 MB ``.params`` of a 1.0-wide network at 224 px takes about 12 ms from
+the page cache on this project's 2-core machine when idle, 25-30 ms when busy
+(docs/workflow.md, 3. Resume): little beside loading it, so every load pays it.
 """
 import hashlib
 import sys
