@@ -5,7 +5,9 @@ The set is written as one: every file is staged beside its place first, the old
 sidecar goes, the files are renamed into place and the sidecar comes last. The
 sidecar is the commit point: a reader that finds it finds the whole set, and one that
 finds none refuses the export unless told its input size. A full disk leaves the
-earlier export as it was and no temporary file.
+earlier export as it was and no temporary file. The sidecar records the SHA-256 of the
+graph and the weights, hashed from the staged files, and of the one-file forms written
+beside them (:func:`record_digests`); :func:`verify_form_file` checks such a file.
 
 The graph takes one input named ``data`` (NCHW float32, normalised as in validation)
 and returns logits. The sidecar records the model and the preprocessing it expects
@@ -13,6 +15,7 @@ and returns logits. The sidecar records the model and the preprocessing it expec
 checked against the registered forms and read. In memory an export is a :class:`Graph`:
 the symbol and its weights, from which every deployment form is derived.
 """
+import glob
 import json
 import os
 import shutil
@@ -25,20 +28,24 @@ from ..data.preprocess import Preprocessing
 from ..errors import UserError
 from ..models import MIN_INPUT_SIZE
 from ..models.fusion import fused_count, set_bn_relu_fusion
-from ..runs.checkpoints import is_checkpoint_file, read_json
-from ..runs.sidecar import (DEFAULT_INPUT_SIZE, FORMAT, describe, export_paths,
-                            preprocessing_entries, sidecar_path, summary)
-from ..utils.fs import remove_if_exists, stage
-from .registry import kinds
+from ..runs.checkpoints import checkpoint_model, is_checkpoint_file, read_json, read_marker
+from ..runs.digests import file_sha256
+from ..runs.folder import RunDir
+from ..runs.sidecar import (DEFAULT_INPUT_SIZE, DIGESTED, DIGESTS, FORMAT, describe,
+                            export_paths, preprocessing_entries, recorded_digests,
+                            sidecar_path, summary, verify_export_files)
+from ..utils.fs import atomic_save, final_path, remove_if_exists, stage
+from .registry import FORMS, kinds
 
 # describe, summary, export_paths, sidecar_path, FORMAT and DEFAULT_INPUT_SIZE are the
 # sidecar's (runs.sidecar), named here too because an export is read and written here
 __all__ = ["Graph", "graph_of", "export_paths", "sidecar_path", "describe", "summary",
            "check_info", "read_info", "input_size_warning", "write_graph", "export_network",
-           "written_files", "refuse_overwrites", "FORMAT",
-           "DEFAULT_INPUT_SIZE"]
+           "written_files", "refuse_overwrites", "record_digests", "verify_form_file",
+           "FORMAT", "DEFAULT_INPUT_SIZE"]
 
-NOT_WRITTEN = ("sidecar", "trained_input_size")  # read_info's notes, not the file's
+# read_info's notes, not the file's; the digests are the files', written with them
+NOT_WRITTEN = ("sidecar", "trained_input_size", DIGESTS)
 
 Graph = namedtuple("Graph", ["sym", "arg_params", "aux_params"])
 Graph.__doc__ = "A network as MXNet's symbolic API sees it: symbol, arg and aux NDArrays (CPU)."
@@ -52,9 +59,12 @@ def written_files(out, kind):
 
 def refuse_overwrites(paths, flag="--output"):
     """A one-line :class:`UserError` if writing ``paths`` would replace a checkpoint's file
-    or a JSON that is not an export's sidecar (a checkpoint marker, say)."""
+    or a JSON that is not an export's sidecar (a checkpoint marker, say), or would write
+    a sidecar under a checkpoint marker's name in a run folder (training would read it as
+    one, and delete it with the checkpoint)."""
     for path in paths:
         if not os.path.exists(path):
+            _refuse_checkpoint_name(path, flag)
             continue
         if is_checkpoint_file(path):
             what = "a training checkpoint's file (the run could no longer resume)"
@@ -62,10 +72,31 @@ def refuse_overwrites(paths, flag="--output"):
                 and not _is_sidecar(path):
             what = "a JSON file that is not an export's sidecar"
         else:
+            _refuse_checkpoint_name(path, flag)
             continue  # an earlier export's file: replaced as a whole set
         raise UserError("%s would overwrite %s, %s; choose another %s, such as %s"
                         % (flag, path, what, flag,
                            os.path.join(os.path.dirname(path) or ".", "deploy", "m")))
+
+
+def _refuse_checkpoint_name(path, flag):
+    """Refuse a sidecar ``<model>-NNNN.json`` or ``<model>-interrupted.json`` in a folder
+    that holds a run of ``<model>`` (its config.yaml's model, or a marker of it)."""
+    if not path.endswith(".json") or path.endswith("-symbol.json"):
+        return
+    model = checkpoint_model(path[:-len(".json")])
+    if model is None:
+        return
+    folder = os.path.dirname(os.path.abspath(path))
+    run = RunDir(folder)
+    if not (os.path.isfile(run.config_path) and run.model == model) and not any(
+            read_marker(m) for m in glob.glob(os.path.join(glob.escape(folder),
+                                                           glob.escape(model) + "-*.json"))):
+        return
+    raise UserError("%s would write %s, the name of a checkpoint marker of the %s run in %s "
+                    "(%s-NNNN, %s-interrupted), which training reads and deletes; choose "
+                    "another %s, such as %s" % (flag, path, model, folder, model, model, flag,
+                                                os.path.join(folder, "deploy", "m")))
 
 
 def _is_sidecar(path):
@@ -114,6 +145,7 @@ def read_info(prefix, input_size=None):
         except ValueError:
             info = None
         info = check_info(info if isinstance(info, dict) else {}, path)
+        info.pop(DIGESTS, None)  # the files', checked as they are read (verify_export_files)
         info["sidecar"] = True
     elif not input_size:
         raise UserError("%s has no sidecar %s saying the input size it was trained at; pass "
@@ -184,29 +216,75 @@ def write_graph(prefix, graph, synsets=None, info=None):
     saved.update({"aux:%s" % k: v.as_in_context(mx.cpu()) for k, v in graph.aux_params.items()})
     writes = [(sym_path, graph.sym.save), (params_path, lambda tmp: mx.nd.save(tmp, saved)),
               (synsets_file, _synsets_writer(synsets, synsets_file))]
-    if info is not None:
-        writes.append((sidecar_path(prefix), _text_writer(json.dumps(
-            {k: v for k, v in info.items() if k not in NOT_WRITTEN}, indent=1,
-            sort_keys=True) + "\n")))
     needed = sum(v.size * np.dtype(v.dtype).itemsize for v in saved.values())
-    _write_set([(path, write) for path, write in writes if write], sidecar_path(prefix),
-               needed)
+    _write_set([(path, write) for path, write in writes if write], prefix,
+               None if info is None else _written(info), needed)
     return sym_path, params_path, synsets_file
 
 
-def _write_set(writes, commit, size_hint=None):
-    """Stage every ``(path, write)``, remove ``commit`` (the old set's sidecar), then rename
-    the staged files into place in order; no temporary file outlives a failure."""
+def _written(info):
+    """The entries of ``info`` a sidecar file holds."""
+    return {k: v for k, v in info.items() if k not in NOT_WRITTEN}
+
+
+def _sidecar_text(info):
+    return json.dumps(info, indent=1, sort_keys=True) + "\n"
+
+
+def _write_set(writes, prefix, info=None, size_hint=None):
+    """Stage every ``(path, write)`` and then the sidecar ``info`` of ``prefix`` (None: no
+    sidecar) with the :data:`DIGESTED` files' digests, hashed from the staged files;
+    remove the old sidecar, then rename the staged files into place in order, the
+    sidecar last. No temporary file outlives a failure."""
     staged = []
     try:
         for path, write in writes:
             staged.append(stage(path, write, size_hint))
-        remove_if_exists(commit)  # a reader must never pair the old sidecar with new files
+        if info is not None:
+            suffixes = {final_path(tmp)[len(prefix):]: tmp for tmp in staged}
+            digests = {s: file_sha256(suffixes[s]) for s in DIGESTED if s in suffixes}
+            staged.append(stage(sidecar_path(prefix),
+                                _text_writer(_sidecar_text(dict(info, **{DIGESTS: digests})))))
+        # a reader must never pair the old sidecar with new files
+        remove_if_exists(sidecar_path(prefix))
         for tmp in staged:
-            os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
+            os.replace(tmp, final_path(tmp))
     finally:
         for tmp in staged:
             remove_if_exists(tmp)
+
+
+def record_digests(prefix, files):
+    """Add the SHA-256 of one-file forms written beside the export at ``prefix``
+    (``{suffix: path}``, such as ``{".onnx": PREFIX.onnx}``) to its sidecar."""
+    info, recorded = recorded_digests(prefix)
+    if info is None or not files:
+        return
+    info[DIGESTS] = dict(recorded if isinstance(recorded, dict) else {},
+                         **{suffix: file_sha256(path) for suffix, path in files.items()})
+    atomic_save(sidecar_path(prefix), _sidecar_text(info))
+
+
+def verify_form_file(path):
+    """Check a one-file form's file (``PREFIX.onnx``, ``PREFIX-int8.onnx``) against the
+    digest that the sidecar of the export it was written beside records, before it is
+    read (:func:`~mobilenet_skip.runs.sidecar.verify_export_files`).
+
+    The longest form suffix the name ends with decides first (``-int8.onnx`` before
+    ``.onnx``); a file whose candidate sidecars record no digest of it gets one note.
+    """
+    described = []  # (form, prefix, digests) with a sidecar at prefix, longest suffix first
+    for form in sorted(FORMS.values(), key=lambda f: -len(f.suffix)):
+        if form.kind is None and form.suffix and path.endswith(form.suffix):
+            prefix = path[:-len(form.suffix)]
+            info, recorded = recorded_digests(prefix)
+            if info is not None:
+                described.append((form, prefix, recorded))
+    chosen = next((d for d in described if isinstance(d[2], dict) and d[0].suffix in d[2]),
+                  described[0] if described else None)
+    if chosen is not None:
+        form, prefix, _ = chosen
+        verify_export_files(prefix, (form.suffix,), form.name)
 
 
 def _text_writer(text):

@@ -13,13 +13,15 @@ and ``export_model.py --graph-json`` writes it (tests/test_export.py registers o
 This module holds the built-in forms' writers, which the registry names lazily.
 """
 import argparse
+import contextlib
 import os
 from collections import namedtuple
 
 from ..errors import UserError
+from ..runs.folder import RunDir
 from ..utils.fs import writable_dir
 from . import int8, onnx, ort_int8
-from .artifact import graph_of, refuse_overwrites, write_graph, written_files
+from .artifact import graph_of, record_digests, refuse_overwrites, write_graph, written_files
 from .mkldnn import fuse, require_mkldnn
 from .registry import FORMS, RUNTIMES, Form, register
 from .source import output_prefix
@@ -67,7 +69,9 @@ def deploy(source, output, forms=(), options=None):
 
     ``output`` is a prefix (a folder means ``folder/<model>``, see
     :func:`~.source.output_prefix`); each form goes to ``output`` + its suffix. Every
-    form's check runs before the first file is written.
+    form's check runs before the first file is written. Into a training run's folder it
+    writes under the folder's lock (refused while the run trains), and the one-file
+    forms' digests go into ``output``'s sidecar.
 
     Parameters
     ----------
@@ -94,19 +98,38 @@ def deploy(source, output, forms=(), options=None):
                         "export instead" % (source.path, source.info["kind"]))
     output = output_prefix(output, source)
     chosen = [f for f in FORMS.values() if not f.help or f.name in forms]
-    refuse_overwrites([p for f in chosen for p in written_files(output + f.suffix, f.kind)])
-    for form in chosen:
-        if form.check:
-            form.resolved("check")(source, options)
+    with _run_folder_lock(output):
+        refuse_overwrites([p for f in chosen for p in written_files(output + f.suffix,
+                                                                    f.kind)])
+        for form in chosen:
+            if form.check:
+                form.resolved("check")(source, options)
+        _writable(output)
+        if source.synsets is None:
+            raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
+                            "--recursive wrote PREFIX.synsets.txt beside the training list)"
+                            % source.path)
+        info = dict(source.info, kind="fp32")
+        base = Base(output, graph_of(source.net, info["input_size"]), info, source.synsets)
+        written = {f.name: f.resolved("derive")(base, output + f.suffix, options)
+                   for f in chosen}
+        record_digests(output, {f.suffix: written[f.name] for f in chosen if f.kind is None})
+    return written
+
+
+def _run_folder_lock(output):
+    """The lock of ``output``'s folder when it holds a training run (its config.yaml, or
+    the lock of one starting), else nothing to hold."""
+    run = RunDir(os.path.dirname(os.path.abspath(output)))
+    if not os.path.isfile(run.config_path) and not os.path.exists(run.file(RunDir.LOCK)):
+        return contextlib.nullcontext()
+    _writable(output)  # named for --output, before the lock names it for --save-dir
+    return run.locked()
+
+
+def _writable(output):
     writable_dir(os.path.dirname(os.path.abspath(output)), "the export %s" % output,
                  "give --output a PREFIX on a writable disk")
-    if source.synsets is None:
-        raise UserError("no class names for %s: pass --synsets FILE (im2rec.py --list "
-                        "--recursive wrote PREFIX.synsets.txt beside the training list)"
-                        % source.path)
-    info = dict(source.info, kind="fp32")
-    base = Base(output, graph_of(source.net, info["input_size"]), info, source.synsets)
-    return {f.name: f.resolved("derive")(base, output + f.suffix, options) for f in chosen}
 
 
 def derived_info(base, kind, **extra):

@@ -14,6 +14,7 @@ import mxnet as mx
 from ..data import records as data
 from ..errors import UserError, mxnet_message
 from ..models import MIN_INPUT_SIZE, get_model
+from ..runs.sidecar import verify_export_files
 from .artifact import Graph, export_paths, read_info, sidecar_path
 from .limits import check_input_size, is_allocation_failure, out_of_memory
 
@@ -143,6 +144,13 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
     Returns
     -------
     Export
+
+    Raises
+    ------
+    UserError
+        For any file that is missing, unreadable, damaged (its digest is not the one its
+        sidecar records: checked last, so that a file of another kind or export is
+        named as such) or not of this export.
     """
     graph = load_symbolic(prefix)  # a missing file is named before a missing sidecar
     info = read_info(prefix, input_size)
@@ -164,6 +172,7 @@ def open_export(prefix, input_size=None, ctx=None, need_synsets=False):
                         % (sidecar_path(prefix), info["classes"], sym_path, classes))
     info["classes"] = info.get("classes") or classes
     _check_model(graph, info, prefix)
+    verify_export_files(prefix)
     return Export(prefix, block, info, synsets, classes, graph)
 
 

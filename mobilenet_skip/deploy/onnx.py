@@ -8,7 +8,7 @@ import mxnet as mx
 
 from ..utils.fs import atomic_write
 from ..errors import UserError
-from .artifact import NOT_WRITTEN, check_info
+from .artifact import NOT_WRITTEN, check_info, verify_form_file
 
 __all__ = ["export_onnx", "read_onnx_info", "onnx_ir_version", "onnx_versions", "import_onnx",
            "add_arguments", "DEFAULT_ONNX_OPSET", "MIN_ONNX_OPSET"]
@@ -128,13 +128,15 @@ def export_onnx(graph, info, path, dynamic_batch=True, weights_as_inputs=False,
 
 
 def read_onnx_info(path):
-    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None.
+    """The sidecar stored in an ONNX file by :func:`export_onnx`, or None; the file is
+    checked against the digest its export's sidecar records once it has parsed (so that
+    a file of another kind keeps its own message).
 
     Raises
     ------
     UserError
         When the file is not an ONNX model protobuf can parse (cut short, damaged, or
-        another kind of file).
+        another kind of file), or differs from the digest its sidecar records.
     """
     onnx = import_onnx()
     try:
@@ -147,10 +149,12 @@ def read_onnx_info(path):
                         "tools/export_model.py --onnx" % (path, str(err).strip()[:200]
                                                           or type(err).__name__)) from None
     props = {p.key: p.value for p in model.metadata_props}
-    if ONNX_INFO_KEY not in props:
-        return None
-    try:
-        return check_info(json.loads(props[ONNX_INFO_KEY]), path)
-    except (ValueError, TypeError):
-        raise UserError("%s carries an unreadable %s description; re-export it"
-                        % (path, ONNX_INFO_KEY)) from None
+    info = None
+    if ONNX_INFO_KEY in props:
+        try:
+            info = check_info(json.loads(props[ONNX_INFO_KEY]), path)
+        except (ValueError, TypeError):
+            raise UserError("%s carries an unreadable %s description; re-export it"
+                            % (path, ONNX_INFO_KEY)) from None
+    verify_form_file(path)
+    return info

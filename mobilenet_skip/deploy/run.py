@@ -52,10 +52,13 @@ def export_run(save_dir, epoch=None, synsets=None):
                                   norm_kwargs=norm_kwargs_from(cfg))
     prefix = run.export_prefix()
     side = cfg["input_size"]
-    export_network(net, prefix, side, synsets or run.synsets_path(cfg=cfg), info=describe(
-        net, side, cfg, epoch=chosen["epoch"], val_top1=chosen["val_top1"],
-        export_epoch=cfg["export_epoch"], last_epoch=last["epoch"], best_epoch=best["epoch"],
-        best_val_top1=best["val_top1"]))
+    with run.locked():  # shared with the training of this process; refused by another's
+        export_network(net, prefix, side, synsets or run.synsets_path(cfg=cfg),
+                       info=describe(net, side, cfg, epoch=chosen["epoch"],
+                                     val_top1=chosen["val_top1"],
+                                     export_epoch=cfg["export_epoch"],
+                                     last_epoch=last["epoch"], best_epoch=best["epoch"],
+                                     best_val_top1=best["val_top1"]))
     log.info("exported the %s epoch, %d (val top1 %.4f), to %s-symbol.json and "
              "%s-0000.params", label, chosen["epoch"], chosen["val_top1"], prefix, prefix)
     return prefix

@@ -7,8 +7,9 @@ from collections import namedtuple
 
 import mxnet as mx
 
-from ..errors import UserError
+from ..errors import UserError, mxnet_message
 from ..models import get_model, norm_kwargs_from
+from ..runs.checkpoints import verify_checkpoint_file
 from ..runs.folder import RunDir
 from .artifact import DEFAULT_INPUT_SIZE, describe, export_paths
 from .loading import open_export
@@ -28,8 +29,9 @@ def load_checkpoint_params(net, path, ctx=None):
     Raises
     ------
     UserError
-        If the file is missing or unreadable, or its parameter names or shapes do
-        not fit ``net`` (another model, width or number of classes).
+        If the file is missing, damaged (its digest is not its marker's) or unreadable,
+        or its parameter names or shapes do not fit ``net`` (another model, width or
+        number of classes).
     """
     if not os.path.isfile(path):
         raise UserError("checkpoint %s not found" % path)
@@ -37,7 +39,7 @@ def load_checkpoint_params(net, path, ctx=None):
         saved = mx.nd.load(path)
     except mx.base.MXNetError as err:
         raise UserError("cannot read checkpoint %s (%s); is it a complete .params file?"
-                        % (path, str(err).strip().splitlines()[0][:120]))
+                        % (path, mxnet_message(err))) from None
     if not isinstance(saved, dict):
         raise UserError("%s holds no named parameters; is it a training checkpoint?" % path)
     ours = {name: p.shape for name, p in net._collect_params_with_prefix().items()}
@@ -53,6 +55,7 @@ def load_checkpoint_params(net, path, ctx=None):
             raise UserError("checkpoint %s does not fit %s: %s is %s in the file, %s in the "
                             "model; pass the --multiplier/--classes it was trained with"
                             % (path, described, name, saved[name].shape, shape))
+    verify_checkpoint_file(path)  # last: a file of another kind or model is named as such
     net.load_parameters(path, ctx=ctx or mx.cpu(), cast_dtype=True, dtype_source="current")
     return net
 

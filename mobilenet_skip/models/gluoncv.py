@@ -8,6 +8,8 @@ then each DW block's dw and pw convs, the same order as ours.
 """
 import mxnet as mx
 
+from ..errors import mxnet_message
+
 __all__ = ["load_gluoncv_params", "gluoncv_units"]
 
 _BN_PARAMS = ("gamma", "beta", "running_mean", "running_var")
@@ -76,9 +78,9 @@ def load_gluoncv_params(net, path, ctx=None, load_output=True, init=None):
                          % (net.variant or "a pre-act network"))
     try:
         loaded = mx.nd.load(path)
-    except Exception as err:
-        raise ValueError("cannot read %s as an MXNet .params file: %s"
-                         % (path, str(err).splitlines()[0])) from None
+    except Exception as err:  # MXNet's message opens with "Traceback": quote its check
+        raise ValueError("cannot read %s: not an MXNet .params file (%s)"
+                         % (path, mxnet_message(err))) from None
     if not isinstance(loaded, dict):
         raise ValueError("%s holds an unnamed NDArray list, not named parameters" % path)
     loaded = {k.split(":", 1)[-1]: v for k, v in loaded.items()}  # tolerate arg:/aux:

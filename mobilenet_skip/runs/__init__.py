@@ -8,6 +8,8 @@ layer below both ``train`` and ``deploy``, so that neither imports the other.
   statistics that are the same on every device and in the checkpoint;
 - :mod:`.sidecar`: an export's description (model, input size, preprocessing) and the
   validation iterator it implies;
+- :mod:`.digests`: the SHA-256 that markers and sidecars record of the files they
+  describe, checked before a reader uses them;
 - :mod:`.scorer`: :func:`~.scorer.evaluate`, the one single-crop scorer of training's
   validation, of exports and of checkpoints.
 

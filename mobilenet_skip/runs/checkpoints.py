@@ -10,6 +10,12 @@ far into the next epoch training had gone, and with several devices
 (:func:`mobilenet_skip.runs.bnstats.device_copies`), so that the resumed epoch ends with
 the same statistics as an unbroken one.
 
+The marker records the SHA-256 of each data file (``"sha256": {"params": ..., "states":
+..., "bncopies": ...}``, hashed from the staged file before it is renamed into place),
+and every reader checks them before it uses the weights (:meth:`CheckpointDir.verify`,
+:func:`verify_checkpoint_file`): MXNet loads a ``.params`` with a zeroed stretch as
+weights, without a word. A marker without digests is read with a one-line note.
+
 A marker says what it is (``"kind": "checkpoint"``) and in which ``format``, so that a
 stray JSON under a marker's name (an export's sidecar, say) is named rather than
 unpacked, and a marker of a newer format asks for an upgrade. A marker with an
@@ -17,6 +23,7 @@ unpacked, and a marker of a newer format asks for an upgrade. A marker with an
 """
 import glob
 import json
+import logging
 import os
 import re
 
@@ -24,16 +31,21 @@ import mxnet as mx
 import numpy as np
 
 from ..errors import UserError, mxnet_message
-from ..utils.fs import atomic_save, remove_if_exists, stage
+from ..utils.fs import atomic_save, final_path, remove_if_exists, stage
+from .digests import KEY as DIGESTS, file_sha256, verify_files
 from .sidecar import FORMAT as EXPORT_FORMAT
 
+log = logging.getLogger("mobilenet_skip")
+
 __all__ = ["CheckpointDir", "MARKER_KIND", "MARKER_FORMAT", "check_marker", "read_marker",
-           "read_json", "is_checkpoint_file"]
+           "read_json", "is_checkpoint_file", "verify_checkpoint_file", "checkpoint_model"]
 
 MARKER_KIND = "checkpoint"
 MARKER_FORMAT = 1  # the marker's own layout; bump it when a reader must change
 EXTENSIONS = ("json", "params", "states")  # a checkpoint's files, marker first
 OPTIONAL = ("bncopies",)  # written only by a mid-epoch stop on several devices
+# <model>-NNNN or <model>-interrupted: the stem every file of a checkpoint shares
+STEM = re.compile(r"^(?P<model>.+)-(?:\d{4,}|interrupted)$")
 
 
 def _is_marker(meta):
@@ -82,6 +94,35 @@ def is_checkpoint_file(path):
     return ext[1:] in EXTENSIONS + OPTIONAL and read_marker(stem + ".json") is not None
 
 
+def checkpoint_model(stem):
+    """The model whose checkpoint files are named ``stem`` (``<model>-0003``,
+    ``<model>-interrupted``), or None when no checkpoint is named so."""
+    match = STEM.match(os.path.basename(stem))
+    return match.group("model") if match else None
+
+
+def _damaged_fix(marker):
+    return ("use the checkpoint before it: delete its marker %s and --resume goes on from "
+            "the one before (eval and export: pass another --epoch)" % marker)
+
+
+def verify_checkpoint_file(path):
+    """Check ``path`` against the digest its checkpoint's marker records, before a reader
+    outside training (eval, export, ``--finetune``) uses it; a file without a marker
+    beside it (a copy, another tool's file) is not ours to check.
+
+    Raises
+    ------
+    UserError
+        When the file is damaged: its digest is not the marker's.
+    """
+    stem, ext = os.path.splitext(path)
+    marker = stem + ".json"
+    meta = read_marker(marker)
+    if meta is not None and ext[1:] in EXTENSIONS + OPTIONAL:
+        verify_files({ext[1:]: path}, meta.get(DIGESTS), marker, _damaged_fix(marker))
+
+
 class CheckpointDir(object):
     """The checkpoints of one model in one directory.
 
@@ -123,9 +164,13 @@ class CheckpointDir(object):
                         optimizer_state=save_states(
                             trainer, self.path(tag, "states"),
                             lambda path, write: staged.append(stage(path, write, needed))))
+            meta[DIGESTS] = {final_path(tmp).rpartition(".")[2]: file_sha256(tmp)
+                             for tmp in staged}
             remove_if_exists(self.path(tag, "json"))  # no marker over a half-replaced pair
+            if not copies:  # another stop's copies would be restored with these weights
+                remove_if_exists(self.path(tag, "bncopies"))
             for tmp in staged:
-                os.replace(tmp, tmp[:tmp.rindex(".tmp-")])
+                os.replace(tmp, final_path(tmp))
             atomic_save(self.path(tag, "json"), json.dumps(meta, indent=1, sort_keys=True))
         finally:
             for tmp in staged:
@@ -147,8 +192,27 @@ class CheckpointDir(object):
         except Exception:  # deferred shapes: no estimate, the error still names the disk
             return None
 
+    def verify(self, tag):
+        """Check every data file of ``tag`` (``.params``, ``.states``, ``.bncopies``)
+        against the digests its marker records; a marker without digests gets one note,
+        in training's log. A resume calls it once the files have loaded (each with the
+        checks of its own format, which name a file of another kind as such), before
+        training starts.
+
+        Raises
+        ------
+        UserError
+            Naming the first damaged file, both digests, and the checkpoint before it.
+        """
+        marker = self.path(tag, "json")
+        meta = read_marker(marker) or {}
+        files = {ext: self.path(tag, ext) for ext in EXTENSIONS[1:] + OPTIONAL
+                 if os.path.isfile(self.path(tag, ext))}
+        verify_files(files, meta.get(DIGESTS), marker, _damaged_fix(marker), log.warning)
+
     def load_params(self, tag, net, ctxs):
-        """Load ``tag``'s weights into ``net`` on ``ctxs``.
+        """Load ``tag``'s weights into ``net`` on ``ctxs`` (:meth:`verify` checks their
+        digest).
 
         Raises
         ------

@@ -7,6 +7,7 @@ the export of the chosen epoch (``<model>-symbol.json`` ...). Export, compare an
 benchmark read it through :class:`RunDir`; the training loop writes it through
 :meth:`RunDir.for_training`.
 """
+import contextlib
 import logging
 import os
 import weakref
@@ -85,7 +86,7 @@ class _RunLocks(object):
                               "give --save-dir a folder on a writable disk")
             self.held[key] = [lock.acquire(), 0]
         self.held[key][1] += 1
-        weakref.finalize(owner, self._drop, key)
+        return weakref.finalize(owner, self._drop, key)  # called early, it lets go now
 
     def _drop(self, key):
         entry = self.held.get(key)
@@ -197,6 +198,17 @@ class RunDir(object):
         if cfg.get("rec_train"):
             candidates.append(synsets_path(cfg["rec_train"]))
         return next((c for c in candidates if os.path.isfile(c)), None)
+
+    @contextlib.contextmanager
+    def locked(self):
+        """Hold the folder's lock (``.lock``) while writing into it from outside training (an
+        export): refused in one line while a training job holds it, and it refuses a
+        training job meanwhile; this process's own training shares its hold."""
+        release = _RUN_LOCKS.hold(self, self.path)
+        try:
+            yield self
+        finally:
+            release()
 
     # --- writing (a training run; rank 0 alone writes) ----------------------------------
 

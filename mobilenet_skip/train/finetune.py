@@ -2,8 +2,10 @@
 
 ``PATH`` is a run folder (the epoch of ``--finetune-epoch``, else its last complete
 checkpoint) or an export prefix (``PREFIX-0000.params`` with its ``PREFIX.json``
-sidecar). The source must be the recipe's model at the recipe's width; its class count
-may differ, since the classifier (``output.*``) is never loaded and stays as initialised.
+sidecar); its weights are checked against the digest their marker or sidecar records
+before they are used. The source must be the recipe's model at the recipe's width; its
+class count may differ, since the classifier (``output.*``) is never loaded and stays as
+initialised.
 ``--finetune-lr-mult`` scales the body's lr against the classifier's.
 """
 import json
@@ -13,8 +15,10 @@ import re
 
 import mxnet as mx
 
-from ..errors import UserError
+from ..errors import UserError, mxnet_message
+from ..runs.checkpoints import verify_checkpoint_file
 from ..runs.folder import RunDir
+from ..runs.sidecar import verify_export_files
 
 __all__ = ["CLASSIFIER", "finetune_source", "load_finetune", "set_body_lr_mult"]
 
@@ -37,7 +41,8 @@ def _run_source(path, epoch):
                             "epoch first, or give an export prefix" % path)
         epoch = kept[-1]["epoch"]
     params = run.checkpoint_path(epoch)
-    return cfg["model"], cfg["multiplier"], params, "%s epoch %d" % (path, epoch)
+    return (cfg["model"], cfg["multiplier"], params, "%s epoch %d" % (path, epoch),
+            lambda: verify_checkpoint_file(params))
 
 
 def _export_source(prefix):
@@ -50,7 +55,8 @@ def _export_source(prefix):
                         "holds; re-export it with tools/export_model.py" % (prefix, sidecar))
     with open(sidecar) as f:
         info = json.load(f)
-    return info.get("variant"), info.get("multiplier"), params, "export %s" % prefix
+    return (info.get("variant"), info.get("multiplier"), params, "export %s" % prefix,
+            lambda: verify_export_files(prefix, ("-0000.params",)))
 
 
 def finetune_source(path, epoch=0):
@@ -59,7 +65,8 @@ def finetune_source(path, epoch=0):
     Returns
     -------
     tuple
-        (model, multiplier, params file, description for the log).
+        (model, multiplier, params file, description for the log, and a callable that
+        checks the file against the digest its marker or sidecar records).
 
     Raises
     ------
@@ -81,7 +88,7 @@ def _saved_body(params_path):
         saved = mx.nd.load(params_path)
     except mx.base.MXNetError as err:
         raise UserError("cannot read %s (%s); is it a complete .params file?"
-                        % (params_path, str(err).strip().splitlines()[0][:120])) from None
+                        % (params_path, mxnet_message(err))) from None
     exported = any(k.startswith(("arg:", "aux:")) for k in saved)
     if exported:
         saved = {_GLOBAL_PREFIX.sub("", k[4:]): v for k, v in saved.items()}
@@ -110,7 +117,8 @@ def load_finetune(net, cfg):
         When the source is another model or width (naming both), or a body tensor is
         missing or of another shape.
     """
-    model, multiplier, params, what = finetune_source(cfg["finetune"], cfg["finetune_epoch"])
+    model, multiplier, params, what, verify = finetune_source(cfg["finetune"],
+                                                              cfg["finetune_epoch"])
     if (model, float(multiplier or 0)) != (cfg["model"], float(cfg["multiplier"])):
         raise UserError("--finetune %s holds %s x%g, but this run builds %s x%g; pass --model "
                         "%s --multiplier %g" % (cfg["finetune"], model, multiplier or 0,
@@ -128,6 +136,7 @@ def load_finetune(net, cfg):
     if missing:
         raise UserError("--finetune %s lacks %s, which %s x%g has; is it a checkpoint of "
                         "this model?" % (what, missing[0], cfg["model"], cfg["multiplier"]))
+    verify()  # last: a file of another kind or model is named as such
     for name, p in ours.items():
         if name in body:
             p.set_data(body[name].astype(p.dtype))

@@ -110,6 +110,7 @@ def restore(run, begin, net, trainer, ctxs, resume):
         restore_device_copies(net, copies)
     fresh = load_states(trainer, ckpt.path(start["tag"], "states"),
                         start.get("optimizer_state"))
+    ckpt.verify(start["tag"])  # the digests, before a step uses what was loaded
     if fresh:
         log.warning("--resume: the optimizer state of %d parameter(s) does not fit "
                     "the new settings (such as momentum 0 -> 0.9) and starts "

@@ -14,7 +14,7 @@ import shutil
 from ..errors import UserError
 
 __all__ = ["OutputLock", "writable_dir", "disk_full_error", "is_disk_full", "remove_stale_tmp", "TMP_PATTERN",
-           "atomic_write", "atomic_save", "atomic_save_csv", "stage", "tmp_path",
+           "atomic_write", "atomic_save", "atomic_save_csv", "stage", "tmp_path", "final_path",
            "remove_if_exists", "checkout_path"]
 
 # "<name>.tmp-<pid>" (atomic_write), "<name>.export-tmp-<pid>" (export staging) and
@@ -216,6 +216,11 @@ def tmp_path(path):
     """``path.tmp-PID``: a temporary name that :func:`remove_stale_tmp` sweeps once its
     writer is dead."""
     return "%s.tmp-%d" % (path, os.getpid())
+
+
+def final_path(tmp):
+    """The path a temporary :func:`tmp_path` stands in for (``NAME.tmp-PID`` -> ``NAME``)."""
+    return tmp[:tmp.rindex(".tmp-")]
 
 
 def stage(path, write, size_hint=None):
