@@ -178,8 +178,8 @@ def test_finetune_refuses_a_damaged_checkpoint(run, tmp_path):
     path = ckpt.path(1, "params")
     expected = _sha(path)
     _zero(path)
-    cfg = dict(run[1], finetune=save_dir, finetune_epoch=1)
-    net = train_net.build_net(dict(cfg, finetune=""), [mx.cpu()])
+    cfg = run[1].replace(finetune=save_dir, finetune_epoch=1)
+    net = train_net.build_net(cfg.replace(finetune=""), [mx.cpu()])
     with pytest.raises(UserError) as err:
         finetune.load_finetune(net, cfg)
     _assert_refusal(err.value, path, expected)
