@@ -238,3 +238,14 @@ def test_an_input_below_the_networks_stride_is_refused_at_the_recipe():
     assert "input_size must be at least 32" in message and "--resize 37" in message
     assert "got 28" in message and "\n" not in message
     assert config.resolve("demo.yaml", {"input_size": 32})["input_size"] == 32
+
+
+@pytest.mark.parametrize("size", [26755, 99999999999])
+def test_an_input_past_mxnets_array_limit_is_refused_at_the_recipe(size):
+    """A side whose 3xSxS input alone passes MXNet 1.9.1's 2^31-value arrays was an
+    MXNet traceback once the network ran; the recipe refuses it, naming the largest side."""
+    with pytest.raises(UserError) as err:
+        config.resolve("demo.yaml", {"input_size": size})
+    message = str(err.value)
+    assert "input_size must be at most 26754" in message and "got %d" % size in message
+    assert "\n" not in message

@@ -135,7 +135,7 @@ def _resume(save_dir, cfg, ctxs):
     """What ``train_imagenet.py --resume`` does before its first step: plan, then restore
     the checkpoint into a new network and trainer; the checkpoint it went on from."""
     run = RunDir(save_dir, MODEL)
-    run.cfg, run.rank, run.global_batch = dict(cfg, save_dir=save_dir), 0, 8
+    run.cfg, run.rank, run.global_batch = cfg.replace(save_dir=save_dir), 0, 8
     begin = resume.plan(run, True, False)
     net = train_net.build_net(cfg, ctxs, load=False)
     resume.restore(run, begin, net, make_trainer(net, cfg, "device", 8), ctxs, True)
@@ -381,8 +381,8 @@ def test_finetune_refuses_a_damaged_export(exported, run, tmp_path):
     prefix = os.path.join(folder, "m")
     expected = _sha(prefix + "-0000.params")
     _zero(prefix + "-0000.params")
-    cfg = dict(run[1], model="mobilenet", finetune=prefix, finetune_epoch=0)
-    net = train_net.build_net(dict(cfg, finetune=""), [mx.cpu()])
+    cfg = run[1].replace(model="mobilenet", finetune=prefix, finetune_epoch=0)
+    net = train_net.build_net(cfg.replace(finetune=""), [mx.cpu()])
     with pytest.raises(UserError) as err:
         finetune.load_finetune(net, cfg)
     _assert_refusal(err.value, prefix + "-0000.params", expected, "re-export it")

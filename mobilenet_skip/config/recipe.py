@@ -13,7 +13,7 @@ from typing import Dict, Optional
 
 from ..data.preprocess import DEFAULT as VAL
 from ..errors import UserError
-from ..models import BN_DEFAULTS, MIN_INPUT_SIZE, list_models
+from ..models import BN_DEFAULTS, MAX_INPUT_SIZE, MIN_INPUT_SIZE, list_models
 from ..optim import rules as _optim
 from .values import Known, Must, OneOf, Preprocess, ThreadCount, Threads, coerce
 
@@ -76,7 +76,10 @@ class Recipe:
         PREPROCESS, Must(lambda v: v >= MIN_INPUT_SIZE,
                          "at least %d, the network's total stride (for smaller sources, such "
                          "as 28 px, pack with --resize %d and train at --input-size %d)"
-                         % (MIN_INPUT_SIZE, round(MIN_INPUT_SIZE / 0.875), MIN_INPUT_SIZE)))
+                         % (MIN_INPUT_SIZE, round(MIN_INPUT_SIZE / 0.875), MIN_INPUT_SIZE)),
+        Must(lambda v: v <= MAX_INPUT_SIZE,
+             "at most %d: a 3xSxS input above it holds more values than MXNet 1.9.1 holds "
+             "in one array" % MAX_INPUT_SIZE))
     crop_ratio: float = key(VAL.crop_ratio, "validation centre crop / resized short side "
                             "(224/256)", PREPROCESS)
     batch_size: int = key(32, "images per device per step",
