@@ -29,6 +29,7 @@ from mobilenet_skip.deploy import export_run
 from mobilenet_skip.train import devices, logs
 from mobilenet_skip.train.guard import NonFiniteLoss
 from mobilenet_skip.train.loop import fit
+from mobilenet_skip.train.resume import refuse_missing_run
 from mobilenet_skip.runs.folder import RunDir
 from mobilenet_skip.cli import run_main
 from mobilenet_skip.config.flags import add_flags, flag_overrides
@@ -46,7 +47,8 @@ def parse_args(argv):
                    help="continue from the newest complete checkpoint in --save-dir (with "
                    "no --recipe, the settings come from --save-dir's config.yaml)")
     p.add_argument("--overwrite", action="store_true",
-                   help="start afresh in a --save-dir that holds checkpoints (deletes them)")
+                   help="start afresh in a --save-dir that holds a run (deletes its "
+                   "checkpoints of every model, config.yaml, metrics.csv and curves.png)")
     p.add_argument("--print-config", action="store_true",
                    help="print the resolved configuration and exit")
     add_flags(p)
@@ -73,6 +75,8 @@ def main(argv=None, restart=False):
     if args.resume and recipe is None and saved and os.path.isfile(saved):
         recipe = saved  # the run's own settings, as export_model/eval_imagenet read them
     cfg = config.resolve(recipe, overrides)  # classes too: the printed config is the one trained
+    if args.resume:
+        refuse_missing_run(cfg)  # before the data it would have named is missed
     if args.print_config:
         print("configuration (recipe %s):\n%s" % (cfg["recipe"], logs.describe(cfg)),
               flush=True)

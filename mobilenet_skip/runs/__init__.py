@@ -2,7 +2,7 @@
 layer below both ``train`` and ``deploy``, so that neither imports the other.
 
 - :mod:`.folder`: the run folder (:class:`~.folder.RunDir`), the one place that knows its
-  file names, and its only writer;
+  file names, and its only writer; :mod:`.metrics`: the rows of its metrics.csv;
 - :mod:`.checkpoints`: the epoch checkpoints and their markers; :mod:`.states`: the
   optimizer state they hold, saved without pickle; :mod:`.bnstats`: BatchNorm running
   statistics that are the same on every device and in the checkpoint;

@@ -6,28 +6,35 @@ checkpoints (:class:`~mobilenet_skip.runs.checkpoints.CheckpointDir`) and, at th
 the export of the chosen epoch (``<model>-symbol.json`` ...). Export, compare and the
 benchmark read it through :class:`RunDir`; the training loop writes it through
 :meth:`RunDir.for_training`.
+
+A folder holds a run once it has ``config.yaml``, ``metrics.csv`` or a checkpoint
+marker of any model (:meth:`RunDir.markers`): a fresh run goes there only with
+``--overwrite``, which :meth:`RunDir.clear` carries out. Each marker records the
+settings its weights and optimizer state need (:data:`MARKED_SETTINGS`) and the metrics
+rows up to its epoch, so that a resume checks the one and rebuilds a lost
+``metrics.csv`` from the other (:meth:`RunDir.resumed_rows`).
 """
 import contextlib
 import logging
 import os
+import re
 import weakref
 
+from ..config.recipes import ARCH_KEYS
 from ..errors import UserError
-from ..utils.fs import OutputLock, atomic_save_csv, remove_stale_tmp
-from .checkpoints import CheckpointDir
+from ..utils.fs import OutputLock, atomic_save_csv, remove_if_exists, remove_stale_tmp
+from .checkpoints import CheckpointDir, read_marker
+from .metrics import (INT_COLUMNS, LATER_COLUMNS, METRIC_COLUMNS, best_row, epochs_text,
+                      selected_row, summary_line, typed_row, with_best)
 
-__all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "best_row", "selected_row", "summary_line",
-           "attach_file_log"]
+__all__ = ["RunDir", "METRIC_COLUMNS", "LATER_COLUMNS", "INT_COLUMNS", "MARKED_SETTINGS",
+           "best_row", "selected_row", "summary_line", "attach_file_log", "typed_row"]
 
-# docs/workflow.md defines each column. train_images: the images the epoch's
-# train_loss/train_top1 cover (over all workers). best_epoch: the epoch with the highest
-# val_top1 up to this row (so the last row names the run's best beside its last).
-METRIC_COLUMNS = ("epoch", "train_loss", "train_top1", "val_loss", "val_top1", "val_top5",
-                  "lr", "epoch_time_s", "val_time_s", "samples_per_s", "train_images",
-                  "best_epoch")
-# Columns a metrics.csv may lack: read as nan, so that a run whose file lacks them
-# resumes, and its file is rewritten whole with every column.
-LATER_COLUMNS = ("val_loss", "val_time_s", "train_images")
+# The settings a checkpoint's weights and optimizer state were made with, recorded in its
+# marker: a resume under other values is refused (they change the parameters' shapes or
+# dtype, or the state's layout). Batch, lr, devices and the rest may change on resume.
+MARKED_SETTINGS = ARCH_KEYS + ("dtype", "optimizer")
+_MARKER_NAME = re.compile(r"(.+)-(\d{4,}|interrupted)\.json$")
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -44,28 +51,14 @@ def attach_file_log(path):
     log.addHandler(handler)
 
 
-def best_row(rows):
-    """The row with the highest val_top1 (the earliest on a tie), or None."""
-    return max(rows, key=lambda r: r["val_top1"]) if rows else None
-
-
-def selected_row(rows, export_epoch):
-    """The row of the epoch to export: the last one or the best (``export_epoch``).
-
-    "best" picks the epoch on the same val set that reports it, which flatters the
-    figure; a paper reproduction reports and ships the last.
-    """
-    if not rows:
-        return None
-    return best_row(rows) if export_epoch == "best" else rows[-1]
-
-
-def summary_line(rows, export_epoch):
-    """One line naming the last and the best epoch and which one is exported."""
-    last, best = rows[-1], best_row(rows)
-    return ("last epoch %d val top1 %.4f | best epoch %d val top1 %.4f | exported: %s "
-            "(epoch %d)" % (last["epoch"], last["val_top1"], best["epoch"], best["val_top1"],
-                            export_epoch, selected_row(rows, export_epoch)["epoch"]))
+def _recorded_rows(meta):
+    """The metrics rows a marker records (typed), or none when it records none or its
+    entry is not a list of rows (a marker is data, not code)."""
+    try:
+        return [typed_row(r) for r in meta.get("metrics") or ()
+                if isinstance(r, dict) and set(r) >= set(METRIC_COLUMNS) - set(LATER_COLUMNS)]
+    except (TypeError, ValueError):
+        return []
 
 
 class _RunLocks(object):
@@ -162,15 +155,54 @@ class RunDir(object):
         with ``best_epoch`` (re)computed and :data:`LATER_COLUMNS` nan where missing, so
         that a file without those columns is rewritten whole on resume."""
         from ..utils.plots import read_metrics
-        rows = read_metrics(self.metrics_path) if self.has_metrics() else []
-        best = None
-        for row in rows:
-            if best is None or row["val_top1"] > best["val_top1"]:
-                best = row
-            row["best_epoch"] = best["epoch"]
-            for column in LATER_COLUMNS:
-                row.setdefault(column, float("nan"))
-        return rows
+        return with_best([typed_row(r) for r in read_metrics(self.metrics_path)]
+                          if self.has_metrics() else [])
+
+    def resumed_rows(self, start):
+        """The metrics rows of a run resumed from checkpoint ``start`` (its marker's
+        metadata): metrics.csv's up to its epoch, the epochs the file lacks (deleted or
+        cut short) rebuilt from the rows the marker records, ``best_epoch`` recomputed.
+        Each epoch rebuilt, or lost because an older marker does not record it, is
+        logged in one line."""
+        epoch = start["epoch"]
+        rows = {r["epoch"]: r for r in self.metrics() if r["epoch"] <= epoch}
+        recorded = {r["epoch"]: r for r in _recorded_rows(start)
+                    if r["epoch"] <= epoch and r["epoch"] not in rows}
+        rows.update(recorded)
+        marker = self.checkpoints.path(start["tag"], "json")
+        if recorded:
+            log.warning("--resume: %s lacked epoch(s) %s; rebuilt from %s", self.metrics_path,
+                        epochs_text(recorded), marker)
+        lost = [e for e in range(1, epoch + 1) if e not in rows]
+        if lost:
+            log.warning("--resume: %s lacks epoch(s) %s and %s does not record them; "
+                        "best_epoch and the summary cover the other epochs only",
+                        self.metrics_path, epochs_text(lost), marker)
+        return with_best([rows[e] for e in sorted(rows)])
+
+    def markers(self):
+        """Every checkpoint marker in the folder, of any model, complete or not:
+        ``{model: [metadata with its tag, ...]}``, oldest first (``{}`` for a missing
+        folder). A marker whose ``model`` is not its file's prefix is no checkpoint."""
+        found = {}
+        names = sorted(os.listdir(self.path)) if os.path.isdir(self.path) else []
+        for name in names:
+            match = _MARKER_NAME.match(name)
+            meta = read_marker(self.file(name)) if match else None
+            model, tag = match.groups() if match else (None, None)
+            if meta is not None and meta.get("model", model) == model:
+                found.setdefault(model, []).append(
+                    dict(meta, tag=int(tag) if tag.isdigit() else tag))
+        return {model: sorted(metas, key=lambda m: (m.get("epoch", 0), m["tag"] == "interrupted"))
+                for model, metas in found.items()}
+
+    def run_files(self):
+        """Which of config.yaml and metrics.csv the folder holds."""
+        return [n for n in (self.CONFIG, self.METRICS) if os.path.isfile(self.file(n))]
+
+    def holds_run(self):
+        """Whether the folder holds a run: config.yaml, metrics.csv or a checkpoint."""
+        return bool(self.run_files() or self.markers())
 
     def checkpoint_path(self, epoch):
         """The ``.params`` of epoch ``epoch``, or a :class:`UserError` listing the kept ones."""
@@ -251,6 +283,29 @@ class RunDir(object):
             if self.rows or not resume:
                 atomic_save_csv(self.metrics_path, METRIC_COLUMNS, self.rows)
 
+    def clear(self):
+        """Remove the run the folder holds (``--overwrite``): every model's checkpoints,
+        config.yaml, metrics.csv and curves.png. train.log (which goes on with the new
+        run), exports and files of others stay. Returns the names removed."""
+        removed = []
+        for model, metas in self.markers().items():
+            ckpt = CheckpointDir(self.path, model)
+            for meta in metas:
+                ckpt.remove(meta["tag"])
+                removed.append(os.path.basename(ckpt.path(meta["tag"], "*")))
+        for name in (self.CONFIG, self.METRICS, self.CURVES):
+            if os.path.isfile(self.file(name)):
+                remove_if_exists(self.file(name))
+                removed.append(name)
+        return removed
+
+    def _marker_meta(self, **meta):
+        """A checkpoint marker's metadata: ``meta``, the :data:`MARKED_SETTINGS` and the
+        metrics rows so far."""
+        return dict(meta, model=self.cfg["model"], global_batch=self.global_batch,
+                    data=self.data, settings={k: self.cfg[k] for k in MARKED_SETTINGS},
+                    metrics=[typed_row(r) for r in self.rows])
+
     def end_epoch(self, row, net, trainer):
         """Record an epoch: checkpoint (pruned to the recent and the best), metrics, plot.
 
@@ -262,10 +317,9 @@ class RunDir(object):
         self.rows.append(row)
         row["best_epoch"] = self.best["epoch"]
         ckpt = self.checkpoints
-        ckpt.save(row["epoch"], net, trainer, {
-            "epoch": row["epoch"], "model": self.cfg["model"], "val_top1": row["val_top1"],
-            "val_top5": row["val_top5"], "num_update": trainer.optimizer.num_update,
-            "global_batch": self.global_batch, "data": self.data})
+        ckpt.save(row["epoch"], net, trainer, self._marker_meta(
+            epoch=row["epoch"], val_top1=row["val_top1"], val_top5=row["val_top5"],
+            num_update=trainer.optimizer.num_update))
         ckpt.remove("interrupted")
         ckpt.prune(self.cfg["keep_checkpoints"], self.best["epoch"])
         atomic_save_csv(self.metrics_path, METRIC_COLUMNS, self.rows)
@@ -278,10 +332,9 @@ class RunDir(object):
         if self.rank != 0:
             return
         ckpt = self.checkpoints
-        ckpt.save("interrupted", net, trainer, {
-            "epoch": epochs_done, "batches_done": batches_done, "model": self.cfg["model"],
-            "num_update": trainer.optimizer.num_update, "global_batch": self.global_batch,
-            "epoch_sums": epoch_sums, "data": self.data})
+        ckpt.save("interrupted", net, trainer, self._marker_meta(
+            epoch=epochs_done, batches_done=batches_done,
+            num_update=trainer.optimizer.num_update, epoch_sums=epoch_sums))
         log.info("saved %s (epoch %d, %d/%d batches); continue with --resume",
                  ckpt.path("interrupted", "params"), epochs_done + 1, batches_done,
                  iters_per_epoch)
@@ -293,3 +346,4 @@ class RunDir(object):
                         title="%s x%g" % (self.cfg["model"], self.cfg["multiplier"]))
         except Exception as err:  # a plot must never stop a training run
             log.warning("could not draw curves.png: %s", err)
+

@@ -1,10 +1,11 @@
-"""Starting a run in its folder: refuse to clobber earlier checkpoints, clear them
-(``--overwrite``), or resume from the newest with the weights, the optimizer's state and
-the interrupted epoch's running sums.
+"""Starting a run in its folder: refuse to clobber a run the folder holds, clear it
+(``--overwrite``), or resume from the newest checkpoint with the weights, the optimizer's
+state and the interrupted epoch's running sums.
 
 :func:`plan` decides, before anything is built or written, where the run goes on from
 (and refuses what cannot go on) and returns it; :func:`restore` then loads that
-checkpoint and writes the run's config and metrics."""
+checkpoint and writes the run's config and metrics (rebuilding rows a lost metrics.csv
+held from the checkpoint's marker)."""
 import logging
 import os
 from collections import namedtuple
@@ -12,11 +13,12 @@ from collections import namedtuple
 from ..config import recipes as config_mod
 from ..errors import UserError
 from ..runs.bnstats import restore_device_copies
+from ..runs.folder import MARKED_SETTINGS, RunDir
 from .devices import init_kvstore
 from ..runs.states import load_states
 
 __all__ = ["plan", "restore", "Resumed", "FRESH", "check_resume_config", "RESUME_FIXED_KEYS",
-           "START_KEYS"]
+           "START_KEYS", "refuse_missing_run"]
 
 log = logging.getLogger("mobilenet_skip")
 
@@ -37,7 +39,7 @@ START_KEYS = ("warm_start", "finetune", "finetune_epoch", "init")
 def plan(run, resume, overwrite, data=None, worker_batch=None):
     """Refuse, clear or pick the checkpoint of ``run`` (a writing
     :class:`~mobilenet_skip.runs.folder.RunDir`) to go on from; nothing is loaded or
-    written except the checkpoints ``overwrite`` clears.
+    written except the run ``overwrite`` clears.
 
     Parameters
     ----------
@@ -55,20 +57,15 @@ def plan(run, resume, overwrite, data=None, worker_batch=None):
     Raises
     ------
     UserError
-        For another architecture, optimizer or dtype, other data, ``num_epochs`` below the
-        checkpoint's epoch, or a split epoch that cannot go on at this batch and worker
-        count exactly.
+        Without ``resume``, for a folder that holds a run (unless ``overwrite``); with
+        it, for another architecture, optimizer or dtype than the config's or the
+        checkpoints', other data, ``num_epochs`` below the checkpoint's epoch, or a split
+        epoch that cannot go on at this batch and worker count exactly.
     """
     ckpt = run.checkpoints
-    earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
-    if earlier and not resume and run.rank == 0:
-        if not overwrite:
-            raise UserError("%s already holds checkpoints (up to epoch %d); pass --resume "
-                            "to continue them, --overwrite to start again, or another "
-                            "--save-dir" % (run.path, max(m["epoch"] for m in earlier)))
-        for meta in earlier:
-            ckpt.remove(meta["tag"])
     if not resume:
+        if run.rank == 0:
+            _refuse_or_clear(run, ckpt, overwrite)
         return FRESH
     start, saved = ckpt.newest(), run.config()
     path = start and ckpt.path(start["tag"], "params")
@@ -82,6 +79,7 @@ def plan(run, resume, overwrite, data=None, worker_batch=None):
         _check_data(start.get("data"), data, path)
     if saved:
         kept = check_resume_config(saved, run.cfg, run.path, start is not None)
+    _check_marked_settings(run, start, bool(saved))
     if start is None:
         log.warning("--resume: no complete checkpoint in %s; starting from scratch", run.path)
         return FRESH
@@ -122,7 +120,84 @@ def restore(run, begin, net, trainer, ctxs, resume):
              ckpt.path(start["tag"], "params"), begin.epoch,
              (", %d batches into epoch %d" % (begin.batches, begin.epoch + 1))
              if begin.batches else "", trainer.optimizer.num_update)
-    run.write_start(resume, [r for r in run.metrics() if r["epoch"] <= begin.epoch])
+    run.write_start(resume, run.resumed_rows(start))
+
+
+def _refuse_or_clear(run, ckpt, overwrite):
+    """A fresh run into ``run``'s folder: refuse it if the folder holds a run (any
+    model's checkpoints, config.yaml or metrics.csv), or with ``overwrite`` remove that
+    run (:meth:`~mobilenet_skip.runs.folder.RunDir.clear`)."""
+    earlier = ckpt.epochs() + [m for m in [ckpt.interrupted()] if m]
+    markers, files = run.markers(), run.run_files()
+    if not (earlier or markers or files):
+        return
+    if overwrite:
+        log.info("--overwrite: removed the run %s held: %s (train.log goes on)", run.path,
+                 ", ".join(run.clear()))
+        return
+    if earlier:
+        raise UserError("%s already holds checkpoints (up to epoch %d); pass --resume "
+                        "to continue them, --overwrite to start again, or another "
+                        "--save-dir" % (run.path, max(m["epoch"] for m in earlier)))
+    others = {m: metas for m, metas in markers.items() if m != run.model}
+    if others:
+        raise UserError("%s already holds checkpoints of %s, not of %s; pass another "
+                        "--save-dir, or --overwrite to delete that run and start this one"
+                        % (run.path, _listed(others), run.model))
+    raise UserError("%s already holds a run (%s, no complete checkpoint); pass --resume to "
+                    "continue it, --overwrite to start again, or another --save-dir"
+                    % (run.path, ", ".join(files + sorted(
+                        os.path.basename(ckpt.path(m["tag"], "json"))
+                        for metas in markers.values() for m in metas))))
+
+
+def _listed(markers):
+    """``{model: [marker, ...]}`` as ``a (up to epoch 3), b (up to epoch 1)``."""
+    return ", ".join("%s (up to epoch %d)" % (model, max(m.get("epoch", 0) for m in metas))
+                     for model, metas in sorted(markers.items()))
+
+
+def _check_marked_settings(run, start, from_config):
+    """Refuse a resume whose settings are not those its checkpoints record
+    (:data:`~mobilenet_skip.runs.folder.MARKED_SETTINGS`): ``start``'s, or, when the
+    folder holds no checkpoint of this model, another model's. ``from_config``: the
+    folder's config.yaml names the settings (so it was edited, or is another run's)."""
+    markers = run.markers()
+    if start is None:
+        others = {m: metas for m, metas in markers.items() if m != run.model}
+        if not others:
+            return
+        model = max(others, key=lambda m: others[m][-1].get("epoch", 0))
+        start = others[model][-1]
+        recorded = dict(start.get("settings") or {}, model=model)
+    else:
+        recorded = dict(start.get("settings") or {}, model=run.model)
+    differ = [k for k in MARKED_SETTINGS if k in recorded and recorded[k] != run.cfg[k]]
+    if not differ:
+        return
+    marker = RunDir(run.path, recorded["model"]).checkpoints.path(start["tag"], "json")
+    raise UserError(
+        "--resume: the checkpoints in %s (%s, epoch %d) were trained with %s, not %s as %s "
+        "says; %s, or pass --overwrite to start again, or another --save-dir"
+        % (run.path, os.path.basename(marker), start.get("epoch", 0),
+           ", ".join("%s=%s" % (k, recorded[k]) for k in differ),
+           ", ".join("%s=%s" % (k, run.cfg[k]) for k in differ),
+           run.config_path if from_config else "the command line",
+           "put those values back into %s" % run.config_path if from_config else
+           "pass " + " ".join("--%s %s" % (k.replace("_", "-"), recorded[k]) for k in differ)))
+
+
+def refuse_missing_run(cfg):
+    """``--resume`` into a folder that holds no run while nothing names the data: one
+    line saying so, before the missing data would be blamed. With the data named, the
+    run starts there (a job script that always passes ``--resume`` starts its run)."""
+    run = RunDir(cfg["save_dir"])
+    if (cfg["rec_train"] and cfg["rec_val"]) or run.holds_run():
+        return
+    raise UserError("--resume: %s %s; drop --resume to start a run there (with --rec-train "
+                    "and --rec-val), or pass the run's folder as --save-dir"
+                    % (run.path, "holds no run (no config.yaml, metrics.csv or checkpoint)"
+                       if os.path.isdir(run.path) else "does not exist"))
 
 
 def _check_data(saved, data, path):
