@@ -559,7 +559,7 @@ def test_sigterm_on_two_devices_then_resume_saves_the_same_bytes(digits, tmp_pat
     assert _md5(ckpt.path(2, "params")) == _md5(ref_ckpt.path(2, "params"))
     assert _checksum(res.stdout) == _checksum(ref.stdout)
     # the checksum covers the running statistics: it moves when one of them does
-    net = train_net.build_net(dict(config.resolve(DEMO_RECIPE, {"multiplier": 0.25}),
+    net = train_net.build_net(config.resolve(DEMO_RECIPE, {"multiplier": 0.25}).replace(
                                    classes=10), [mx.cpu(0)])
     net.load_parameters(ckpt.path(2, "params"))
     before = train_net.params_checksum(net)

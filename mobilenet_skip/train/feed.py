@@ -8,7 +8,7 @@ from collections import namedtuple
 from ..data import records as data, checks as dataset
 from ..errors import UserError
 
-__all__ = ["Feed", "load", "record_iters", "absolute_paths", "fingerprint"]
+__all__ = ["Feed", "identify", "load", "record_iters", "absolute_paths", "fingerprint"]
 
 DATA_KEYS = ("rec_train", "rec_val")
 
@@ -21,15 +21,25 @@ Feed.__doc__ = ("This worker's data: ``train`` yields ``iters_per_epoch`` batche
                 "a caller's iterators.")
 
 
-def load(cfg, num_devices, strategy, train_data=None, val_data=None, iters_per_epoch=None):
-    """The :class:`Feed` of ``cfg``'s .rec files, or of the caller's ``train_data`` and
-    ``val_data`` (``iters_per_epoch`` counted when not given); ``batches_per_epoch``
-    caps the count. ``strategy`` (:mod:`.dist`) says which shard this worker reads and
-    what hears of each batch asked for."""
-    found = None
+def identify(cfg):
+    """The :func:`fingerprint` of ``cfg``'s .rec files once their headers check out: what
+    the run folder's refusals compare, known before any image is decoded (a .rec that no
+    decode check has stamped is decoded whole when its iterator is built)."""
+    _require_data(cfg)
+    for key in DATA_KEYS:
+        data.check_record(cfg[key])
+    return fingerprint(cfg)
+
+
+def load(cfg, num_devices, strategy, train_data=None, val_data=None, iters_per_epoch=None,
+         found=None):
+    """The :class:`Feed` of ``cfg``'s .rec files (``found``, their :func:`identify`), or of
+    the caller's ``train_data`` and ``val_data`` (``iters_per_epoch`` counted when not
+    given); ``batches_per_epoch`` caps the count. ``strategy`` (:mod:`.dist`) says which
+    shard this worker reads and what hears of each batch asked for."""
     if train_data is None:
         train_data, val_data, iters_per_epoch = record_iters(cfg, num_devices, strategy)
-        found = fingerprint(cfg)
+        found = found or fingerprint(cfg)
     else:
         if iters_per_epoch is None:
             train_data.reset()
@@ -42,9 +52,7 @@ def load(cfg, num_devices, strategy, train_data=None, val_data=None, iters_per_e
 
 def record_iters(cfg, num_devices, strategy):
     """This worker's ImageRecordIters, their labels checked, and its batches per epoch."""
-    if not cfg.rec_train or not cfg.rec_val:
-        raise UserError("no data: pass --rec-train and --rec-val (pack images with "
-                        "tools/im2rec.py)")
+    _require_data(cfg)
     dataset.check_same_classes(cfg.rec_train, cfg.rec_val)
     num_records = data.check_record(cfg.rec_train)
     shard, shortest = strategy.shards(num_records)
@@ -84,6 +92,12 @@ def absolute_paths(cfg):
     """``cfg`` with its .rec paths absolute, so that the run's config.yaml names the same
     files whatever directory a resume starts in."""
     return cfg.replace(**{k: os.path.abspath(cfg[k]) for k in DATA_KEYS if cfg[k]})
+
+
+def _require_data(cfg):
+    if not cfg.rec_train or not cfg.rec_val:
+        raise UserError("no data: pass --rec-train and --rec-val (pack images with "
+                        "tools/im2rec.py)")
 
 
 def fingerprint(cfg):

@@ -112,15 +112,18 @@ def fit(cfg, resume=False, train_data=None, val_data=None, iters_per_epoch=None,
     mx.random.seed(cfg.seed)
     np.random.seed(cfg.seed)
 
-    # This worker's data: its shard and the batches per epoch every worker runs (feed.py).
-    data = feed.load(cfg, len(ctxs), strategy, train_data, val_data, iters_per_epoch)
-
-    # The run folder (runs/folder.py) and where it goes on from (resume.py: refusals come
-    # before anything is built or written), the network (net.py), its step and optimizer
-    # (step.py), then the checkpoint loaded into them.
-    folder = RunDir.for_training(cfg, strategy.rank, global_batch, data.fingerprint)
-    begin = resume_mod.plan(folder, resume, overwrite, data.fingerprint,
+    # The run folder (runs/folder.py) and where it goes on from (resume.py): its refusals
+    # compare the data's fingerprint (feed.py, from the files' headers) and come before
+    # anything is built or written, or any image decoded.
+    found = feed.identify(cfg) if train_data is None else None
+    folder = RunDir.for_training(cfg, strategy.rank, global_batch, found)
+    begin = resume_mod.plan(folder, resume, overwrite, found,
                             worker_batch=cfg.batch_size * len(ctxs))
+    # This worker's data: its shard and the batches per epoch every worker runs (feed.py).
+    data = feed.load(cfg, len(ctxs), strategy, train_data, val_data, iters_per_epoch, found)
+
+    # The network (net.py), its step and optimizer (step.py), then the checkpoint loaded
+    # into them.
     if begin.kept:  # config.yaml (and TensorBoard's copy) keep naming the starting weights
         cfg = folder.cfg = cfg.replace(**begin.kept)
         for board_ in board:
