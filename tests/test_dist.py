@@ -16,7 +16,7 @@ import types
 import mxnet as mx
 import pytest
 
-from mobilenet_skip.config import recipes as config
+from mobilenet_skip.config.recipe import Recipe
 from mobilenet_skip.data import records as data
 from mobilenet_skip.train import dist
 from mobilenet_skip.train.feed import record_iters
@@ -123,9 +123,9 @@ def test_every_worker_runs_the_shortest_shard():
 
 
 def test_record_iters_gives_every_rank_the_common_count(subset):
-    cfg = {key: value for key, (value, _) in config.SCHEMA.items()}
-    cfg.update({"rec_train": subset["train"], "rec_val": subset["val"], "batch_size": BATCH,
-                "seed": 0, "input_size": 32, "preprocess_threads": 1, "classes": 10})
+    cfg = Recipe.from_values({"rec_train": subset["train"], "rec_val": subset["val"],
+                              "batch_size": BATCH, "seed": 0, "input_size": 32,
+                              "preprocess_threads": 1, "classes": 10})
     made = [record_iters(cfg, 1, _worker(rank, 3)) for rank in range(3)]
     assert [iters for _, _, iters in made] == [1, 1, 1]
     # rank 0 alone validates; every rank's batches feed its watchdog
