@@ -96,12 +96,27 @@ _UniqueKeyLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG,
                                  _unique_mapping)
 
 
+# A recipe holds settings: ours are under 5 KB. PyYAML takes minutes and gigabytes over a
+# file of millions of entries before any check sees it, so size is refused first.
+MAX_RECIPE_BYTES = 1 << 20
+
+
 def _read_yaml(path, what):
     """The YAML in ``path`` (``{}`` when empty); ``what`` names it in the one-line error for
-    bad YAML or a key given twice."""
+    a file too large, not UTF-8, bad YAML or a key given twice."""
+    with open(path, "rb") as f:
+        raw = f.read(MAX_RECIPE_BYTES + 1)
+    if len(raw) > MAX_RECIPE_BYTES:
+        raise UserError("%s is larger than %d bytes, more than any recipe holds (ours are under "
+                        "5 KB): give the recipe file itself, with no data lists in it"
+                        % (what, MAX_RECIPE_BYTES))
     try:
-        with open(path) as f:
-            return yaml.load(f, Loader=_UniqueKeyLoader) or {}
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise UserError("%s is not UTF-8 text (byte 0x%02x at offset %d): save it as UTF-8"
+                        % (what, raw[err.start], err.start)) from None
+    try:
+        return yaml.load(text, Loader=_UniqueKeyLoader) or {}
     except yaml.YAMLError as err:
         raise UserError("%s is not valid YAML: %s" % (what, str(err).splitlines()[0]))
     except _DuplicateKey as err:
