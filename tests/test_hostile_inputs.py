@@ -1,7 +1,6 @@
 """Hostile or careless inputs to predict, eval and export (issue 26): an --input-size of 0
 or of 99999999999, a size whose feature maps MXNet cannot run, a val .rec of other
 classes (MXNet and ONNX), a decompression bomb among images, and a garbage .onnx."""
-import io
 import os
 import re
 import shutil
@@ -11,28 +10,13 @@ import sys
 import numpy as np
 import pytest
 
-from mobilenet_skip import recordio
-from mobilenet_skip.data import demo as demo_images
 from mobilenet_skip.deploy import forms, limits, loading, runtime
 
 from conftest import call_tool
-from test_hostile_data import BOMB, _peak_mb, _png_bomb
+from test_hostile_data import BOMB, _peak_mb, _png_bomb, val  # noqa: F401 (val: a fixture)
 
 SIZE = 32
 DIGITS = ["digit_%d" % d for d in range(10)]
-
-
-@pytest.fixture(scope="module")
-def val(tmp_path_factory):
-    """The demo's real val digits (359 JPEGs at 32 px, 10 classes) packed as im2rec packs
-    them, with their .synsets.txt."""
-    out = str(tmp_path_factory.mktemp("inputs"))
-    demo_images.make_demo_data(os.path.join(out, "images"), size=SIZE)
-    prefix = os.path.join(out, "val")
-    root = os.path.join(out, "images", "val")
-    recordio.make_list(prefix, root, recursive=True, stream=io.StringIO())
-    recordio.pack(prefix, root, stream=io.StringIO(), out=io.StringIO())
-    return prefix
 
 
 def _export(tmp_path_factory, classes, names):

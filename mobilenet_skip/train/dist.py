@@ -309,35 +309,3 @@ def check_timeout(value):
         raise UserError("dist_timeout=%r: it must be seconds >= 0 (0 disables the dist_sync "
                         "watchdog)" % (value,))
     return float(value)
-
-
-def exit_without_barrier_unless_done(kv, dog):
-    """At this process's exit, skip MXNet's exit barrier when ``dog`` was not stopped,
-    i.e. when training ended by an error (such as rank 0's refusal of a run folder).
-
-    The barrier waits for every worker, and its peers are blocked elsewhere (in the
-    kvstore's init, or a push), so the failing worker would wait forever, and no
-    watchdog can help then: Python's finalisation holds daemon threads. Without the
-    barrier it exits with its own status and one line; its peers' watchdogs end them.
-    """
-    import atexit
-    import ctypes
-    import mxnet as mx
-
-    def skip():
-        if not dog.stopped:
-            mx.base.check_call(mx.base._LIB.MXKVStoreSetBarrierBeforeExit(
-                kv.handle, ctypes.c_int(0)))
-    atexit.register(skip)
-
-
-def check_timeout(value):
-    """Refuse a negative or non-numeric ``dist_timeout`` with one line."""
-    try:
-        ok = float(value) >= 0 and not isinstance(value, bool)
-    except (TypeError, ValueError):
-        ok = False
-    if not ok:
-        raise UserError("dist_timeout=%r: it must be seconds >= 0 (0 disables the dist_sync "
-                        "watchdog)" % (value,))
-    return float(value)
