@@ -287,7 +287,7 @@ def test_input_size_that_the_fit_says_cannot_fit_is_refused_before_allocating(
         tmp_path, capsys, monkeypatch):
     """--input-size 20000 on a 0.25 net: an estimate of 3 maps and the input (24 GB) lets it
     run where 24 GB are free, and the OOM killer ends predict at 23 GB; the fitted
-    estimate (27 GB) refuses it where 26 GB are free.
+    estimate (32 GB, within 1.5 times that) refuses it where 26 GB are free.
     Nothing is allocated: the check comes before the weights are even placed."""
     prefix = _tiny(tmp_path)
     monkeypatch.setattr(limits, "memory_available", lambda: 26 * 10 ** 9)
@@ -298,7 +298,7 @@ def test_input_size_that_the_fit_says_cannot_fit_is_refused_before_allocating(
     err, out, _ = _one_line_error(capsys, "predict", ["--prefix", prefix, "--input-size",
                                                       "20000", "x.png"])
     need = _forward_memory(prefix, 20000)
-    assert 26 * 10 ** 9 < need < 30 * 10 ** 9 and out == ""
+    assert 26 * 10 ** 9 < need < 1.5 * 23 * 10 ** 9 and out == ""
     assert err == ("error: --input-size 20000 is too large: one 20000x20000 image through %s "
                    "needs about %.1f GB, and 26.0 GB of memory is available; use the size it "
                    "was trained at or a smaller one" % (prefix, need / 1e9))
